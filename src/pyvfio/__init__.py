@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""pyvfio: drive PCI devices from Python through Linux VFIO."""
+
+from .container import Container
+from .device import Device, DeviceInfo
+from .errors import (
+    BusyError,
+    ClosedError,
+    DeviceNotFoundError,
+    DriverError,
+    GroupNotViableError,
+    InvalidArgumentError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    UnsupportedError,
+    VfioError,
+    VmError,
+)
+from .group import Group
+from .mmio import Mapping
+from .pci import Bar, PciDevice, Sysfs, normalize_bdf
+from .region import Region, RegionInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bar",
+    "BusyError",
+    "ClosedError",
+    "Container",
+    "Device",
+    "DeviceInfo",
+    "DeviceNotFoundError",
+    "DriverError",
+    "Group",
+    "GroupNotViableError",
+    "InvalidArgumentError",
+    "Mapping",
+    "OutOfRangeError",
+    "PciDevice",
+    "PermissionDeniedError",
+    "Region",
+    "RegionInfo",
+    "Sysfs",
+    "UnsupportedError",
+    "VfioError",
+    "VmError",
+    "normalize_bdf",
+]

@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The `pyvfio` command: the only code in the package that prints or exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import VfioError
+from .pci import Bar, PciDevice, Sysfs
+from .vm import VmOptions, run
+
+JSON_SCHEMA_VERSION = 1
+
+
+def human_size(size: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+def _bar_text(bar: Bar) -> str:
+    kind = "io" if bar.is_io else ("mem64" if bar.is_64bit else "mem32")
+    pf = ",prefetch" if bar.prefetchable else ""
+    return f"BAR{bar.index}={human_size(bar.size)}({kind}{pf})"
+
+
+def _bar_json(bar: Bar) -> dict[str, Any]:
+    return {
+        "index": bar.index,
+        "start": bar.start,
+        "size": bar.size,
+        "io": bar.is_io,
+        "64bit": bar.is_64bit,
+        "prefetchable": bar.prefetchable,
+    }
+
+
+def device_json(dev: PciDevice) -> dict[str, Any]:
+    return {
+        "bdf": dev.bdf,
+        "vendor": f"{dev.vendor:04x}",
+        "device": f"{dev.device:04x}",
+        "class": f"{dev.class_code:06x}",
+        "iommu_group": dev.iommu_group,
+        "driver": dev.driver,
+        "bars": [_bar_json(b) for b in dev.bars],
+    }
+
+
+def _id_matches(dev: PciDevice, vendor_device: str) -> bool:
+    vendor, _, device = vendor_device.partition(":")
+    return (not vendor or dev.vendor == int(vendor, 16)) and (
+        not device or dev.device == int(device, 16)
+    )
+
+
+def _pci_id(text: str) -> str:
+    vendor, sep, device = text.partition(":")
+    try:
+        for part in (vendor, device):
+            if part and not 0 <= int(part, 16) <= 0xFFFF:
+                raise ValueError(part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VENDOR:DEVICE in hex") from None
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VENDOR:DEVICE in hex")
+    return text
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    devices = Sysfs(Path(args.sysfs)).devices()
+    if args.ids:
+        devices = [d for d in devices if any(_id_matches(d, i) for i in args.ids)]
+    if args.json:
+        print(
+            json.dumps(
+                {"schema": JSON_SCHEMA_VERSION, "devices": [device_json(d) for d in devices]},
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{'BDF':<13} {'ID':<9} {'CLASS':<6} {'GROUP':>5} {'DRIVER':<12} BARS")
+    for d in devices:
+        group = "-" if d.iommu_group is None else str(d.iommu_group)
+        bars = " ".join(_bar_text(b) for b in d.bars) or "-"
+        print(
+            f"{d.bdf:<13} {d.id:<9} {d.class_code >> 8:04x}   {group:>5} "
+            f"{d.driver or '-':<12} {bars}"
+        )
+    return 0
+
+
+def cmd_bind(args: argparse.Namespace) -> int:
+    previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver)
+    print(f"{args.bdf}: bound to {args.driver} (was {previous or 'unbound'})")
+    return 0
+
+
+def cmd_unbind(args: argparse.Namespace) -> int:
+    now = Sysfs(Path(args.sysfs)).unbind(args.bdf)
+    print(f"{args.bdf}: released; now on {now or 'no driver'}")
+    return 0
+
+
+def cmd_vm_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    options = VmOptions(
+        kernel=Path(args.kernel) if args.kernel else None,
+        memory=args.memory,
+        cpus=args.cpus,
+        kvm=args.kvm,
+        timeout=args.timeout,
+        verbose=args.verbose,
+        rwdirs=tuple(Path(d) for d in args.rwdir),
+    )
+    result = run(command, options)
+    if result.problems:
+        print("pyvfio vm: the guest kernel log shows problems:", file=sys.stderr)
+        for line in result.problems:
+            print(f"  {line}", file=sys.stderr)
+        return result.returncode or 1
+    return result.returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyvfio", description=__doc__)
+    parser.add_argument("--sysfs", default="/sys/bus/pci", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("list", help="list PCI devices with IOMMU group, driver and BARs")
+    p.add_argument(
+        "-d",
+        dest="ids",
+        metavar="VENDOR:DEVICE",
+        action="append",
+        type=_pci_id,
+        help="only devices with this ID (hex; either part may be empty; repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("bind", help="bind a device to a VFIO driver (driver_override)")
+    p.add_argument("bdf")
+    p.add_argument("--driver", default="vfio-pci")
+    p.set_defaults(func=cmd_bind)
+
+    p = sub.add_parser("unbind", help="release a device back to its default driver")
+    p.add_argument("bdf")
+    p.set_defaults(func=cmd_unbind)
+
+    vm = sub.add_parser("vm", help="the test VM").add_subparsers(dest="vm_verb", required=True)
+    p = vm.add_parser(
+        "run",
+        help="boot the test VM and run CMD in it",
+        description="Boot the distribution kernel under QEMU with an IOMMU, "
+        "edu, ivshmem-plain and nvme (CMB) devices, run CMD in the current "
+        "directory, and fail if the guest kernel log shows a problem.",
+    )
+    p.add_argument("--kernel", help="kernel image (default: the one linux-image-amd64 installs)")
+    p.add_argument("--memory", default="1G")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
+    p.add_argument(
+        "--rwdir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="host directory the guest may write to (repeatable)",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
+    p.set_defaults(func=cmd_vm_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VfioError as exc:
+        print(f"pyvfio: error: {exc}", file=sys.stderr)
+        return 1

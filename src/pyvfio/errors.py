@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The single exception tree of pyvfio.
+
+Every error the package raises is a :class:`VfioError`.  Each carries the
+device (a BDF or a path) and the operation that failed, the errno when the
+kernel refused something, and a hint saying what to do next, so that the
+message alone is enough to act on.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class VfioError(Exception):
+    """Base class of every pyvfio error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        operation: str | None = None,
+        errno: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.device = device
+        self.operation = operation
+        self.errno = errno
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.device, self.operation) if p]
+        text = ": ".join([*parts, self.message])
+        if self.errno is not None:
+            text += f" ({_errno.errorcode.get(self.errno, self.errno)}: {os.strerror(self.errno)})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class DeviceNotFoundError(VfioError):
+    """No such PCI device, group or VFIO node."""
+
+
+class DriverError(VfioError):
+    """The device is not bound to the driver the operation needs."""
+
+
+class GroupNotViableError(VfioError):
+    """The IOMMU group holds a device bound to a non-VFIO driver."""
+
+
+class PermissionDeniedError(VfioError):
+    """The kernel refused access (EPERM/EACCES)."""
+
+
+class BusyError(VfioError):
+    """The resource is in use (EBUSY), e.g. a group already opened elsewhere."""
+
+
+class InvalidArgumentError(VfioError):
+    """The kernel rejected the arguments (EINVAL)."""
+
+
+class UnsupportedError(VfioError):
+    """The device, driver or kernel does not offer this operation."""
+
+
+class OutOfRangeError(VfioError, ValueError):
+    """An offset, width or length falls outside what the region allows."""
+
+
+class ClosedError(VfioError):
+    """The object was used after close()."""
+
+
+class VmError(VfioError):
+    """The test VM could not be started or did not finish."""
+
+
+_ERRNO_CLASSES: dict[int, type[VfioError]] = {
+    _errno.ENOENT: DeviceNotFoundError,
+    _errno.ENODEV: DeviceNotFoundError,
+    _errno.EPERM: PermissionDeniedError,
+    _errno.EACCES: PermissionDeniedError,
+    _errno.EBUSY: BusyError,
+    _errno.EINVAL: InvalidArgumentError,
+    _errno.ENOTTY: UnsupportedError,
+    _errno.EOPNOTSUPP: UnsupportedError,
+}
+
+
+def from_oserror(
+    exc: OSError,
+    *,
+    device: str | None,
+    operation: str,
+    hint: str | None = None,
+) -> VfioError:
+    """Translate an OSError from a syscall into the matching VfioError."""
+    cls = _ERRNO_CLASSES.get(exc.errno or 0, VfioError)
+    message = "failed"
+    if cls is PermissionDeniedError and hint is None:
+        hint = "run as root or give your user access to /dev/vfio"
+    return cls(message, device=device, operation=operation, errno=exc.errno, hint=hint)

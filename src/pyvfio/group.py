@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A VFIO group (/dev/vfio/N): viability, container attachment, device fds."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from . import uapi
+from ._sys import ioctl, open_node
+from .container import Container
+from .errors import BusyError, ClosedError, GroupNotViableError
+from .pci import Sysfs
+
+
+class Group:
+    """An open IOMMU group attached to ``container``."""
+
+    def __init__(self, number: int, container: Container, sysfs: Sysfs | None = None) -> None:
+        self.number = number
+        self.path = f"/dev/vfio/{number}"
+        self._sysfs = sysfs or Sysfs()
+        try:
+            self._fd = open_node(self.path, device=self.path, operation="open group")
+        except BusyError as exc:
+            exc.hint = "another process (or another container here) holds this group"
+            raise
+        try:
+            self._check_viable()
+            arg = ctypes.c_int32(container.fd)
+            ioctl(
+                self._fd,
+                uapi.VFIO_GROUP_SET_CONTAINER,
+                arg,
+                device=self.path,
+                operation="VFIO_GROUP_SET_CONTAINER",
+            )
+            container.set_iommu()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _check_viable(self) -> None:
+        status = uapi.vfio_group_status(argsz=ctypes.sizeof(uapi.vfio_group_status))
+        ioctl(
+            self._fd,
+            uapi.VFIO_GROUP_GET_STATUS,
+            status,
+            device=self.path,
+            operation="VFIO_GROUP_GET_STATUS",
+        )
+        if status.flags & uapi.VFIO_GROUP_FLAGS_VIABLE:
+            return
+        offenders = []
+        for bdf in self._sysfs.group_members(self.number):
+            driver = self._sysfs.device(bdf).driver
+            if driver is not None and not driver.startswith("vfio") and driver != "pcieport":
+                offenders.append(f"{bdf} is also in it and bound to {driver}")
+        raise GroupNotViableError(
+            f"IOMMU group {self.number} is not viable: " + ("; ".join(offenders) or "see sysfs"),
+            device=self.path,
+            operation="open group",
+            hint="bind every device of the group to vfio-pci (`pyvfio bind BDF`) or unbind it",
+        )
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise ClosedError("group is closed", device=self.path, operation="use")
+        return self._fd
+
+    def device_fd(self, bdf: str) -> int:
+        """A new device fd for ``bdf`` (VFIO_GROUP_GET_DEVICE_FD)."""
+        name = bytearray(bdf.encode() + b"\0")
+        return ioctl(
+            self.fd,
+            uapi.VFIO_GROUP_GET_DEVICE_FD,
+            name,
+            device=bdf,
+            operation="VFIO_GROUP_GET_DEVICE_FD",
+        )
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Group:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: Apache-2.0
+"""PCI devices as sysfs shows them: lookup, IOMMU groups, driver binding.
+
+Nothing here opens /dev/vfio; this is the part of pyvfio that works on any
+device, whatever it is bound to.  Binding uses ``driver_override`` rather
+than ``new_id``, which would let the driver claim every device with the same
+ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DeviceNotFoundError, DriverError, VfioError
+
+log = logging.getLogger(__name__)
+
+SYSFS_PCI = Path("/sys/bus/pci")
+
+# IORESOURCE_* bits of the sysfs "resource" file (include/linux/ioport.h)
+_IORESOURCE_IO = 0x100
+_IORESOURCE_MEM = 0x200
+_IORESOURCE_PREFETCH = 0x2000
+_IORESOURCE_MEM_64 = 0x100000
+
+_BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+
+NUM_BARS = 6
+
+
+def normalize_bdf(bdf: str) -> str:
+    """Return the full ``DDDD:BB:DD.F`` form of a PCI address, lower case."""
+    m = _BDF_RE.match(bdf.strip())
+    if not m:
+        raise DeviceNotFoundError(
+            f"{bdf!r} is not a PCI address",
+            hint="use the DDDD:BB:DD.F form shown by `pyvfio list`, e.g. 0000:00:03.0",
+        )
+    domain = m.group(1) or "0000"
+    return f"{domain}:{m.group(2)}:{m.group(3)}.{m.group(4)}".lower()
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One base address register as the kernel assigned it."""
+
+    index: int
+    start: int
+    size: int
+    flags: int
+
+    @property
+    def is_io(self) -> bool:
+        return bool(self.flags & _IORESOURCE_IO)
+
+    @property
+    def prefetchable(self) -> bool:
+        return bool(self.flags & _IORESOURCE_PREFETCH)
+
+    @property
+    def is_64bit(self) -> bool:
+        return bool(self.flags & _IORESOURCE_MEM_64)
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    """A snapshot of one PCI function's sysfs attributes."""
+
+    bdf: str
+    vendor: int
+    device: int
+    class_code: int
+    driver: str | None
+    driver_override: str | None
+    iommu_group: int | None
+    bars: tuple[Bar, ...]
+
+    @property
+    def id(self) -> str:
+        """``vvvv:dddd``, as lspci -n prints it."""
+        return f"{self.vendor:04x}:{self.device:04x}"
+
+
+class Sysfs:
+    """Access to /sys/bus/pci; the root is a parameter so tests can fake it."""
+
+    def __init__(self, root: Path = SYSFS_PCI) -> None:
+        self.root = root
+
+    def _dev(self, bdf: str) -> Path:
+        path = self.root / "devices" / normalize_bdf(bdf)
+        if not path.exists():
+            raise DeviceNotFoundError(
+                "no such PCI device",
+                device=normalize_bdf(bdf),
+                hint="`pyvfio list` shows the devices present",
+            )
+        return path
+
+    def addresses(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "devices").iterdir())
+
+    def device(self, bdf: str) -> PciDevice:
+        path = self._dev(bdf)
+        driver_link = path / "driver"
+        group_link = path / "iommu_group"
+        override = _read_optional(path / "driver_override")
+        return PciDevice(
+            bdf=path.name,
+            vendor=int((path / "vendor").read_text(), 16),
+            device=int((path / "device").read_text(), 16),
+            class_code=int((path / "class").read_text(), 16),
+            driver=driver_link.resolve().name if driver_link.exists() else None,
+            driver_override=None if override in (None, "(null)") else override,
+            iommu_group=int(group_link.resolve().name) if group_link.exists() else None,
+            bars=_parse_resource((path / "resource").read_text()),
+        )
+
+    def devices(self) -> list[PciDevice]:
+        return [self.device(bdf) for bdf in self.addresses()]
+
+    def find(self, vendor: int, device: int) -> list[PciDevice]:
+        """All functions with this vendor:device ID, in address order."""
+        return [d for d in self.devices() if (d.vendor, d.device) == (vendor, device)]
+
+    def group_members(self, group: int) -> list[str]:
+        path = self.root.parent.parent / "kernel" / "iommu_groups" / str(group) / "devices"
+        return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+    def bind(self, bdf: str, driver: str = "vfio-pci") -> str | None:
+        """Bind ``bdf`` to ``driver``; return the driver it had before.
+
+        If the new driver does not take the device, the previous one is
+        restored before the error is raised, so a failed bind loses nothing.
+        """
+        dev = self.device(bdf)
+        if dev.driver == driver:
+            return driver
+        self._ensure_driver_loaded(driver, dev.bdf)
+        path = self._dev(dev.bdf)
+        _write(path / "driver_override", driver, dev.bdf, "set driver_override")
+        if dev.driver is not None:
+            _write(path / "driver" / "unbind", dev.bdf, dev.bdf, f"unbind from {dev.driver}")
+        self._probe(dev.bdf)
+        now = self.device(dev.bdf).driver
+        if now != driver:
+            self._restore(dev.bdf)
+            raise DriverError(
+                f"{driver} did not take the device (kernel log may say why)",
+                device=dev.bdf,
+                operation="bind",
+                hint=f"the device is back on {dev.driver or 'no driver'}; check `dmesg`",
+            )
+        log.info("%s: bound to %s (was %s)", dev.bdf, driver, dev.driver)
+        return dev.driver
+
+    def unbind(self, bdf: str) -> str | None:
+        """Release ``bdf`` from its driver and let the kernel pick its default one.
+
+        Returns the driver the device ends up with (None if none claims it).
+        """
+        self._restore(self.device(bdf).bdf)
+        return self.device(bdf).driver
+
+    def _restore(self, bdf: str) -> None:
+        path = self._dev(bdf)
+        _write(path / "driver_override", "\n", bdf, "clear driver_override")
+        if (path / "driver").exists():
+            _write(path / "driver" / "unbind", bdf, bdf, "unbind")
+        self._probe(bdf)
+
+    def _probe(self, bdf: str) -> None:
+        _write(self.root / "drivers_probe", bdf, bdf, "drivers_probe")
+
+    def _ensure_driver_loaded(self, driver: str, bdf: str) -> None:
+        if (self.root / "drivers" / driver).exists():
+            return
+        proc = subprocess.run(["modprobe", driver], capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not (self.root / "drivers" / driver).exists():
+            raise DriverError(
+                f"driver {driver} is not loaded and `modprobe {driver}` failed: "
+                f"{proc.stderr.strip() or 'no such driver'}",
+                device=bdf,
+                operation="bind",
+                hint=f"load it first (modprobe {driver}) or pick another driver",
+            )
+
+
+def _read_optional(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: Path, value: str, device: str, operation: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise VfioError(
+            f"writing {path} failed: {exc.strerror}",
+            device=device,
+            operation=operation,
+            errno=exc.errno,
+            hint="binding needs root" if exc.errno in (1, 13) else None,
+        ) from exc
+
+
+def _parse_resource(text: str) -> tuple[Bar, ...]:
+    bars = []
+    for index, line in enumerate(text.splitlines()[:NUM_BARS]):
+        start, end, flags = (int(field, 16) for field in line.split())
+        if end == 0 and start == 0:
+            continue
+        bars.append(Bar(index=index, start=start, size=end - start + 1, flags=flags))
+    return tuple(bars)

@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A test VM on a real kernel: run a command in a guest with emulated PCI devices.
+
+from pyvfio.vm import run
+result = run(["python3", "my_driver.py"])
+result.check()   # raises if the command failed or the kernel log is not clean
+"""
+
+from .klog import find_problems
+from .runner import EDU_ID, IVSHMEM_ID, NVME_ID, GuestResult, VmOptions, run
+
+__all__ = ["EDU_ID", "IVSHMEM_ID", "NVME_ID", "GuestResult", "VmOptions", "find_problems", "run"]

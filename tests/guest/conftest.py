@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Guest tests: run as root inside the test VM (`make test` boots it).
+
+Devices are found by vendor:device, never by address: guest addresses
+shift with the VM's options.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import Sysfs
+from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
+
+IN_GUEST = os.environ.get("PYVFIO_GUEST") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if IN_GUEST:
+        return
+    # These tests take devices from their drivers: never on a real host.
+    skip = pytest.mark.skip(reason="guest tests run inside the test VM: `make test`")
+    for item in items:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sysfs() -> Sysfs:
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    return Sysfs()
+
+
+def _bound(sysfs: Sysfs, ids: tuple[int, int], driver: str = "vfio-pci") -> Iterator[str]:
+    devices = sysfs.find(*ids)
+    assert devices, f"no {ids[0]:04x}:{ids[1]:04x} device in the guest"
+    bdf = devices[0].bdf
+    sysfs.bind(bdf, driver)
+    try:
+        yield bdf
+    finally:
+        sysfs.unbind(bdf)
+
+
+@pytest.fixture
+def edu(sysfs: Sysfs) -> Iterator[str]:
+    """The edu device's BDF, bound to vfio-pci for the test."""
+    yield from _bound(sysfs, EDU_ID)
+
+
+@pytest.fixture
+def ivshmem(sysfs: Sysfs) -> Iterator[str]:
+    yield from _bound(sysfs, IVSHMEM_ID)
+
+
+@pytest.fixture
+def nvme_id() -> tuple[int, int]:
+    return NVME_ID

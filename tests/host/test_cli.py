@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The CLI on a fake sysfs: listing, JSON schema, filters, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyvfio.cli import main
+
+from .conftest import FakeDevice
+
+
+@pytest.fixture
+def two_devices(sysfs_root: Path, fake_device: FakeDevice) -> Path:
+    fake_device(
+        "0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00, group=10, bars={0: (0xFEA00000, 1 << 20, 0x40200)}
+    )
+    fake_device(
+        "0000:00:0c.0",
+        0x1B36,
+        0x0010,
+        0x010802,
+        driver="nvme",
+        group=12,
+        bars={0: (0xFEB00000, 16 << 10, 0x140204), 2: (0xFC000000, 16 << 20, 0x14220C)},
+    )
+    return sysfs_root
+
+
+def test_list_text(two_devices: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--sysfs", str(two_devices), "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["BDF", "ID", "CLASS", "GROUP", "DRIVER", "BARS"]
+    assert lines[1].split() == ["0000:00:0a.0", "1234:11e8", "00ff", "10", "-", "BAR0=1M(mem32)"]
+    assert lines[2].split() == [
+        "0000:00:0c.0",
+        "1b36:0010",
+        "0108",
+        "12",
+        "nvme",
+        "BAR0=16K(mem64)",
+        "BAR2=16M(mem64,prefetch)",
+    ]
+
+
+def test_list_json_schema(two_devices: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--sysfs", str(two_devices), "list", "--json", "-d", "1b36:"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == 1
+    assert doc["devices"] == [
+        {
+            "bdf": "0000:00:0c.0",
+            "vendor": "1b36",
+            "device": "0010",
+            "class": "010802",
+            "iommu_group": 12,
+            "driver": "nvme",
+            "bars": [
+                {
+                    "index": 0,
+                    "start": 0xFEB00000,
+                    "size": 16 << 10,
+                    "io": False,
+                    "64bit": True,
+                    "prefetchable": False,
+                },
+                {
+                    "index": 2,
+                    "start": 0xFC000000,
+                    "size": 16 << 20,
+                    "io": False,
+                    "64bit": True,
+                    "prefetchable": True,
+                },
+            ],
+        }
+    ]
+
+
+def test_bad_id_filter_is_a_usage_error(
+    two_devices: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--sysfs", str(two_devices), "list", "-d", "nvme"])
+    assert exc.value.code == 2
+    assert "VENDOR:DEVICE" in capsys.readouterr().err
+
+
+def test_unknown_device_is_a_clear_error(
+    two_devices: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--sysfs", str(two_devices), "bind", "0000:00:1f.0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyvfio: error: 0000:00:1f.0: no such PCI device")

@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: Apache-2.0
+"""sysfs parsing: addresses, IDs, groups, drivers and BARs."""
+
+from pathlib import Path
+
+import pytest
+
+from pyvfio import DeviceNotFoundError, Sysfs, normalize_bdf
+
+from .conftest import FakeDevice
+
+MEM64_PREFETCH = 0x0014220C  # flags the kernel reports for ivshmem's BAR2
+MEM32 = 0x00040200
+
+
+@pytest.mark.parametrize(
+    ("text", "full"),
+    [
+        ("00:03.0", "0000:00:03.0"),
+        ("0000:0A:1f.7", "0000:0a:1f.7"),
+        (" 0001:00:00.0\n", "0001:00:00.0"),
+    ],
+)
+def test_normalize_bdf(text: str, full: str) -> None:
+    assert normalize_bdf(text) == full
+
+
+@pytest.mark.parametrize("bad", ["", "0:3.0", "00:03", "00:20.0", "00:03.8", "zz:03.0"])
+def test_bad_bdf_is_refused_with_hint(bad: str) -> None:
+    with pytest.raises(DeviceNotFoundError, match="pyvfio list"):
+        normalize_bdf(bad)
+
+
+def test_device_snapshot(sysfs_root: Path, fake_device: FakeDevice) -> None:
+    fake_device(
+        "0000:00:0b.0",
+        0x1AF4,
+        0x1110,
+        0x050000,
+        group=11,
+        bars={0: (0xFEA00000, 256, MEM32), 2: (0xFE800000, 4 << 20, MEM64_PREFETCH)},
+    )
+    dev = Sysfs(sysfs_root).device("00:0b.0")
+    assert (dev.bdf, dev.id, dev.class_code, dev.iommu_group) == (
+        "0000:00:0b.0",
+        "1af4:1110",
+        0x050000,
+        11,
+    )
+    assert dev.driver is None and dev.driver_override is None
+    assert [(b.index, b.size, b.prefetchable, b.is_64bit) for b in dev.bars] == [
+        (0, 256, False, False),
+        (2, 4 << 20, True, True),
+    ]
+
+
+def test_find_by_id_and_driver(sysfs_root: Path, fake_device: FakeDevice) -> None:
+    fake_device("0000:00:0c.0", 0x1B36, 0x0010, 0x010802, driver="nvme", group=12)
+    fake_device("0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00, driver="vfio-pci", group=10)
+    sysfs = Sysfs(sysfs_root)
+    assert [d.bdf for d in sysfs.devices()] == ["0000:00:0a.0", "0000:00:0c.0"]
+    (nvme,) = sysfs.find(0x1B36, 0x0010)
+    assert nvme.driver == "nvme"
+    assert sysfs.group_members(12) == ["0000:00:0c.0"]
+
+
+def test_missing_device_names_it(sysfs_root: Path) -> None:
+    with pytest.raises(DeviceNotFoundError, match=r"0000:00:05\.0.*no such PCI device"):
+        Sysfs(sysfs_root).device("00:05.0")

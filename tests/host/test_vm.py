@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The test VM runner: its command line, and one real boot that must not pass."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyvfio.errors import VmError
+from pyvfio.vm import VmOptions, run
+from pyvfio.vm.runner import build_command
+
+KERNEL = Path("/boot/vmlinuz-test")
+
+
+def _qemu_opts(argv: list[str]) -> str:
+    (opts,) = [a for a in argv if a.startswith("--qemu-opts=")]
+    return opts
+
+
+def test_defaults_to_tcg_with_iommu_and_devices(tmp_path: Path) -> None:
+    argv = build_command(["true"], VmOptions(kernel=KERNEL), tmp_path)
+    assert argv[:2] == ["--run", str(KERNEL)]
+    assert "--disable-kvm" in argv
+    assert "intel_iommu=on" in argv
+    opts = _qemu_opts(argv)
+    for needle in (
+        "intel-iommu,intremap=on",
+        "-device edu",
+        "ivshmem-plain,memdev=",
+        "nvme,serial=",
+        "cmb_size_mb=16",
+        f"file={tmp_path}/nvme.img",
+    ):
+        assert needle in opts
+
+
+def test_kvm_is_opt_in(tmp_path: Path) -> None:
+    argv = build_command(["true"], VmOptions(kernel=KERNEL, kvm=True), tmp_path)
+    assert "--disable-kvm" not in argv
+
+
+def test_empty_command_is_refused() -> None:
+    with pytest.raises(VmError, match="no command"):
+        run([])
+
+
+def _vm_available() -> bool:
+    bindir = str(Path(sys.executable).parent)
+    return shutil.which("vng", path=bindir) is not None and bool(shutil.which("qemu-system-x86_64"))
+
+
+@pytest.mark.skipif(not _vm_available(), reason="test VM not set up (make setup)")
+def test_guest_status_and_kernel_warning_reach_the_host() -> None:
+    # A real boot: the guest's exit status comes back, and a WARNING in its
+    # kernel log is reported even though the command itself "succeeded".
+    script = (
+        "echo '<4>WARNING: CPU: 0 PID: 1 at pyvfio-selftest' > /dev/kmsg; "
+        "test -d /sys/kernel/debug/x86 || exit 9; exit 7"
+    )
+    result = run(["sh", "-c", script], echo=None)
+    assert result.returncode == 7
+    assert result.problems == (
+        "WARNING: "
+        + next(
+            line.strip() for line in result.kernel_log.splitlines() if "pyvfio-selftest" in line
+        ),
+    )
+    assert not result.ok
+    with pytest.raises(VmError, match="pyvfio-selftest"):
+        result.check()

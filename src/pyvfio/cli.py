@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import uapi
+from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
+from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
 from .vm import VmOptions, run
@@ -96,6 +99,116 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# Features a plain vfio-pci may offer, probed by `info`.
+KNOWN_FEATURES = {
+    "pci-vf-token": (uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, uapi.VFIO_DEVICE_FEATURE_SET),
+    "migration": (uapi.VFIO_DEVICE_FEATURE_MIGRATION, uapi.VFIO_DEVICE_FEATURE_GET),
+    "low-power": (uapi.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, uapi.VFIO_DEVICE_FEATURE_SET),
+}
+
+
+def _cap_json(cap: object) -> dict[str, Any]:
+    if isinstance(cap, SparseMmapCap):
+        return {"kind": "sparse-mmap", "areas": [{"offset": o, "size": s} for o, s in cap.areas]}
+    if isinstance(cap, TypeCap):
+        return {"kind": "type", "type": cap.type, "subtype": cap.subtype}
+    if isinstance(cap, MsixMappableCap):
+        return {"kind": "msix-mappable"}
+    assert isinstance(cap, UnknownCap)
+    return {"kind": "unknown", "id": cap.id, "version": cap.version, "data": cap.data.hex()}
+
+
+def _cap_text(doc: dict[str, Any]) -> str:
+    if doc["kind"] == "sparse-mmap":
+        return "sparse-mmap " + ",".join(f"[{a['offset']:#x}+{a['size']:#x}]" for a in doc["areas"])
+    if doc["kind"] == "type":
+        return f"type {doc['type']:#x}/{doc['subtype']:#x}"
+    if doc["kind"] == "unknown":
+        return f"cap {doc['id']} v{doc['version']}"
+    return str(doc["kind"])
+
+
+def device_report(dev: Device) -> dict[str, Any]:
+    """What `pyvfio info` shows, as a JSON-ready dict (schema JSON_SCHEMA_VERSION)."""
+    regions = []
+    for region in dev.regions():
+        info = region.info
+        regions.append(
+            {
+                "index": info.index,
+                "name": info.name,
+                "size": info.size,
+                "offset": info.offset,
+                "readable": info.readable,
+                "writable": info.writable,
+                "mmap": info.mappable,
+                "mmap_areas": [{"offset": o, "size": s} for o, s in info.mmap_areas],
+                "caps": [_cap_json(c) for c in info.caps],
+            }
+        )
+    irqs = [
+        {
+            "index": i.index,
+            "name": i.name,
+            "count": i.count,
+            "supported": i.supported,
+            "flags": [f.name.lower() for f in type(i.flags) if f in i.flags and f.name],
+        }
+        for i in dev.irq_infos()
+    ]
+    features = {name: dev.has_feature(num, flags) for name, (num, flags) in KNOWN_FEATURES.items()}
+    caps = [
+        {"id": c.id, "name": c.name, "offset": c.offset, "extended": c.extended}
+        for c in dev.config.capabilities()
+    ]
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "bdf": dev.bdf,
+        "flags": [f.name.lower() for f in type(dev.info.flags) if f in dev.info.flags and f.name],
+        "num_regions": dev.info.num_regions,
+        "num_irqs": dev.info.num_irqs,
+        "regions": regions,
+        "irqs": irqs,
+        "features": features,
+        "pci_capabilities": caps,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with Device.open(args.bdf, sysfs=Sysfs(Path(args.sysfs))) as dev:
+        report = device_report(dev)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{report['bdf']}: flags {','.join(report['flags'])}, "
+        f"{report['num_regions']} regions, {report['num_irqs']} IRQ indexes"
+    )
+    print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  CAPS")
+    for r in report["regions"]:
+        if not r["size"]:
+            continue
+        flags = "".join(
+            c if r[key] else "-" for c, key in (("r", "readable"), ("w", "writable"), ("m", "mmap"))
+        )
+        caps = "; ".join(_cap_text(c) for c in r["caps"]) or "-"
+        print(f"  {r['name']:<8} {flags:<5} {human_size(r['size']):>8} {r['offset']:#14x}  {caps}")
+    print(f"  {'IRQ':<8} {'COUNT':>5}  FLAGS")
+    for i in report["irqs"]:
+        count = str(i["count"]) if i["supported"] else "-"
+        flags = ",".join(i["flags"]) if i["supported"] else "not supported"
+        print(f"  {i['name']:<8} {count:>5}  {flags}")
+    print(
+        "  features: "
+        + ", ".join(f"{n}={'yes' if ok else 'no'}" for n, ok in report["features"].items())
+    )
+    print(
+        "  pci capabilities: "
+        + ", ".join(f"{c['name']}@{c['offset']:#x}" for c in report["pci_capabilities"])
+    )
+    return 0
+
+
 def cmd_bind(args: argparse.Namespace) -> int:
     previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver)
     print(f"{args.bdf}: bound to {args.driver} (was {previous or 'unbound'})")
@@ -146,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="regions, IRQs, features of a VFIO-bound device")
+    p.add_argument("bdf")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("bind", help="bind a device to a VFIO driver (driver_override)")
     p.add_argument("bdf")

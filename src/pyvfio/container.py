@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import struct
+from collections.abc import Sequence
 
 from . import uapi
 from ._sys import ioctl, open_node
-from .errors import ClosedError, UnsupportedError
+from .caps import IommuInfo, parse_iommu_info
+from .errors import ClosedError, OutOfRangeError, UnsupportedError
 
 CONTAINER_PATH = "/dev/vfio/vfio"
 
@@ -73,6 +77,74 @@ class Container:
             self.fd, uapi.VFIO_SET_IOMMU, iommu_type, device=self.path, operation="VFIO_SET_IOMMU"
         )
         self.iommu_type = iommu_type
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def iommu_info(self) -> IommuInfo:
+        """VFIO_IOMMU_GET_INFO with its capabilities (IOVA ranges, DMA mappings left)."""
+        size = ctypes.sizeof(uapi.vfio_iommu_type1_info)
+        while True:
+            buf = bytearray(size)
+            struct.pack_into("<I", buf, 0, size)
+            ioctl(
+                self.fd,
+                uapi.VFIO_IOMMU_GET_INFO,
+                buf,
+                device=self.path,
+                operation="VFIO_IOMMU_GET_INFO",
+            )
+            argsz, flags, pgsizes, cap_offset = struct.unpack_from("<IIQI", buf, 0)
+            if argsz <= size:
+                break
+            size = argsz
+        first = cap_offset if flags & uapi.VFIO_IOMMU_INFO_CAPS else 0
+        return parse_iommu_info(bytes(buf[:argsz]), pgsizes, first)
+
+    def iova_ranges(self) -> Sequence[tuple[int, int]]:
+        ranges = self.iommu_info().iova_ranges
+        # Kernels without the capability accept the whole 64-bit space.
+        return ranges or ((0, (1 << 64) - 1),)
+
+    def map_dma(
+        self, vaddr: int, iova: int, size: int, *, readable: bool = True, writable: bool = True
+    ) -> None:
+        flags = (uapi.VFIO_DMA_MAP_FLAG_READ if readable else 0) | (
+            uapi.VFIO_DMA_MAP_FLAG_WRITE if writable else 0
+        )
+        arg = uapi.vfio_iommu_type1_dma_map(
+            argsz=ctypes.sizeof(uapi.vfio_iommu_type1_dma_map),
+            flags=flags,
+            vaddr=vaddr,
+            iova=iova,
+            size=size,
+        )
+        ioctl(
+            self.fd,
+            uapi.VFIO_IOMMU_MAP_DMA,
+            arg,
+            device=self.path,
+            operation=f"VFIO_IOMMU_MAP_DMA(iova={iova:#x}, size={size:#x})",
+        )
+
+    def unmap_dma(self, iova: int, size: int) -> None:
+        arg = uapi.vfio_iommu_type1_dma_unmap(
+            argsz=ctypes.sizeof(uapi.vfio_iommu_type1_dma_unmap), iova=iova, size=size
+        )
+        ioctl(
+            self.fd,
+            uapi.VFIO_IOMMU_UNMAP_DMA,
+            arg,
+            device=self.path,
+            operation=f"VFIO_IOMMU_UNMAP_DMA(iova={iova:#x})",
+        )
+        if arg.size != size:
+            raise OutOfRangeError(
+                f"unmapped {arg.size:#x} of {size:#x} bytes",
+                device=self.path,
+                operation="VFIO_IOMMU_UNMAP_DMA",
+            )
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A VFIO device: the fd from its group, its info, regions and reset."""
+"""A VFIO device: the fd from its group; info, regions, IRQs, DMA, features, reset."""
 
 from __future__ import annotations
 
 import ctypes
+import enum
 import logging
 import os
+import struct
 from dataclasses import dataclass
 
-from . import uapi
+from . import irq, uapi
 from ._sys import ioctl
+from .config import ConfigSpace
 from .container import Container
-from .errors import ClosedError, DriverError, UnsupportedError
+from .dma import DmaBuffer, DmaSpace
+from .errors import BusyError, ClosedError, DriverError, UnsupportedError, VfioError
 from .group import Group
 from .pci import Sysfs, normalize_bdf
 from .region import Region
@@ -19,39 +23,49 @@ from .region import Region
 log = logging.getLogger(__name__)
 
 
+class DeviceFlags(enum.IntFlag):
+    RESET = uapi.VFIO_DEVICE_FLAGS_RESET
+    PCI = uapi.VFIO_DEVICE_FLAGS_PCI
+    PLATFORM = uapi.VFIO_DEVICE_FLAGS_PLATFORM
+    CAPS = uapi.VFIO_DEVICE_FLAGS_CAPS
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
-    flags: int
+    flags: DeviceFlags
     num_regions: int
     num_irqs: int
 
     @property
     def can_reset(self) -> bool:
-        return bool(self.flags & uapi.VFIO_DEVICE_FLAGS_RESET)
+        return bool(self.flags & DeviceFlags.RESET)
 
     @property
     def is_pci(self) -> bool:
-        return bool(self.flags & uapi.VFIO_DEVICE_FLAGS_PCI)
+        return bool(self.flags & DeviceFlags.PCI)
 
 
 class Device:
     """An open VFIO device.
 
-    ``Device.open(bdf)`` does the whole legacy dance (container, group,
-    type1v2 IOMMU, device fd) and owns what it opened; ``close()`` releases
-    mappings first, then the device, group and container.
+    ``Device.open(bdf)`` does the legacy container/group dance (type1v2
+    IOMMU) and owns what it opened.  ``close()`` (or leaving the ``with``
+    block) releases, in order: interrupts, region mappings, DMA buffers, the
+    device fd, the group and the container; it is safe to call twice.
     """
 
-    def __init__(self, bdf: str, fd: int, group: Group, container: Container | None) -> None:
+    def __init__(self, bdf: str, fd: int, group: Group, container: Container) -> None:
         self.bdf = bdf
         self._fd = fd
         self._group = group
         self._container = container
         self._regions: dict[int, Region] = {}
+        self._irqs: dict[int, irq.Interrupts] = {}
+        self._dma: DmaSpace | None = None
         info = uapi.vfio_device_info(argsz=ctypes.sizeof(uapi.vfio_device_info))
         ioctl(fd, uapi.VFIO_DEVICE_GET_INFO, info, device=bdf, operation="VFIO_DEVICE_GET_INFO")
         self.info = DeviceInfo(
-            flags=info.flags, num_regions=info.num_regions, num_irqs=info.num_irqs
+            flags=DeviceFlags(info.flags), num_regions=info.num_regions, num_irqs=info.num_irqs
         )
 
     @classmethod
@@ -104,11 +118,17 @@ class Device:
     def closed(self) -> bool:
         return self._fd < 0
 
+    @property
+    def container(self) -> Container:
+        return self._container
+
+    # -- regions ---------------------------------------------------------
+
     def region(self, index: int) -> Region:
-        """Region ``index`` (0-5 BARs, 6 ROM, 7 config space, 8 VGA, more device-specific)."""
+        """Region ``index``: 0-5 BARs, 6 ROM, 7 config space, 8 VGA, then device-specific."""
         if not 0 <= index < self.info.num_regions:
             raise UnsupportedError(
-                f"region {index} does not exist (device has {self.info.num_regions})",
+                f"region {index} does not exist (the device has {self.info.num_regions})",
                 device=self.bdf,
                 operation="region",
             )
@@ -116,24 +136,111 @@ class Device:
             self._regions[index] = Region(self, index)
         return self._regions[index]
 
+    def regions(self) -> list[Region]:
+        return [self.region(i) for i in range(self.info.num_regions)]
+
+    @property
+    def config(self) -> ConfigSpace:
+        return ConfigSpace(self.region(uapi.VFIO_PCI_CONFIG_REGION_INDEX))
+
+    # -- interrupts ------------------------------------------------------
+
+    def irq_info(self, index: int) -> irq.IrqInfo:
+        return irq.query_irq_info(self, index)
+
+    def irq_infos(self) -> list[irq.IrqInfo]:
+        return [self.irq_info(i) for i in range(self.info.num_irqs)]
+
+    def enable_irq(self, index: int, count: int | None = None) -> irq.Interrupts:
+        """Enable ``count`` vectors (default: all) of an IRQ index, one eventfd each."""
+        current = self._irqs.get(index)
+        if current is not None and current.eventfds:
+            raise BusyError(
+                f"{current.info.name} is already enabled",
+                device=self.bdf,
+                operation="enable irq",
+                hint="close() the Interrupts object first",
+            )
+        ints = irq.enable(self, index, count)
+        self._irqs[index] = ints
+        return ints
+
+    # -- DMA -------------------------------------------------------------
+
+    @property
+    def dma(self) -> DmaSpace:
+        if self._dma is None:
+            self.fd  # noqa: B018 - raises ClosedError on a closed device
+            self._dma = DmaSpace(self._container)
+        return self._dma
+
+    def dma_buffer(
+        self,
+        size: int,
+        *,
+        hugepages: bool = False,
+        limit: int | None = None,
+        writable_by_device: bool = True,
+    ) -> DmaBuffer:
+        """Allocate host memory and map it for the device's DMA (see DmaBuffer)."""
+        return self.dma.allocate(
+            size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
+        )
+
+    # -- features and reset ----------------------------------------------
+
+    def feature(self, feature: int, flags: int, data: bytes = b"") -> bytes:
+        """VFIO_DEVICE_FEATURE: ``flags`` is GET/SET/PROBE; returns the data area after."""
+        header = ctypes.sizeof(uapi.vfio_device_feature)
+        buf = bytearray(header + len(data))
+        struct.pack_into("<II", buf, 0, len(buf), (feature & uapi.VFIO_DEVICE_FEATURE_MASK) | flags)
+        buf[header:] = data
+        ioctl(
+            self.fd,
+            uapi.VFIO_DEVICE_FEATURE,
+            buf,
+            device=self.bdf,
+            operation=f"VFIO_DEVICE_FEATURE({feature})",
+        )
+        return bytes(buf[header:])
+
+    def has_feature(self, feature: int, flags: int = uapi.VFIO_DEVICE_FEATURE_GET) -> bool:
+        """Probe: does the driver support ``feature`` with ``flags`` (GET and/or SET)?"""
+        try:
+            self.feature(feature, flags | uapi.VFIO_DEVICE_FEATURE_PROBE)
+        except (UnsupportedError, VfioError) as exc:
+            if isinstance(exc, ClosedError):
+                raise
+            return False
+        return True
+
     def reset(self) -> None:
+        """VFIO_DEVICE_RESET (function-level or other reset the kernel can do)."""
         if not self.info.can_reset:
             raise UnsupportedError(
-                "device does not support VFIO_DEVICE_RESET", device=self.bdf, operation="reset"
+                "the device offers no reset", device=self.bdf, operation="VFIO_DEVICE_RESET"
             )
         ioctl(self.fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
 
+    # -- lifetime --------------------------------------------------------
+
     def close(self) -> None:
-        """Release mappings, then the device, group and container; safe to call twice."""
+        """Release interrupts, mappings, DMA, then the fds; safe to call twice."""
         if self._fd < 0:
             return
-        for region in self._regions.values():
-            region.close()
-        self._regions.clear()
-        os.close(self._fd)
-        self._fd = -1
-        self._group.close()
-        if self._container is not None:
+        try:
+            for ints in self._irqs.values():
+                ints.close()
+            for region in self._regions.values():
+                region.close()
+            if self._dma is not None:
+                self._dma.close()
+        finally:
+            self._irqs.clear()
+            self._regions.clear()
+            os.close(self._fd)
+            self._fd = -1
+            self._group.close()
             self._container.close()
 
     def __enter__(self) -> Device:

@@ -3,76 +3,185 @@
 
 A register must see one access of the width the driver means: never two
 16-bit halves of a 32-bit register, never a merged 64-bit access.  Slicing
-an mmap gives no such promise (it copies with memcpy of any shape).  A
-memoryview cast to the item type loads and stores one item with a single
-fixed-size copy, which the compiler emits as one instruction of that width
-on the architectures CPython targets; every accessor here goes through such
-a view and checks bounds and natural alignment first.
+an mmap promises nothing of the kind (it copies with memcpy of any shape), so
+the accessors come from a small C extension, ``pyvfio._mmio``, built at
+install time: each access is one ``volatile`` load or store of a fixed-width
+type, after a bounds and alignment check, all in one C call.
+
+If the extension could not be built, a pure-Python fallback is used (see
+:data:`BACKEND`).  It indexes a ``memoryview`` cast to the item type, which
+CPython implements as one fixed-size ``memcpy`` that x86-64 and arm64
+compilers emit as a single load or store of that width: the width guarantee
+holds in practice there, but rests on the compiler, and the fallback cannot
+issue a store fence, so ``write_barrier()`` raises UnsupportedError.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
 import sys
+from typing import TYPE_CHECKING, Literal
 
-from .errors import ClosedError, OutOfRangeError
+from .errors import ClosedError, OutOfRangeError, UnsupportedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+log = logging.getLogger(__name__)
 
 if sys.byteorder != "little":  # pragma: no cover - x86 and arm64 hosts are little endian
     raise ImportError("pyvfio's MMIO accessors assume a little-endian host")
 
 
-class Mapping:
-    """A mapped window of a region with width-exact, bounds-checked accessors."""
+_FORMATS: dict[int, Literal["Q", "I", "B"]] = {8: "Q", 4: "I", 1: "B"}
 
-    def __init__(self, mm: mmap.mmap, name: str) -> None:
-        self._mm: mmap.mmap | None = mm
-        self.name = name
-        self.size = len(mm)
-        raw = memoryview(mm)
+
+class _PyWindow:
+    """Pure-Python stand-in for ``pyvfio._mmio.Window`` (same methods and errors)."""
+
+    def __init__(self, buffer: Buffer, name: str) -> None:
+        raw = memoryview(buffer)
         self._raw: memoryview | None = raw
-        # One view per access width; indexing a view is one load or store.
+        self._name = name
+        self._size = len(raw)
         self._views = {1: raw.cast("B"), 2: raw.cast("H"), 4: raw.cast("I"), 8: raw.cast("Q")}
 
-    def _view(self, width: int, offset: int) -> memoryview:
-        if self._mm is None:
-            raise ClosedError("mapping is closed", device=self.name, operation="access")
-        if offset < 0 or offset + width > self.size:
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def _released(self) -> bool:
+        return self._raw is None
+
+    def _index(self, offset: int, width: int, op: str) -> int:
+        if self._raw is None:
+            raise ClosedError(f"{self._name}: {op}: mapping is closed")
+        if offset < 0 or offset > self._size - width:
             raise OutOfRangeError(
-                f"offset {offset:#x} width {width} is outside the {self.size:#x}-byte mapping",
-                device=self.name,
-                operation=f"access{width * 8}",
+                f"{self._name}: {op}: offset {offset} width {width} is "
+                f"outside the {self._size}-byte mapping"
             )
         if offset % width:
             raise OutOfRangeError(
-                f"offset {offset:#x} is not {width}-byte aligned",
-                device=self.name,
-                operation=f"access{width * 8}",
+                f"{self._name}: {op}: offset {offset} is not {width}-byte aligned"
             )
-        return self._views[width]
+        return offset // width
 
-    def read8(self, offset: int) -> int:
-        return int(self._view(1, offset)[offset])
+    def _store(self, width: int, offset: int, value: int) -> None:
+        if not 0 <= value < 1 << (8 * width):
+            raise OutOfRangeError(
+                f"{self._name}: write{8 * width}: value {value} does not fit in {8 * width} bits"
+            )
+        self._views[width][self._index(offset, width, f"write{8 * width}")] = value
 
-    def read16(self, offset: int) -> int:
-        return int(self._view(2, offset)[offset >> 1])
+    def read8(self, offset: int, /) -> int:
+        return int(self._views[1][self._index(offset, 1, "read8")])
 
-    def read32(self, offset: int) -> int:
-        return int(self._view(4, offset)[offset >> 2])
+    def read16(self, offset: int, /) -> int:
+        return int(self._views[2][self._index(offset, 2, "read16")])
 
-    def read64(self, offset: int) -> int:
-        return int(self._view(8, offset)[offset >> 3])
+    def read32(self, offset: int, /) -> int:
+        return int(self._views[4][self._index(offset, 4, "read32")])
 
-    def write8(self, offset: int, value: int) -> None:
-        self._view(1, offset)[offset] = value
+    def read64(self, offset: int, /) -> int:
+        return int(self._views[8][self._index(offset, 8, "read64")])
 
-    def write16(self, offset: int, value: int) -> None:
-        self._view(2, offset)[offset >> 1] = value
+    def write8(self, offset: int, value: int, /) -> None:
+        self._store(1, offset, value)
 
-    def write32(self, offset: int, value: int) -> None:
-        self._view(4, offset)[offset >> 2] = value
+    def write16(self, offset: int, value: int, /) -> None:
+        self._store(2, offset, value)
 
-    def write64(self, offset: int, value: int) -> None:
-        self._view(8, offset)[offset >> 3] = value
+    def write32(self, offset: int, value: int, /) -> None:
+        self._store(4, offset, value)
+
+    def write64(self, offset: int, value: int, /) -> None:
+        self._store(8, offset, value)
+
+    def _span(self, offset: int, length: int, op: str) -> None:
+        if self._raw is None:
+            raise ClosedError(f"{self._name}: {op}: mapping is closed")
+        if offset < 0 or length < 0 or offset + length > self._size:
+            raise OutOfRangeError(
+                f"{self._name}: {op}: [{offset}, {offset} + {length}) is "
+                f"outside the {self._size}-byte mapping"
+            )
+
+    def _copy(self, dst: memoryview, src: memoryview) -> None:
+        # Widest aligned access per step, like the C helper; never byte-wise by default.
+        pos, n = 0, len(dst)
+        while pos < n:
+            width = next(w for w in (8, 4, 1) if n - pos >= w and pos % w == 0)
+            fmt = _FORMATS[width]
+            dst[pos : pos + width].cast(fmt)[0] = src[pos : pos + width].cast(fmt)[0]
+            pos += width
+
+    def read_bytes(self, offset: int, length: int, /) -> bytes:
+        self._span(offset, length, "read_bytes")
+        out = bytearray(length)
+        assert self._raw is not None
+        self._copy(memoryview(out), self._raw[offset : offset + length])
+        return bytes(out)
+
+    def write_bytes(self, offset: int, data: Buffer, /) -> None:
+        src = memoryview(data).cast("B")
+        self._span(offset, len(src), "write_bytes")
+        assert self._raw is not None
+        self._copy(self._raw[offset : offset + len(src)], src)
+
+    def copy_from(self, offset: int, buffer: Buffer, /) -> None:
+        dst = memoryview(buffer).cast("B")
+        self._span(offset, len(dst), "copy_from")
+        assert self._raw is not None
+        self._copy(dst, self._raw[offset : offset + len(dst)])
+
+    def write_barrier(self) -> None:
+        raise UnsupportedError(
+            "write_barrier needs the C helper pyvfio._mmio",
+            device=self._name,
+            operation="write_barrier",
+            hint="reinstall pyvfio with a C compiler available",
+        )
+
+    def _release(self) -> None:
+        if self._raw is None:
+            return
+        for view in self._views.values():
+            view.release()
+        self._views.clear()
+        self._raw.release()
+        self._raw = None
+
+
+try:
+    from . import _mmio
+
+    _mmio.set_errors(OutOfRangeError, ClosedError)
+    _Window: type[_mmio.Window] | type[_PyWindow] = _mmio.Window
+    BACKEND = "c"
+except ImportError:  # pragma: no cover - exercised by tests with the helper hidden
+    _Window = _PyWindow
+    BACKEND = "python"
+    log.warning("pyvfio._mmio not built: using the pure-Python MMIO fallback")
+
+
+class Mapping(_Window):  # type: ignore[valid-type, misc]
+    """A mapped window of a region with width-exact, bounds-checked accessors.
+
+    Offsets are relative to the start of the mapping (``region_offset`` is
+    where that is in the region).  Accessors: ``read8/16/32/64(offset)``,
+    ``write8/16/32/64(offset, value)``, ``read_bytes(offset, n)``,
+    ``write_bytes(offset, data)``, ``copy_from(offset, buffer)`` and
+    ``write_barrier()``.  Errors are OutOfRangeError and ClosedError.
+    """
+
+    def __init__(self, mm: mmap.mmap, name: str, region_offset: int = 0) -> None:
+        super().__init__(mm, name)
+        self._mm: mmap.mmap | None = mm
+        self.name = name
+        self.region_offset = region_offset
 
     @property
     def closed(self) -> bool:
@@ -82,12 +191,7 @@ class Mapping:
         """Unmap; safe to call twice."""
         if self._mm is None:
             return
-        for view in self._views.values():
-            view.release()
-        self._views.clear()
-        assert self._raw is not None
-        self._raw.release()
-        self._raw = None
+        self._release()
         self._mm.close()
         self._mm = None
 
@@ -96,3 +200,6 @@ class Mapping:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return f"<Mapping {self.name} size={self.size:#x}{' closed' if self.closed else ''}>"

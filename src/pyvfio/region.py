@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Device regions: info, pread/pwrite access and mmap."""
+"""Device regions: info with capabilities, pread/pwrite access and mmap."""
 
 from __future__ import annotations
 
@@ -11,11 +11,24 @@ from typing import TYPE_CHECKING
 
 from . import uapi
 from ._sys import ioctl
-from .errors import OutOfRangeError, UnsupportedError, from_oserror
+from .caps import MsixMappableCap, RegionCap, SparseMmapCap, TypeCap, parse_region_caps
+from .errors import InvalidArgumentError, OutOfRangeError, UnsupportedError, from_oserror
 from .mmio import Mapping
 
 if TYPE_CHECKING:
     from .device import Device
+
+REGION_NAMES = {
+    0: "BAR0",
+    1: "BAR1",
+    2: "BAR2",
+    3: "BAR3",
+    4: "BAR4",
+    5: "BAR5",
+    6: "ROM",
+    7: "config",
+    8: "VGA",
+}
 
 
 @dataclass(frozen=True)
@@ -23,8 +36,12 @@ class RegionInfo:
     index: int
     flags: int
     size: int
-    offset: int
-    caps: bytes  # raw capability chain; parsed by later layers
+    offset: int  # where the region starts in the device fd
+    caps: tuple[RegionCap, ...]
+
+    @property
+    def name(self) -> str:
+        return REGION_NAMES.get(self.index, f"region{self.index}")
 
     @property
     def readable(self) -> bool:
@@ -38,36 +55,60 @@ class RegionInfo:
     def mappable(self) -> bool:
         return bool(self.flags & uapi.VFIO_REGION_INFO_FLAG_MMAP)
 
+    @property
+    def msix_mappable(self) -> bool:
+        return any(isinstance(c, MsixMappableCap) for c in self.caps)
+
+    @property
+    def type(self) -> TypeCap | None:
+        return next((c for c in self.caps if isinstance(c, TypeCap)), None)
+
+    @property
+    def mmap_areas(self) -> tuple[tuple[int, int], ...]:
+        """(offset, size) pairs that may be mmapped; the whole region unless sparse."""
+        if not self.mappable or self.size == 0:
+            return ()
+        for cap in self.caps:
+            if isinstance(cap, SparseMmapCap):
+                return cap.areas
+        return ((0, self.size),)
+
 
 def query_region_info(fd: int, index: int, device: str) -> RegionInfo:
-    """VFIO_DEVICE_GET_REGION_INFO, growing the buffer once if caps follow."""
+    """VFIO_DEVICE_GET_REGION_INFO, growing the buffer once if caps follow.
+
+    A region the device does not have reads as size 0 with no flags.
+    """
     size = ctypes.sizeof(uapi.vfio_region_info)
     while True:
         buf = bytearray(size)
-        info = uapi.vfio_region_info.from_buffer(buf)
-        info.argsz = size
-        info.index = index
-        ioctl(
-            fd,
-            uapi.VFIO_DEVICE_GET_REGION_INFO,
-            buf,
-            device=device,
-            operation=f"VFIO_DEVICE_GET_REGION_INFO({index})",
-        )
-        if info.argsz <= size:
+        hdr = uapi.vfio_region_info.from_buffer(buf)
+        hdr.argsz, hdr.index = size, index
+        try:
+            ioctl(
+                fd,
+                uapi.VFIO_DEVICE_GET_REGION_INFO,
+                buf,
+                device=device,
+                operation=f"VFIO_DEVICE_GET_REGION_INFO({index})",
+            )
+        except InvalidArgumentError:
+            # vfio-pci's answer for a region the device lacks (e.g. VGA)
+            del hdr
+            return RegionInfo(index=index, flags=0, size=0, offset=0, caps=())
+        flags, argsz, cap_offset = hdr.flags, hdr.argsz, hdr.cap_offset
+        region_size, region_offset = hdr.size, hdr.offset
+        del hdr  # release the export of buf
+        if argsz <= size:
             break
-        size = info.argsz
-    has_caps = info.flags & uapi.VFIO_REGION_INFO_FLAG_CAPS and info.cap_offset
-    caps = bytes(buf[info.cap_offset : info.argsz]) if has_caps else b""
-    result = RegionInfo(
-        index=index, flags=info.flags, size=info.size, offset=info.offset, caps=caps
-    )
-    del info  # release the export of buf
-    return result
+        size = argsz
+    has_caps = flags & uapi.VFIO_REGION_INFO_FLAG_CAPS and cap_offset
+    caps = parse_region_caps(bytes(buf[:argsz]), cap_offset) if has_caps else ()
+    return RegionInfo(index=index, flags=flags, size=region_size, offset=region_offset, caps=caps)
 
 
 class Region:
-    """One region of an open device."""
+    """One region of an open device; obtained with ``Device.region(index)``."""
 
     def __init__(self, device: Device, index: int) -> None:
         self._device = device
@@ -79,67 +120,101 @@ class Region:
     def size(self) -> int:
         return self.info.size
 
+    def _where(self, operation: str) -> str:
+        return f"{operation} {self.info.name}"
+
     def _check_range(self, offset: int, length: int, operation: str) -> None:
         if offset < 0 or length < 0 or offset + length > self.info.size:
             raise OutOfRangeError(
-                f"[{offset:#x}, {offset + length:#x}) is outside region {self.index} "
-                f"of size {self.info.size:#x}",
+                f"[{offset:#x}, {offset + length:#x}) is outside {self.info.name} "
+                f"(size {self.info.size:#x})",
                 device=self._device.bdf,
-                operation=operation,
+                operation=self._where(operation),
             )
 
     def read(self, offset: int, length: int) -> bytes:
         """Read through the kernel (pread on the device fd)."""
-        self._check_range(offset, length, f"read region {self.index}")
+        self._check_range(offset, length, "read")
         if not self.info.readable:
             raise UnsupportedError(
-                f"region {self.index} is not readable", device=self._device.bdf, operation="read"
+                "region is not readable", device=self._device.bdf, operation=self._where("read")
             )
         try:
-            return os.pread(self._device.fd, length, self.info.offset + offset)
+            data = os.pread(self._device.fd, length, self.info.offset + offset)
         except OSError as exc:
             raise from_oserror(
-                exc, device=self._device.bdf, operation=f"read region {self.index} at {offset:#x}"
+                exc, device=self._device.bdf, operation=self._where(f"read at {offset:#x}")
             ) from exc
+        if len(data) != length:
+            raise OutOfRangeError(
+                f"short read: {len(data)} of {length} bytes",
+                device=self._device.bdf,
+                operation=self._where("read"),
+            )
+        return data
 
     def write(self, offset: int, data: bytes) -> None:
         """Write through the kernel (pwrite on the device fd)."""
-        self._check_range(offset, len(data), f"write region {self.index}")
+        self._check_range(offset, len(data), "write")
         if not self.info.writable:
             raise UnsupportedError(
-                f"region {self.index} is not writable", device=self._device.bdf, operation="write"
+                "region is not writable", device=self._device.bdf, operation=self._where("write")
             )
         try:
             done = os.pwrite(self._device.fd, data, self.info.offset + offset)
         except OSError as exc:
             raise from_oserror(
-                exc, device=self._device.bdf, operation=f"write region {self.index} at {offset:#x}"
+                exc, device=self._device.bdf, operation=self._where(f"write at {offset:#x}")
             ) from exc
         if done != len(data):
             raise OutOfRangeError(
                 f"short write: {done} of {len(data)} bytes",
                 device=self._device.bdf,
-                operation="write",
+                operation=self._where("write"),
             )
 
-    def map(self, offset: int = 0, length: int | None = None) -> Mapping:
-        """mmap ``length`` bytes of the region from ``offset`` (page aligned)."""
+    def map(self, offset: int | None = None, length: int | None = None) -> Mapping:
+        """mmap ``length`` bytes of the region from ``offset``.
+
+        The span must lie inside one of ``info.mmap_areas`` (the kernel's
+        sparse-mmap areas, or the whole region) and start on a page.  With
+        no arguments, maps the whole region, or its only mmap-able area.
+        """
         bdf = self._device.bdf
-        if not self.info.mappable:
+        areas = self.info.mmap_areas
+        if not areas:
             raise UnsupportedError(
-                f"region {self.index} cannot be mmapped",
+                "region cannot be mmapped",
                 device=bdf,
-                operation="map",
+                operation=self._where("map"),
                 hint="use read()/write() instead",
             )
+        if offset is None:
+            if length is not None or len(areas) != 1:
+                raise OutOfRangeError(
+                    "say which area to map: "
+                    + ", ".join(f"[{o:#x}, {o + s:#x})" for o, s in areas),
+                    device=bdf,
+                    operation=self._where("map"),
+                    hint="call map(offset, length) with one of these areas",
+                )
+            offset, length = areas[0]
         if length is None:
             length = self.info.size - offset
-        self._check_range(offset, length, f"map region {self.index}")
-        if offset % mmap.PAGESIZE or length == 0:
+        self._check_range(offset, length, "map")
+        if offset % mmap.PAGESIZE or length <= 0:
             raise OutOfRangeError(
-                f"offset {offset:#x} must be page aligned and length non-zero",
+                f"offset {offset:#x} must be page aligned and length > 0",
                 device=bdf,
-                operation=f"map region {self.index}",
+                operation=self._where("map"),
+            )
+        if not any(o <= offset and offset + length <= o + s for o, s in areas):
+            raise OutOfRangeError(
+                f"[{offset:#x}, {offset + length:#x}) is not inside an mmap-able area; "
+                "areas: " + ", ".join(f"[{o:#x}, {o + s:#x})" for o, s in areas),
+                device=bdf,
+                operation=self._where("map"),
+                hint="the kernel keeps the rest (e.g. the MSI-X table) for read()/write()",
             )
         prot = (mmap.PROT_READ if self.info.readable else 0) | (
             mmap.PROT_WRITE if self.info.writable else 0
@@ -153,13 +228,8 @@ class Region:
                 offset=self.info.offset + offset,
             )
         except OSError as exc:
-            raise from_oserror(
-                exc,
-                device=bdf,
-                operation=f"mmap region {self.index}",
-                hint="the kernel refuses parts of some regions (e.g. the MSI-X table)",
-            ) from exc
-        mapping = Mapping(mm, name=f"{bdf} region {self.index}+{offset:#x}")
+            raise from_oserror(exc, device=bdf, operation=self._where("mmap")) from exc
+        mapping = Mapping(mm, f"{bdf} {self.info.name}+{offset:#x}", offset)
         self._mappings.append(mapping)
         return mapping
 

@@ -33,6 +33,7 @@ VFIO_DEVICE_GET_REGION_INFO = _io(8)
 VFIO_DEVICE_GET_IRQ_INFO = _io(9)
 VFIO_DEVICE_SET_IRQS = _io(10)
 VFIO_DEVICE_RESET = _io(11)
+VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = _io(12)
 VFIO_IOMMU_GET_INFO = _io(12)
 VFIO_IOMMU_MAP_DMA = _io(13)
 VFIO_IOMMU_UNMAP_DMA = _io(14)
@@ -51,6 +52,8 @@ VFIO_DEVICE_FLAGS_RESET = 1 << 0
 VFIO_DEVICE_FLAGS_PCI = 1 << 1
 VFIO_DEVICE_FLAGS_CAPS = 1 << 7
 
+VFIO_DEVICE_FLAGS_PLATFORM = 1 << 2
+
 # vfio_region_info.flags
 VFIO_REGION_INFO_FLAG_READ = 1 << 0
 VFIO_REGION_INFO_FLAG_WRITE = 1 << 1
@@ -63,6 +66,54 @@ VFIO_PCI_ROM_REGION_INDEX = 6
 VFIO_PCI_CONFIG_REGION_INDEX = 7
 VFIO_PCI_VGA_REGION_INDEX = 8
 VFIO_PCI_NUM_REGIONS = 9
+
+# Region capability IDs
+VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1
+VFIO_REGION_INFO_CAP_TYPE = 2
+VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3
+VFIO_REGION_TYPE_PCI_VENDOR_TYPE = 1 << 31
+
+# IRQ indexes of vfio-pci
+VFIO_PCI_INTX_IRQ_INDEX = 0
+VFIO_PCI_MSI_IRQ_INDEX = 1
+VFIO_PCI_MSIX_IRQ_INDEX = 2
+VFIO_PCI_ERR_IRQ_INDEX = 3
+VFIO_PCI_REQ_IRQ_INDEX = 4
+VFIO_PCI_NUM_IRQS = 5
+
+# vfio_irq_info.flags
+VFIO_IRQ_INFO_EVENTFD = 1 << 0
+VFIO_IRQ_INFO_MASKABLE = 1 << 1
+VFIO_IRQ_INFO_AUTOMASKED = 1 << 2
+VFIO_IRQ_INFO_NORESIZE = 1 << 3
+
+# vfio_irq_set.flags
+VFIO_IRQ_SET_DATA_NONE = 1 << 0
+VFIO_IRQ_SET_DATA_BOOL = 1 << 1
+VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2
+VFIO_IRQ_SET_ACTION_MASK = 1 << 3
+VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4
+VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5
+
+# vfio_device_feature.flags
+VFIO_DEVICE_FEATURE_MASK = 0xFFFF
+VFIO_DEVICE_FEATURE_GET = 1 << 16
+VFIO_DEVICE_FEATURE_SET = 1 << 17
+VFIO_DEVICE_FEATURE_PROBE = 1 << 18
+VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0
+VFIO_DEVICE_FEATURE_MIGRATION = 1
+VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3
+
+# IOMMU type1 info capabilities
+VFIO_IOMMU_INFO_PGSIZES = 1 << 0
+VFIO_IOMMU_INFO_CAPS = 1 << 1
+VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1
+VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3
+
+# vfio_iommu_type1_dma_map.flags / dma_unmap.flags
+VFIO_DMA_MAP_FLAG_READ = 1 << 0
+VFIO_DMA_MAP_FLAG_WRITE = 1 << 1
+VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1
 
 
 class vfio_group_status(ctypes.Structure):  # noqa: N801 - kernel name
@@ -98,4 +149,107 @@ class vfio_info_cap_header(ctypes.Structure):  # noqa: N801
         ("id", ctypes.c_uint16),
         ("version", ctypes.c_uint16),
         ("next", ctypes.c_uint32),
+    )
+
+
+class vfio_region_sparse_mmap_area(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("offset", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+    )
+
+
+class vfio_region_info_cap_sparse_mmap(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("header", vfio_info_cap_header),
+        ("nr_areas", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        # followed by nr_areas struct vfio_region_sparse_mmap_area
+    )
+
+
+class vfio_region_info_cap_type(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("header", vfio_info_cap_header),
+        ("type", ctypes.c_uint32),
+        ("subtype", ctypes.c_uint32),
+    )
+
+
+class vfio_irq_info(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("index", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
+    )
+
+
+class vfio_irq_set(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("index", ctypes.c_uint32),
+        ("start", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
+        # followed by count bools (u8) or eventfds (s32)
+    )
+
+
+class vfio_device_feature(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        # followed by the feature's data
+    )
+
+
+class vfio_iommu_type1_info(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("iova_pgsizes", ctypes.c_uint64),
+        ("cap_offset", ctypes.c_uint32),
+    )
+
+
+class vfio_iova_range(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+    )
+
+
+class vfio_iommu_type1_info_cap_iova_range(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("header", vfio_info_cap_header),
+        ("nr_iovas", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        # followed by nr_iovas struct vfio_iova_range
+    )
+
+
+class vfio_iommu_type1_info_dma_avail(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("header", vfio_info_cap_header),
+        ("avail", ctypes.c_uint32),
+    )
+
+
+class vfio_iommu_type1_dma_map(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("vaddr", ctypes.c_uint64),
+        ("iova", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+    )
+
+
+class vfio_iommu_type1_dma_unmap(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
     )

@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: Apache-2.0
+"""DMA buffers: host memory mapped into the device's IOMMU address space.
+
+The IOMMU side is behind :class:`IommuBackend` (today the legacy type1
+container; an iommufd IOAS can implement the same four calls), so buffers
+and the IOVA allocator do not care which kernel interface is underneath.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import logging
+import mmap
+from collections.abc import Sequence
+from typing import Protocol
+
+from .errors import ClosedError, OutOfRangeError, VfioError
+
+log = logging.getLogger(__name__)
+
+MAP_HUGETLB = 0x40000  # <linux/mman.h>; Python's mmap module does not export it
+HUGEPAGE_SIZE = 2 << 20
+
+
+class IommuBackend(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def iova_ranges(self) -> Sequence[tuple[int, int]]:
+        """Usable IOVA ranges, inclusive (start, end)."""
+        ...
+
+    def map_dma(
+        self, vaddr: int, iova: int, size: int, *, readable: bool, writable: bool
+    ) -> None: ...
+
+    def unmap_dma(self, iova: int, size: int) -> None: ...
+
+
+def _align_up(value: int, align: int) -> int:
+    return (value + align - 1) & ~(align - 1)
+
+
+class IovaAllocator:
+    """First-fit allocation of IOVA space from the usable ranges.
+
+    Page 0 is never handed out, so a zero DMA address in a descriptor is
+    always a bug the IOMMU catches.
+    """
+
+    def __init__(self, ranges: Sequence[tuple[int, int]], page_size: int = mmap.PAGESIZE) -> None:
+        if page_size & (page_size - 1):
+            raise ValueError("page_size must be a power of two")
+        self.page_size = page_size
+        # free spans as sorted, non-overlapping [start, end) pairs
+        self._free: list[tuple[int, int]] = []
+        for first, last in sorted(ranges):
+            start = max(_align_up(first, page_size), page_size)
+            end = (last + 1) & ~(page_size - 1)
+            if end > start:
+                self._release(start, end)
+        self._allocated: dict[int, int] = {}
+
+    @property
+    def free_spans(self) -> list[tuple[int, int]]:
+        return list(self._free)
+
+    def allocate(self, size: int, *, align: int | None = None, limit: int | None = None) -> int:
+        """Reserve ``size`` bytes (rounded up to pages); return the IOVA.
+
+        ``limit`` is the first address the device cannot reach (its DMA mask
+        + 1); ``align`` a power of two, at least the page size.
+        """
+        if size <= 0:
+            raise ValueError("size must be positive")
+        align = max(align or self.page_size, self.page_size)
+        if align & (align - 1):
+            raise ValueError("align must be a power of two")
+        size = _align_up(size, self.page_size)
+        for i, (start, end) in enumerate(self._free):
+            iova = _align_up(start, align)
+            top = end if limit is None else min(end, limit)
+            if iova + size <= top:
+                remainder = [(start, iova)] if start < iova else []
+                if iova + size < end:
+                    remainder.append((iova + size, end))
+                self._free[i : i + 1] = remainder
+                self._allocated[iova] = size
+                return iova
+        where = "" if limit is None else f" below {limit:#x}"
+        raise OutOfRangeError(
+            f"no free IOVA span of {size:#x} bytes{where}",
+            operation="allocate IOVA",
+            hint="free buffers, or ask for less",
+        )
+
+    def free(self, iova: int) -> None:
+        size = self._allocated.pop(iova, None)
+        if size is None:
+            raise ValueError(f"IOVA {iova:#x} was not allocated here")
+        self._release(iova, iova + size)
+
+    def _release(self, start: int, end: int) -> None:
+        i = bisect.bisect_left(self._free, (start, end))
+        if i > 0 and self._free[i - 1][1] == start:
+            i -= 1
+            start = self._free.pop(i)[0]
+        if i < len(self._free) and self._free[i][0] == end:
+            end = self._free.pop(i)[1]
+        self._free.insert(i, (start, end))
+
+
+class DmaBuffer:
+    """Anonymous host memory mapped for device DMA at ``iova``.
+
+    ``view`` is a writable memoryview of the buffer.  Release any views taken
+    from it before ``close()``, which unmaps it from the IOMMU and the process.
+    """
+
+    def __init__(
+        self,
+        dma: DmaSpace,
+        size: int,
+        *,
+        hugepages: bool = False,
+        limit: int | None = None,
+        writable_by_device: bool = True,
+    ) -> None:
+        self._dma = dma
+        page = HUGEPAGE_SIZE if hugepages else mmap.PAGESIZE
+        self.size = _align_up(size, page)
+        flags = mmap.MAP_SHARED | (MAP_HUGETLB if hugepages else 0)
+        try:
+            self._mm: mmap.mmap | None = mmap.mmap(-1, self.size, flags=flags)
+        except OSError as exc:
+            hint = (
+                "reserve hugepages first: echo N > /proc/sys/vm/nr_hugepages" if hugepages else None
+            )
+            raise VfioError(
+                f"cannot allocate {self.size:#x} bytes",
+                errno=exc.errno,
+                device=dma.backend.name,
+                operation="allocate DMA buffer",
+                hint=hint,
+            ) from exc
+        anchor = ctypes.c_char.from_buffer(self._mm)
+        self.vaddr = ctypes.addressof(anchor)
+        del anchor  # the address stays valid as long as the mmap does
+        self.iova = dma.allocator.allocate(self.size, align=page, limit=limit)
+        try:
+            dma.backend.map_dma(
+                self.vaddr, self.iova, self.size, readable=True, writable=writable_by_device
+            )
+        except BaseException:
+            dma.allocator.free(self.iova)
+            self._mm.close()
+            raise
+        self.view = memoryview(self._mm)
+
+    @property
+    def closed(self) -> bool:
+        return self._mm is None
+
+    def close(self) -> None:
+        if self._mm is None:
+            return
+        try:
+            self._dma.backend.unmap_dma(self.iova, self.size)
+        finally:
+            self._dma.allocator.free(self.iova)
+            self._dma.forget(self)
+            self.view.release()
+            try:
+                self._mm.close()
+            except BufferError:
+                # A caller still holds a view; the memory goes when that does.
+                log.warning("DMA buffer at IOVA %#x closed while views of it exist", self.iova)
+            self._mm = None
+
+    def __enter__(self) -> DmaBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<DmaBuffer iova={self.iova:#x} size={self.size:#x}>"
+
+
+class DmaSpace:
+    """The buffers mapped into one IOMMU address space, and its allocator."""
+
+    def __init__(self, backend: IommuBackend) -> None:
+        self.backend = backend
+        self.allocator = IovaAllocator(backend.iova_ranges())
+        self._buffers: list[DmaBuffer] = []
+        self._closed = False
+
+    def allocate(
+        self,
+        size: int,
+        *,
+        hugepages: bool = False,
+        limit: int | None = None,
+        writable_by_device: bool = True,
+    ) -> DmaBuffer:
+        if self._closed:
+            raise ClosedError(
+                "DMA space is closed", device=self.backend.name, operation="allocate DMA buffer"
+            )
+        buf = DmaBuffer(
+            self, size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
+        )
+        self._buffers.append(buf)
+        return buf
+
+    def forget(self, buf: DmaBuffer) -> None:
+        if buf in self._buffers:
+            self._buffers.remove(buf)
+
+    @property
+    def buffers(self) -> list[DmaBuffer]:
+        return list(self._buffers)
+
+    def close(self) -> None:
+        self._closed = True
+        for buf in list(self._buffers):
+            buf.close()

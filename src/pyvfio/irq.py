@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Device interrupts: INTx, MSI, MSI-X, error and request, each vector an eventfd."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import select
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import uapi
+from ._sys import ioctl
+from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .device import Device
+
+
+class IrqIndex(enum.IntEnum):
+    INTX = uapi.VFIO_PCI_INTX_IRQ_INDEX
+    MSI = uapi.VFIO_PCI_MSI_IRQ_INDEX
+    MSIX = uapi.VFIO_PCI_MSIX_IRQ_INDEX
+    ERR = uapi.VFIO_PCI_ERR_IRQ_INDEX
+    REQ = uapi.VFIO_PCI_REQ_IRQ_INDEX
+
+
+class IrqFlags(enum.IntFlag):
+    EVENTFD = uapi.VFIO_IRQ_INFO_EVENTFD
+    MASKABLE = uapi.VFIO_IRQ_INFO_MASKABLE
+    AUTOMASKED = uapi.VFIO_IRQ_INFO_AUTOMASKED
+    NORESIZE = uapi.VFIO_IRQ_INFO_NORESIZE
+
+
+@dataclass(frozen=True)
+class IrqInfo:
+    index: int
+    flags: IrqFlags
+    count: int  # 0: the device has no such interrupt
+
+    @property
+    def name(self) -> str:
+        try:
+            return IrqIndex(self.index).name
+        except ValueError:
+            return f"irq{self.index}"
+
+    @property
+    def supported(self) -> bool:
+        return self.count > 0
+
+
+def query_irq_info(device: Device, index: int) -> IrqInfo:
+    """VFIO_DEVICE_GET_IRQ_INFO; an index the device lacks reads as count 0.
+
+    vfio-pci answers EINVAL for the ERR index on conventional PCI devices:
+    that means "no such interrupt", not a failure.
+    """
+    info = uapi.vfio_irq_info(argsz=ctypes.sizeof(uapi.vfio_irq_info), index=index)
+    try:
+        ioctl(
+            device.fd,
+            uapi.VFIO_DEVICE_GET_IRQ_INFO,
+            info,
+            device=device.bdf,
+            operation=f"VFIO_DEVICE_GET_IRQ_INFO({index})",
+        )
+    except InvalidArgumentError:
+        return IrqInfo(index, IrqFlags(0), 0)
+    return IrqInfo(index, IrqFlags(info.flags), info.count)
+
+
+def _set_irqs(
+    device: Device, index: int, flags: int, start: int, count: int, *, data: bytes = b""
+) -> None:
+    header = ctypes.sizeof(uapi.vfio_irq_set)
+    buf = bytearray(header + len(data))
+    struct.pack_into("<IIIII", buf, 0, len(buf), flags, index, start, count)
+    buf[header:] = data
+    ioctl(
+        device.fd,
+        uapi.VFIO_DEVICE_SET_IRQS,
+        buf,
+        device=device.bdf,
+        operation=f"VFIO_DEVICE_SET_IRQS({IrqInfo(index, IrqFlags(0), 0).name})",
+    )
+
+
+class Interrupts:
+    """Enabled vectors of one IRQ index, one non-blocking eventfd each.
+
+    Obtain with ``Device.enable_irq()``; ``wait()`` reports which vectors
+    fired; ``close()`` disables the index and closes the eventfds.
+    """
+
+    def __init__(self, device: Device, info: IrqInfo, count: int) -> None:
+        self._device = device
+        self.info = info
+        self.eventfds: list[int] = []
+        try:
+            for _ in range(count):
+                self.eventfds.append(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+            data = struct.pack(f"<{count}i", *self.eventfds)
+            _set_irqs(
+                device,
+                info.index,
+                uapi.VFIO_IRQ_SET_DATA_EVENTFD | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
+                0,
+                count,
+                data=data,
+            )
+        except BaseException:
+            for fd in self.eventfds:
+                os.close(fd)
+            self.eventfds = []
+            raise
+        self._poll = select.poll()
+        for fd in self.eventfds:
+            self._poll.register(fd, select.POLLIN)
+
+    @property
+    def count(self) -> int:
+        return len(self.eventfds)
+
+    def _check(self, vector: int) -> None:
+        if not self.eventfds:
+            raise ClosedError(
+                f"{self.info.name} interrupts are disabled",
+                device=self._device.bdf,
+                operation="irq",
+            )
+        if not 0 <= vector < len(self.eventfds):
+            raise OutOfRangeError(
+                f"vector {vector} not enabled (0..{len(self.eventfds) - 1})",
+                device=self._device.bdf,
+                operation=f"{self.info.name} irq",
+            )
+
+    def _action(self, vector: int, action: int) -> None:
+        self._check(vector)
+        _set_irqs(self._device, self.info.index, uapi.VFIO_IRQ_SET_DATA_NONE | action, vector, 1)
+
+    def mask(self, vector: int = 0) -> None:
+        if not self.info.flags & IrqFlags.MASKABLE:
+            raise UnsupportedError(
+                f"{self.info.name} is not maskable", device=self._device.bdf, operation="mask"
+            )
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_MASK)
+
+    def unmask(self, vector: int = 0) -> None:
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_UNMASK)
+
+    def trigger(self, vector: int = 0) -> None:
+        """Have the kernel signal the vector's eventfd, as if the device had (testing)."""
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_TRIGGER)
+
+    def wait(self, timeout: float | None = None) -> list[int]:
+        """Block until a vector fires or ``timeout`` seconds pass; return the fired vectors.
+
+        Each returned vector's eventfd counter is consumed.  An empty list
+        means the timeout expired.
+        """
+        if not self.eventfds:
+            raise ClosedError(
+                f"{self.info.name} interrupts are disabled",
+                device=self._device.bdf,
+                operation="wait",
+            )
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        fired = []
+        for fd, _ in self._poll.poll(ms):
+            try:
+                os.eventfd_read(fd)
+            except BlockingIOError:
+                continue
+            fired.append(self.eventfds.index(fd))
+        return sorted(fired)
+
+    def pending(self) -> list[int]:
+        """Vectors that fired since the last wait(), without blocking."""
+        return self.wait(0)
+
+    def close(self) -> None:
+        """Disable the index in the device and close the eventfds; safe twice."""
+        if not self.eventfds:
+            return
+        try:
+            if not self._device.closed:
+                _set_irqs(
+                    self._device,
+                    self.info.index,
+                    uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
+                    0,
+                    0,
+                )
+        finally:
+            for fd in self.eventfds:
+                os.close(fd)
+            self.eventfds = []
+
+    def __enter__(self) -> Interrupts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def enable(device: Device, index: int, count: int | None = None) -> Interrupts:
+    info = query_irq_info(device, index)
+    if not info.supported:
+        raise UnsupportedError(
+            f"the device has no {info.name} interrupt",
+            device=device.bdf,
+            operation="enable irq",
+            hint="`pyvfio info BDF` lists the IRQ indexes it has",
+        )
+    count = info.count if count is None else count
+    if not 1 <= count <= info.count:
+        raise OutOfRangeError(
+            f"{count} vectors asked, {info.name} has {info.count}",
+            device=device.bdf,
+            operation="enable irq",
+        )
+    if not info.flags & IrqFlags.EVENTFD:
+        raise UnsupportedError(
+            f"{info.name} cannot signal an eventfd", device=device.bdf, operation="enable irq"
+        )
+    return Interrupts(device, info, count)

@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""MMIO accessors over anonymous memory, for the C helper and the fallback.
+
+(Access width on a real device register is proven in tests/guest.)
+"""
+
+import mmap
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import ClosedError, OutOfRangeError, UnsupportedError, mmio
+from pyvfio.mmio import Mapping, _PyWindow
+
+BACKENDS = ["c", "python"]
+
+
+def test_the_c_helper_is_built() -> None:
+    # `make setup` builds it; a silent fallback would cost 7x per access.
+    assert mmio.BACKEND == "c"
+
+
+@pytest.fixture(params=BACKENDS)
+def window(request: pytest.FixtureRequest) -> Iterator[Mapping | _PyWindow]:
+    mm = mmap.mmap(-1, 4096)
+    if request.param == "c":
+        mapping = Mapping(mm, "anon")
+        yield mapping
+        mapping.close()
+    else:
+        win = _PyWindow(mm, "anon")
+        yield win
+        win._release()
+        mm.close()
+
+
+def test_widths_are_little_endian(window: Mapping | _PyWindow) -> None:
+    window.write64(8, 0x0807060504030201)
+    assert window.read8(8) == 0x01
+    assert window.read16(8) == 0x0201
+    assert window.read32(12) == 0x08070605
+    assert window.read64(8) == 0x0807060504030201
+    window.write8(9, 0xAA)
+    window.write16(10, 0xBBCC)
+    window.write32(12, 0xDDEEFF00)
+    assert window.read_bytes(8, 8).hex() == "01aaccbb00ffeedd"
+
+
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("read32", (4096,)),
+        ("read32", (4094,)),
+        ("read64", (-8,)),
+        ("write16", (4096, 0)),
+        ("read16", (1,)),
+        ("read32", (2,)),
+        ("write64", (4, 0)),
+        ("write8", (0, 256)),
+        ("write16", (0, 1 << 16)),
+        ("write32", (0, -1)),
+    ],
+)
+def test_bad_offsets_widths_and_values(
+    window: Mapping | _PyWindow, op: str, args: tuple[int, ...]
+) -> None:
+    with pytest.raises((OutOfRangeError, OverflowError)):
+        getattr(window, op)(*args)
+    assert window.read_bytes(0, 16) == bytes(16)  # nothing was written
+
+
+def test_bulk_copies(window: Mapping | _PyWindow) -> None:
+    data = bytes(range(256)) * 4
+    window.write_bytes(3, data[:1021])  # unaligned start: falls back to narrower accesses
+    assert window.read_bytes(3, 1021) == data[:1021]
+    out = bytearray(10)
+    window.copy_from(3, out)
+    assert out == data[:10]
+    with pytest.raises(OutOfRangeError):
+        window.write_bytes(4090, b"x" * 7)
+    with pytest.raises(OutOfRangeError):
+        window.copy_from(4095, bytearray(2))
+
+
+def test_closed_mapping_refuses_access() -> None:
+    mapping = Mapping(mmap.mmap(-1, 4096), "anon")
+    mapping.close()
+    mapping.close()  # harmless twice
+    assert mapping.closed
+    with pytest.raises(ClosedError, match="anon: read32: mapping is closed"):
+        mapping.read32(0)
+
+
+def test_error_names_the_mapping() -> None:
+    with (
+        Mapping(mmap.mmap(-1, 4096), "0000:00:0a.0 BAR0+0x0") as mapping,
+        pytest.raises(OutOfRangeError, match=r"0000:00:0a\.0 BAR0\+0x0: read32: offset 4096"),
+    ):
+        mapping.read32(4096)
+
+
+def test_barrier_needs_the_c_helper() -> None:
+    mm = mmap.mmap(-1, 4096)
+    with Mapping(mm, "anon") as mapping:
+        mapping.write_barrier()  # C: sfence
+    win = _PyWindow(mmap.mmap(-1, 4096), "anon")
+    with pytest.raises(UnsupportedError, match="C helper"):
+        win.write_barrier()

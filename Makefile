@@ -24,7 +24,7 @@ host-test: setup
 	$(BIN)/pytest tests/host
 
 guest-test: setup
-	$(BIN)/pyvfio vm run -- $(BIN)/python -m pytest tests/guest
+	$(BIN)/pyvfio vm run -- $(BIN)/python -m pytest tests/guest -p no:cacheprovider
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info

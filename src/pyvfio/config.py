@@ -112,6 +112,14 @@ class ConfigSpace:
     def write32(self, offset: int, value: int) -> None:
         self._write(offset, 4, value)
 
+    def enable_bus_master(self, enable: bool = True) -> None:
+        """Set (or clear) PCI_COMMAND bus mastering: needed for DMA and for MSI/MSI-X,
+        which the device delivers as memory writes."""
+        command = self.read16(PCI_COMMAND)
+        wanted = command | PCI_COMMAND_MASTER if enable else command & ~PCI_COMMAND_MASTER
+        if wanted != command:
+            self.write16(PCI_COMMAND, wanted)
+
     def capabilities(self) -> list[Capability]:
         """Standard then extended capabilities, in list order; loops are cut."""
         return walk_capabilities(self._region.read(0, min(self.size, 4096)))

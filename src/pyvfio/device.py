@@ -216,11 +216,12 @@ class Device:
 
     def reset(self) -> None:
         """VFIO_DEVICE_RESET (function-level or other reset the kernel can do)."""
+        fd = self.fd  # a closed device says so before anything else
         if not self.info.can_reset:
             raise UnsupportedError(
                 "the device offers no reset", device=self.bdf, operation="VFIO_DEVICE_RESET"
             )
-        ioctl(self.fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
+        ioctl(fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
 
     # -- lifetime --------------------------------------------------------
 

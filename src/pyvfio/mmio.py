@@ -155,19 +155,25 @@ class _PyWindow:
         self._raw = None
 
 
-try:
-    from . import _mmio
+if TYPE_CHECKING:
+    # Both backends have the same methods; type against the C one's stub.
+    from ._mmio import Window as _Window
 
-    _mmio.set_errors(OutOfRangeError, ClosedError)
-    _Window: type[_mmio.Window] | type[_PyWindow] = _mmio.Window
-    BACKEND = "c"
-except ImportError:  # pragma: no cover - exercised by tests with the helper hidden
-    _Window = _PyWindow
-    BACKEND = "python"
-    log.warning("pyvfio._mmio not built: using the pure-Python MMIO fallback")
+    BACKEND: str
+else:
+    try:
+        from . import _mmio
+
+        _mmio.set_errors(OutOfRangeError, ClosedError)
+        _Window = _mmio.Window
+        BACKEND = "c"
+    except ImportError:
+        _Window = _PyWindow
+        BACKEND = "python"
+        log.warning("pyvfio._mmio not built: using the pure-Python MMIO fallback")
 
 
-class Mapping(_Window):  # type: ignore[valid-type, misc]
+class Mapping(_Window):
     """A mapped window of a region with width-exact, bounds-checked accessors.
 
     Offsets are relative to the start of the mapping (``region_offset`` is

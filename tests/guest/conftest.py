@@ -57,5 +57,17 @@ def ivshmem(sysfs: Sysfs) -> Iterator[str]:
 
 
 @pytest.fixture
+def nvme(sysfs: Sysfs) -> Iterator[str]:
+    yield from _bound(sysfs, NVME_ID)
+
+
+@pytest.fixture
 def nvme_id() -> tuple[int, int]:
     return NVME_ID
+
+
+@pytest.fixture(params=["edu", "ivshmem", "nvme"])
+def any_device(request: pytest.FixtureRequest, sysfs: Sysfs) -> Iterator[str]:
+    """Each emulated device in turn, bound to vfio-pci."""
+    ids = {"edu": EDU_ID, "ivshmem": IVSHMEM_ID, "nvme": NVME_ID}[request.param]
+    yield from _bound(sysfs, ids)

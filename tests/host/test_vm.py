@@ -9,7 +9,7 @@ import pytest
 
 from pyvfio.errors import VmError
 from pyvfio.vm import VmOptions, run
-from pyvfio.vm.runner import build_command
+from pyvfio.vm.runner import _died_summary, build_command
 
 KERNEL = Path("/boot/vmlinuz-test")
 
@@ -70,3 +70,21 @@ def test_guest_status_and_kernel_warning_reach_the_host() -> None:
     assert not result.ok
     with pytest.raises(VmError, match="pyvfio-selftest"):
         result.check()
+
+
+def test_a_dead_guest_shows_qemus_complaint_not_the_register_dump() -> None:
+    output = "\n".join(
+        [
+            "0000:00:0a.0: edu v1.0, liveness ok",
+            "qemu: hardware error: EDU: DMA range 0x40000-0x40fff out of bounds",
+            "CPU #0:",
+            "RAX=000000000001ad40 RBX=0000000000000000 RCX=0000000000000000",
+            "ES =0000 0000000000000000 00000000 00000000",
+            "DMA: still a line of the program",
+        ]
+    )
+    assert _died_summary(output).splitlines() == [
+        "qemu: hardware error: EDU: DMA range 0x40000-0x40fff out of bounds",
+        "0000:00:0a.0: edu v1.0, liveness ok",
+        "DMA: still a line of the program",
+    ]

@@ -12,6 +12,7 @@ with the host; the host judges that log with :mod:`pyvfio.vm.klog`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -204,8 +205,8 @@ def run(
         status_file = rundir / "status"
         if not status_file.exists():
             raise VmError(
-                "the guest did not finish the command (kernel panic or crash?); "
-                "last output:\n" + "\n".join(output.splitlines()[-30:]),
+                "the guest did not finish the command (kernel panic or QEMU abort?); "
+                "output:\n" + _died_summary(output),
                 operation="vm run",
                 hint="rerun with --verbose to see the guest console",
             )
@@ -216,6 +217,17 @@ def run(
             kernel_log=kernel_log,
             problems=tuple(klog.find_problems(kernel_log)),
         )
+
+
+_REGISTER_DUMP = re.compile(r"^(CPU #\d|[A-Z][A-Z0-9 ]{1,5}=)")
+
+
+def _died_summary(output: str) -> str:
+    """QEMU's own complaints (before any register dump) and the last lines."""
+    lines = output.splitlines()
+    qemu = [line for line in lines if line.startswith("qemu")]
+    tail = [line for line in lines[-15:] if line not in qemu and not _REGISTER_DUMP.match(line)]
+    return "\n".join([*qemu[:5], *tail])
 
 
 def _run_streaming(

@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The CLI against the real kernel: info shows what the kernel reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pyvfio import Device, Sysfs
+
+
+def pyvfio(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyvfio", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_info_json_matches_the_kernel(any_device: str) -> None:
+    proc = pyvfio("info", "--json", any_device)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["schema"] == 1 and report["bdf"] == any_device
+    with Device.open(any_device) as dev:
+        assert report["num_regions"] == dev.info.num_regions
+        assert [(r["index"], r["size"], r["offset"]) for r in report["regions"]] == [
+            (r.index, r.size, r.info.offset) for r in dev.regions()
+        ]
+        assert [i["count"] for i in report["irqs"]] == [i.count for i in dev.irq_infos()]
+
+
+def test_info_text_and_bind_cycle(sysfs: Sysfs, nvme_id: tuple[int, int]) -> None:
+    (nvme,) = sysfs.find(*nvme_id)
+    refused = pyvfio("info", nvme.bdf)
+    assert refused.returncode == 1
+    assert f"run `pyvfio bind {nvme.bdf}`" in refused.stderr
+    assert pyvfio("bind", nvme.bdf).stdout.strip() == f"{nvme.bdf}: bound to vfio-pci (was nvme)"
+    try:
+        text = pyvfio("info", nvme.bdf).stdout
+        assert "BAR0     rwm        16K" in text and "msix-mappable" in text
+        assert "MSIX        65  eventfd,noresize" in text
+        assert "ERR          1" in text
+    finally:
+        out = pyvfio("unbind", nvme.bdf).stdout.strip()
+    assert out == f"{nvme.bdf}: released; now on nvme"
+
+
+def test_bad_bdf_is_a_clear_error() -> None:
+    proc = pyvfio("info", "00:1f.7")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("pyvfio: error: 0000:00:1f.7: no such PCI device")

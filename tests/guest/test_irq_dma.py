@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Interrupts on eventfds and DMA through the IOMMU, on the real kernel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pyvfio import BusyError, Device, UnsupportedError
+from pyvfio.irq import IrqIndex
+
+EDU_IRQ_STATUS = 0x24
+EDU_IRQ_RAISE = 0x60
+EDU_IRQ_ACK = 0x64
+
+
+def test_irq_indexes_as_the_kernel_reports_them(edu: str, nvme: str) -> None:
+    with Device.open(edu) as dev:
+        counts = {i.name: i.count for i in dev.irq_infos()}
+        assert counts == {"INTX": 1, "MSI": 1, "MSIX": 0, "ERR": 0, "REQ": 1}
+        with pytest.raises(UnsupportedError, match="no ERR interrupt"):
+            dev.enable_irq(IrqIndex.ERR)
+    with Device.open(nvme) as dev:
+        msix_cap = next(c for c in dev.config.capabilities() if c.name == "MSI-X")
+        table_size = (dev.config.read16(msix_cap.offset + 2) & 0x7FF) + 1
+        assert dev.irq_info(IrqIndex.MSIX).count == table_size == 65
+        assert dev.irq_info(IrqIndex.ERR).count == 1  # PCIe device: ERR exists
+
+
+def test_edu_msi_from_the_device(edu: str) -> None:
+    with Device.open(edu) as dev:
+        bar0 = dev.region(0).map()
+        dev.config.enable_bus_master()
+        with dev.enable_irq(IrqIndex.MSI) as msi:
+            assert msi.wait(0.05) == []  # nothing pending: times out empty
+            bar0.write32(EDU_IRQ_RAISE, 0x4)
+            assert msi.wait(5) == [0]
+            assert bar0.read32(EDU_IRQ_STATUS) == 0x4
+            bar0.write32(EDU_IRQ_ACK, 0x4)
+            msi.trigger()  # the kernel signals the eventfd itself
+            assert msi.wait(5) == [0]
+            with pytest.raises(BusyError, match="already enabled"):
+                dev.enable_irq(IrqIndex.MSI)
+
+
+def test_edu_intx_is_automasked_until_unmasked(edu: str) -> None:
+    with Device.open(edu) as dev:
+        bar0 = dev.region(0).map()
+        with dev.enable_irq(IrqIndex.INTX) as intx:
+            bar0.write32(EDU_IRQ_RAISE, 0x1)
+            assert intx.wait(5) == [0]
+            bar0.write32(EDU_IRQ_ACK, 0x1)  # device lowers the line
+            intx.unmask()
+            bar0.write32(EDU_IRQ_RAISE, 0x2)
+            assert intx.wait(5) == [0]
+            bar0.write32(EDU_IRQ_ACK, 0x2)
+            intx.mask()
+            intx.unmask()
+
+
+def test_nvme_msix_vectors_are_distinct(nvme: str) -> None:
+    with Device.open(nvme) as dev, dev.enable_irq(IrqIndex.MSIX, 4) as msix:
+        assert msix.count == 4
+        msix.trigger(2)
+        msix.trigger(3)
+        assert msix.wait(5) == [2, 3]
+        assert msix.pending() == []
+
+
+def test_iova_ranges_exclude_the_msi_window(edu: str) -> None:
+    with Device.open(edu) as dev:
+        ranges = dev.container.iommu_info().iova_ranges
+        assert ranges, "type1 reports its IOVA ranges on 6.1"
+        assert not any(start <= 0xFEE00000 <= end for start, end in ranges)
+
+
+def test_edu_dma_both_ways(edu: str) -> None:
+    pattern = bytes(range(256)) * 4
+    with Device.open(edu) as dev:
+        bar0 = dev.region(0).map()
+        dev.config.enable_bus_master()
+        src = dev.dma_buffer(4096, limit=1 << 28)
+        dst = dev.dma_buffer(4096, limit=1 << 28)
+        assert src.iova != dst.iova and max(src.iova, dst.iova) + 4096 <= 1 << 28
+        src.view[: len(pattern)] = pattern
+        for s, d, direction in ((src.iova, 0x40000, 0), (0x40000, dst.iova, 2)):
+            bar0.write64(0x80, s)
+            bar0.write64(0x88, d)
+            bar0.write64(0x90, len(pattern))
+            bar0.write64(0x98, 1 | direction)
+            for _ in range(500):
+                if not bar0.read64(0x98) & 1:
+                    break
+                time.sleep(0.01)
+            assert not bar0.read64(0x98) & 1, "DMA did not complete"
+        assert bytes(dst.view[: len(pattern)]) == pattern
+
+
+def _free_hugepages() -> int:
+    line = next(
+        x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("HugePages_Free:")
+    )
+    return int(line.split()[1])
+
+
+def test_hugepage_dma_buffer(edu: str) -> None:
+    nr = Path("/proc/sys/vm/nr_hugepages")
+    nr.write_text("4")  # the guest's own, thrown away with it
+    try:
+        assert _free_hugepages() == 4
+        with Device.open(edu) as dev:
+            buf = dev.dma_buffer(1, hugepages=True)
+            assert buf.size == 2 << 20 and buf.iova % (2 << 20) == 0
+            assert _free_hugepages() == 3  # pinned by VFIO_IOMMU_MAP_DMA
+        assert _free_hugepages() == 4  # closing the device released it
+    finally:
+        nr.write_text("0")

@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Closing a device gives back every fd and mapping it took."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pyvfio import Device
+from pyvfio.irq import IrqIndex
+
+
+def _counts() -> tuple[int, int]:
+    return len(os.listdir("/proc/self/fd")), len(Path("/proc/self/maps").read_text().splitlines())
+
+
+def test_close_returns_fds_and_mappings(edu: str, nvme: str) -> None:
+    Device.open(edu).close()  # warm caches (imports, lazily built objects)
+    before = _counts()
+    for _ in range(3):
+        with Device.open(edu) as dev:
+            dev.region(0).map()
+            dev.config.read32(0)
+            dev.enable_irq(IrqIndex.MSI)
+            dev.dma_buffer(8192)
+            dev.dma_buffer(4096)
+        with Device.open(nvme) as dev:
+            dev.region(0).map()
+            dev.region(2).map(0, 1 << 20)
+            dev.enable_irq(IrqIndex.MSIX, 8)
+    assert _counts() == before
+
+
+def test_examples_edu_driver_runs(edu: str) -> None:
+    example = Path(__file__).parents[2] / "examples" / "edu.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), edu],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{edu}: edu v1.0, liveness ok"
+    assert "factorial(12) = 479001600  (MSI)" in lines
+    assert any(line.startswith("DMA: 2048 bytes") and "verified" in line for line in lines)

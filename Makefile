@@ -4,7 +4,10 @@ BIN := $(VENV)/bin
 # The emulated devices: edu, ivshmem-plain, nvme
 DEMO_IDS := -d 1234:11e8 -d 1af4:1110 -d 1b36:0010
 
-.PHONY: setup demo test lint host-test guest-test clean
+# The guest kernel's release, from the linux-image-amd64 metapackage (never hard-coded).
+KREL = $(shell $(BIN)/python -c "from pyvfio.vm.kernel import release_from_metapackage as r; print(r())")
+
+.PHONY: setup demo test lint host-test guest-test kmod clean
 
 setup:
 	@tools/setup.sh
@@ -26,5 +29,10 @@ host-test: setup
 guest-test: setup
 	$(BIN)/pyvfio vm run -- $(BIN)/python -m pytest tests/guest -p no:cacheprovider
 
+# The vfio_pci_cookie module, built against the headers of the kernel the VM boots.
+kmod: setup
+	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build
+
 clean:
 	rm -rf build $(VENV) src/*.egg-info
+	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build clean

@@ -54,8 +54,11 @@ class Device:
     device fd, the group and the container; it is safe to call twice.
     """
 
-    def __init__(self, bdf: str, fd: int, group: Group, container: Container) -> None:
+    def __init__(
+        self, bdf: str, fd: int, group: Group, container: Container, driver: str | None = None
+    ) -> None:
         self.bdf = bdf
+        self.driver = driver
         self._fd = fd
         self._group = group
         self._container = container
@@ -92,7 +95,7 @@ class Device:
             try:
                 fd = group.device_fd(pci.bdf)
                 try:
-                    return cls(pci.bdf, fd, group, container)
+                    return cls(pci.bdf, fd, group, container, pci.driver)
                 except BaseException:
                     os.close(fd)
                     raise

@@ -28,6 +28,8 @@ from .errors import ClosedError, OutOfRangeError, UnsupportedError
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from .cookie import Cookie, MemoryType
+
 log = logging.getLogger(__name__)
 
 if sys.byteorder != "little":  # pragma: no cover - x86 and arm64 hosts are little endian
@@ -183,23 +185,42 @@ class Mapping(_Window):
     ``write_barrier()``.  Errors are OutOfRangeError and ClosedError.
     """
 
-    def __init__(self, mm: mmap.mmap, name: str, region_offset: int = 0) -> None:
+    def __init__(
+        self, mm: mmap.mmap, name: str, region_offset: int = 0, cookie: Cookie | None = None
+    ) -> None:
         super().__init__(mm, name)
         self._mm: mmap.mmap | None = mm
         self.name = name
         self.region_offset = region_offset
+        self.cookie = cookie
+
+    @property
+    def memory_type(self) -> MemoryType:
+        """The memory type in effect, as the kernel module reports it (cookie mappings)."""
+        if self.cookie is None:
+            raise UnsupportedError(
+                "only mappings made with an attribute (a cookie) report their memory type",
+                device=self.name,
+                operation="memory_type",
+                hint="map with wc=True or attr=MemoryAttr.UC",
+            )
+        if self._mm is None:
+            raise ClosedError("mapping is closed", device=self.name, operation="memory_type")
+        return self.cookie.query().memory_type
 
     @property
     def closed(self) -> bool:
         return self._mm is None
 
     def close(self) -> None:
-        """Unmap; safe to call twice."""
+        """Unmap (and destroy its cookie); safe to call twice."""
         if self._mm is None:
             return
         self._release()
         self._mm.close()
         self._mm = None
+        if self.cookie is not None:
+            self.cookie.destroy()
 
     def __enter__(self) -> Mapping:
         return self

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import uapi
 from ._sys import ioctl
 from .caps import MsixMappableCap, RegionCap, SparseMmapCap, TypeCap, parse_region_caps
+from .cookie import Cookie, MemoryAttr
 from .errors import InvalidArgumentError, OutOfRangeError, UnsupportedError, from_oserror
 from .mmio import Mapping
 
@@ -173,13 +175,29 @@ class Region:
                 operation=self._where("write"),
             )
 
-    def map(self, offset: int | None = None, length: int | None = None) -> Mapping:
+    def map(
+        self,
+        offset: int | None = None,
+        length: int | None = None,
+        *,
+        wc: bool = False,
+        attr: MemoryAttr | None = None,
+    ) -> Mapping:
         """mmap ``length`` bytes of the region from ``offset``.
 
         The span must lie inside one of ``info.mmap_areas`` (the kernel's
         sparse-mmap areas, or the whole region) and start on a page.  With
         no arguments, maps the whole region, or its only mmap-able area.
+
+        ``wc=True`` (or ``attr=MemoryAttr.WC/UC``) maps through an mmap
+        cookie with that memory attribute; it needs the device bound to the
+        vfio_pci_cookie driver, and ``mapping.memory_type`` then reports the
+        type in effect.  Without them this is a plain vfio-pci mmap.
         """
+        if wc:
+            if attr not in (None, MemoryAttr.WC):
+                raise ValueError("wc=True contradicts attr")
+            attr = MemoryAttr.WC
         bdf = self._device.bdf
         areas = self.info.mmap_areas
         if not areas:
@@ -219,17 +237,26 @@ class Region:
         prot = (mmap.PROT_READ if self.info.readable else 0) | (
             mmap.PROT_WRITE if self.info.writable else 0
         )
+        cookie = None
+        file_offset = self.info.offset + offset
+        if attr is not None:
+            cookie = Cookie(self._device, self.index, offset, length, attr)
+            file_offset, length = cookie.value, cookie.mmap_length
         try:
             mm = mmap.mmap(
-                self._device.fd,
-                length,
-                flags=mmap.MAP_SHARED,
-                prot=prot,
-                offset=self.info.offset + offset,
+                self._device.fd, length, flags=mmap.MAP_SHARED, prot=prot, offset=file_offset
             )
         except OSError as exc:
-            raise from_oserror(exc, device=bdf, operation=self._where("mmap")) from exc
-        mapping = Mapping(mm, f"{bdf} {self.info.name}+{offset:#x}", offset)
+            if cookie is not None:
+                cookie.destroy()
+            hint = (
+                "another mapping of these pages has another memory type"
+                if (exc.errno == errno.EBUSY)
+                else None
+            )
+            raise from_oserror(exc, device=bdf, operation=self._where("mmap"), hint=hint) from exc
+        name = f"{bdf} {self.info.name}+{offset:#x}" + (f" {attr.name}" if attr else "")
+        mapping = Mapping(mm, name, offset, cookie)
         self._mappings.append(mapping)
         return mapping
 

@@ -253,3 +253,67 @@ class vfio_iommu_type1_dma_unmap(ctypes.Structure):  # noqa: N801
         ("iova", ctypes.c_uint64),
         ("size", ctypes.c_uint64),
     )
+
+
+# ---- kmod/include/uapi/linux/vfio_pci_cookie.h (the vfio_pci_cookie module) ----
+
+VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE = 0x7C00
+VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY = 0x7C01
+VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY = 0x7C02
+VFIO_DEVICE_FEATURE_MMAP_ATTRS = 0x7C03
+
+VFIO_MMAP_ATTR_UC = 0
+VFIO_MMAP_ATTR_WC = 1
+VFIO_MMAP_NR_ATTRS = 2
+
+VFIO_MEMTYPE_UNKNOWN = 0
+VFIO_MEMTYPE_UC_MINUS = 1
+VFIO_MEMTYPE_WC = 2
+VFIO_MEMTYPE_UC = 3
+VFIO_MEMTYPE_WB = 4
+VFIO_MEMTYPE_WT = 5
+VFIO_MEMTYPE_WP = 6
+
+VFIO_MMAP_COOKIE_STATE_MAPPED = 1 << 0
+
+
+class vfio_device_feature_mmap_cookie_create(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("index", ctypes.c_uint32),
+        ("attr", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("cookie", ctypes.c_uint64),
+        ("mmap_length", ctypes.c_uint64),
+    )
+
+
+class vfio_device_feature_mmap_cookie_destroy(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("cookie", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+    )
+
+
+class vfio_device_feature_mmap_cookie_query(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("cookie", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("index", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("attr", ctypes.c_uint32),
+        ("memtype", ctypes.c_uint32),
+        ("state", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+    )
+
+
+class vfio_device_feature_mmap_attrs(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("index", ctypes.c_uint32),
+        ("attrs", ctypes.c_uint32),
+    )

@@ -17,6 +17,9 @@ import pytest
 from pyvfio import uapi
 
 HEADER = Path("/usr/include/linux/vfio.h")
+KMOD_HEADER = (
+    Path(__file__).parents[2] / "kmod" / "include" / "uapi" / "linux" / "vfio_pci_cookie.h"
+)
 
 
 def _structs() -> list[type[ctypes.Structure]]:
@@ -40,6 +43,7 @@ def _c_source() -> str:
         "#include <stdio.h>",
         "#include <stddef.h>",
         "#include <linux/vfio.h>",
+        f'#include "{KMOD_HEADER}"',
         "int main(void) {",
     ]
     for struct in _structs():
@@ -69,7 +73,7 @@ def _python_view() -> list[str]:
 @pytest.mark.skipif(
     not HEADER.exists() or not shutil.which("cc"), reason="needs a C compiler and linux-libc-dev"
 )
-def test_bindings_match_the_system_header(tmp_path: Path) -> None:
+def test_bindings_match_the_system_and_kmod_headers(tmp_path: Path) -> None:
     source = tmp_path / "check.c"
     source.write_text(_c_source())
     binary = tmp_path / "check"
@@ -80,5 +84,6 @@ def test_bindings_match_the_system_header(tmp_path: Path) -> None:
 
 def test_every_binding_is_checked() -> None:
     # Guard against the generator silently skipping things.
-    assert len(_structs()) >= 16
+    assert len(_structs()) >= 20
+    assert "VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE" in _constants()
     assert "VFIO_DEVICE_GET_REGION_INFO" in _constants()

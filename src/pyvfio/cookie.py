@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: Apache-2.0
+"""mmap cookies: per-mapping memory attributes (the vfio_pci_cookie module).
+
+A cookie names (region, offset, length, attribute); its value is the offset
+to pass to mmap() on the device fd.  Only devices bound to the
+``vfio_pci_cookie`` driver (kmod/) offer them; see docs/uapi.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import uapi
+from .errors import InvalidArgumentError, UnsupportedError, VfioError
+
+if TYPE_CHECKING:
+    from .device import Device
+
+DRIVER = "vfio_pci_cookie"
+
+
+class MemoryAttr(enum.IntEnum):
+    """What a cookie asks for."""
+
+    UC = uapi.VFIO_MMAP_ATTR_UC
+    WC = uapi.VFIO_MMAP_ATTR_WC
+
+
+class MemoryType(enum.IntEnum):
+    """What the platform applies, as x86 PAT names it in pat_memtype_list."""
+
+    UNKNOWN = uapi.VFIO_MEMTYPE_UNKNOWN
+    UC_MINUS = uapi.VFIO_MEMTYPE_UC_MINUS
+    WC = uapi.VFIO_MEMTYPE_WC
+    UC = uapi.VFIO_MEMTYPE_UC
+    WB = uapi.VFIO_MEMTYPE_WB
+    WT = uapi.VFIO_MEMTYPE_WT
+    WP = uapi.VFIO_MEMTYPE_WP
+
+    @property
+    def pat_name(self) -> str:
+        return {
+            MemoryType.UC_MINUS: "uncached-minus",
+            MemoryType.WC: "write-combining",
+            MemoryType.UC: "uncached",
+            MemoryType.WB: "write-back",
+            MemoryType.WT: "write-through",
+            MemoryType.WP: "write-protect",
+        }.get(self, "unknown")
+
+
+@dataclass(frozen=True)
+class CookieInfo:
+    index: int
+    offset: int
+    length: int
+    attr: MemoryAttr
+    memory_type: MemoryType
+    mapped: bool
+
+
+def _feature(device: Device, feature: int, flags: int, arg: ctypes.Structure) -> None:
+    data = device.feature(feature, flags, bytes(arg))
+    ctypes.memmove(ctypes.addressof(arg), data, ctypes.sizeof(arg))
+
+
+def _require(device: Device) -> None:
+    if not device.has_feature(
+        uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE, uapi.VFIO_DEVICE_FEATURE_SET
+    ):
+        driver = device.driver or "its driver"
+        raise UnsupportedError(
+            f"{driver} offers no mmap cookies (memory attributes)",
+            device=device.bdf,
+            operation="map with attributes",
+            hint=f"bind the device to {DRIVER}: `make kmod`, then "
+            f"`pyvfio bind {device.bdf} --driver {DRIVER}`",
+        )
+
+
+def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
+    """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
+    if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
+        return frozenset()
+    arg = uapi.vfio_device_feature_mmap_attrs(index=index)
+    _feature(device, uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS, uapi.VFIO_DEVICE_FEATURE_GET, arg)
+    return frozenset(a for a in MemoryAttr if arg.attrs & (1 << a))
+
+
+class Cookie:
+    """One cookie on an open device; ``destroy()`` it when done (idempotent)."""
+
+    def __init__(
+        self, device: Device, index: int, offset: int, length: int, attr: MemoryAttr
+    ) -> None:
+        _require(device)
+        self._device = device
+        arg = uapi.vfio_device_feature_mmap_cookie_create(
+            index=index, attr=int(attr), offset=offset, length=length
+        )
+        try:
+            _feature(
+                device,
+                uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE,
+                uapi.VFIO_DEVICE_FEATURE_SET,
+                arg,
+            )
+        except VfioError as exc:
+            exc.operation = (
+                f"create {attr.name} cookie for region {index} [{offset:#x}, {offset + length:#x})"
+            )
+            if exc.errno == errno.EBUSY:
+                exc.hint = (
+                    "a page of the range is already mapped with another memory type; "
+                    "unmap it (legacy mmaps and cookies alike) or pick other pages"
+                )
+            raise
+        self.value: int = arg.cookie
+        self.mmap_length: int = arg.mmap_length
+        self.index, self.offset, self.attr = index, offset, attr
+        self._destroyed = False
+
+    def query(self) -> CookieInfo:
+        if self._destroyed:
+            raise InvalidArgumentError(
+                "cookie was destroyed", device=self._device.bdf, operation="query cookie"
+            )
+        arg = uapi.vfio_device_feature_mmap_cookie_query(cookie=self.value)
+        _feature(
+            self._device,
+            uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY,
+            uapi.VFIO_DEVICE_FEATURE_GET,
+            arg,
+        )
+        return CookieInfo(
+            index=arg.index,
+            offset=arg.offset,
+            length=arg.length,
+            attr=MemoryAttr(arg.attr),
+            memory_type=MemoryType(arg.memtype),
+            mapped=bool(arg.state & uapi.VFIO_MMAP_COOKIE_STATE_MAPPED),
+        )
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+
+    def destroy(self) -> None:
+        """Forget the cookie; mappings made from it stay valid until unmapped."""
+        if self._destroyed or self._device.closed:
+            self._destroyed = True
+            return
+        arg = uapi.vfio_device_feature_mmap_cookie_destroy(cookie=self.value)
+        _feature(
+            self._device,
+            uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY,
+            uapi.VFIO_DEVICE_FEATURE_SET,
+            arg,
+        )
+        self._destroyed = True
+
+    def __repr__(self) -> str:
+        return (
+            f"<Cookie {self.value:#x} region {self.index}+{self.offset:#x} "
+            f"len {self.mmap_length:#x} {self.attr.name}>"
+        )

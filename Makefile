@@ -12,7 +12,7 @@ KREL = $(shell $(BIN)/python -c "from pyvfio.vm.kernel import release_from_metap
 setup:
 	@tools/setup.sh
 
-demo: setup
+demo: kmod
 	$(BIN)/pyvfio vm run -- $(BIN)/pyvfio list $(DEMO_IDS)
 
 test: setup
@@ -26,7 +26,7 @@ lint: setup
 host-test: setup
 	$(BIN)/pytest tests/host
 
-guest-test: setup
+guest-test: kmod
 	$(BIN)/pyvfio vm run -- $(BIN)/python -m pytest tests/guest -p no:cacheprovider
 
 # The vfio_pci_cookie module, built against the headers of the kernel the VM boots.

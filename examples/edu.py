@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             print("no edu device; try `pyvfio vm run -- python3 examples/edu.py`", file=sys.stderr)
             return 1
         args.bdf = found[0].bdf
-    previous = sysfs.bind(args.bdf, "vfio-pci")
+    current = sysfs.device(args.bdf).driver
+    bound_here = not (current and "vfio" in current)  # keep any VFIO driver it has
+    if bound_here:
+        sysfs.bind(args.bdf, "vfio-pci")
     try:
         with Device.open(args.bdf) as device:
             edu = Edu(device)
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edu: {exc}", file=sys.stderr)
         return 1
     finally:
-        if previous != "vfio-pci":
+        if bound_here:
             sysfs.unbind(args.bdf)
     return 0
 

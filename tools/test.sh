@@ -19,6 +19,7 @@ step ruff "$BIN/ruff" check src tests examples tools
 step ruff-format "$BIN/ruff" format --check src tests examples tools
 step mypy "$BIN/mypy"
 step host-tests "$BIN/pytest" tests/host --junitxml=build/host.xml
+step kmod make --no-print-directory kmod
 # The guest writes its report through a directory shared read-write with it.
 step guest-tests "$BIN/pyvfio" vm run --rwdir build -- \
 	"$BIN/python" -m pytest tests/guest -p no:cacheprovider --junitxml=build/guest.xml

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio import Sysfs
+from pyvfio import Sysfs, kmod
+from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
 
 IN_GUEST = os.environ.get("PYVFIO_GUEST") == "1"
@@ -31,7 +32,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def sysfs() -> Sysfs:
     subprocess.run(["modprobe", "vfio-pci"], check=True)
+    kmod.load()  # built by `make kmod` against this kernel
     return Sysfs()
+
+
+@pytest.fixture(scope="session", params=["vfio-pci", COOKIE_DRIVER])
+def vfio_driver(request: pytest.FixtureRequest) -> str:
+    """Every device test runs on vfio-pci and on our drop-in variant driver."""
+    return str(request.param)
 
 
 def _bound(sysfs: Sysfs, ids: tuple[int, int], driver: str = "vfio-pci") -> Iterator[str]:
@@ -46,19 +54,19 @@ def _bound(sysfs: Sysfs, ids: tuple[int, int], driver: str = "vfio-pci") -> Iter
 
 
 @pytest.fixture
-def edu(sysfs: Sysfs) -> Iterator[str]:
-    """The edu device's BDF, bound to vfio-pci for the test."""
-    yield from _bound(sysfs, EDU_ID)
+def edu(sysfs: Sysfs, vfio_driver: str) -> Iterator[str]:
+    """The edu device's BDF, bound to the VFIO driver under test."""
+    yield from _bound(sysfs, EDU_ID, vfio_driver)
 
 
 @pytest.fixture
-def ivshmem(sysfs: Sysfs) -> Iterator[str]:
-    yield from _bound(sysfs, IVSHMEM_ID)
+def ivshmem(sysfs: Sysfs, vfio_driver: str) -> Iterator[str]:
+    yield from _bound(sysfs, IVSHMEM_ID, vfio_driver)
 
 
 @pytest.fixture
-def nvme(sysfs: Sysfs) -> Iterator[str]:
-    yield from _bound(sysfs, NVME_ID)
+def nvme(sysfs: Sysfs, vfio_driver: str) -> Iterator[str]:
+    yield from _bound(sysfs, NVME_ID, vfio_driver)
 
 
 @pytest.fixture
@@ -67,7 +75,19 @@ def nvme_id() -> tuple[int, int]:
 
 
 @pytest.fixture(params=["edu", "ivshmem", "nvme"])
-def any_device(request: pytest.FixtureRequest, sysfs: Sysfs) -> Iterator[str]:
-    """Each emulated device in turn, bound to vfio-pci."""
+def any_device(request: pytest.FixtureRequest, sysfs: Sysfs, vfio_driver: str) -> Iterator[str]:
+    """Each emulated device in turn, bound to the VFIO driver under test."""
     ids = {"edu": EDU_ID, "ivshmem": IVSHMEM_ID, "nvme": NVME_ID}[request.param]
-    yield from _bound(sysfs, ids)
+    yield from _bound(sysfs, ids, vfio_driver)
+
+
+@pytest.fixture
+def wc_ivshmem(sysfs: Sysfs) -> Iterator[str]:
+    """ivshmem (RAM-backed 4 MiB BAR2) bound to the cookie driver."""
+    yield from _bound(sysfs, IVSHMEM_ID, COOKIE_DRIVER)
+
+
+@pytest.fixture
+def wc_nvme(sysfs: Sysfs) -> Iterator[str]:
+    """nvme (16 MiB CMB in BAR2) bound to the cookie driver."""
+    yield from _bound(sysfs, NVME_ID, COOKIE_DRIVER)

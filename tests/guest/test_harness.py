@@ -22,8 +22,8 @@ def test_guest_kernel_is_the_distribution_kernel() -> None:
     assert Path("/sys/kernel/debug/x86/pat_memtype_list").exists()
 
 
-def test_edu_ident_through_vfio_mmap(edu: str, sysfs: Sysfs) -> None:
-    assert sysfs.device(edu).driver == "vfio-pci"
+def test_edu_ident_through_vfio_mmap(edu: str, sysfs: Sysfs, vfio_driver: str) -> None:
+    assert sysfs.device(edu).driver == vfio_driver
     assert Path("/dev/vfio", str(sysfs.device(edu).iommu_group)).exists()
     with Device.open(edu) as dev:
         bar0 = dev.region(0).map()

@@ -1,0 +1,308 @@
+# SPDX-License-Identifier: Apache-2.0
+"""mmap cookies on the real kernel: memory types as PAT records them.
+
+Every claim about a memory type is read back from
+/sys/kernel/debug/x86/pat_memtype_list, the kernel's own record, never from
+the module's word alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pyvfio import BusyError, Device, InvalidArgumentError, Sysfs, UnsupportedError, kmod, uapi
+from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, supported_attrs
+
+PAT_LIST = Path("/sys/kernel/debug/x86/pat_memtype_list")
+PAGE = 4096
+_PAT_LINE = re.compile(r"PAT: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\S+)")
+
+
+def pat_types(start: int, end: int) -> list[tuple[int, int, str]]:
+    """PAT reservations overlapping physical [start, end)."""
+    found = []
+    for line in PAT_LIST.read_text().splitlines():
+        m = _PAT_LINE.match(line)
+        if m:
+            lo, hi, kind = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+            if lo < end and hi > start:
+                found.append((lo, hi, kind))
+    return found
+
+
+def bar_start(sysfs: Sysfs, bdf: str, index: int) -> int:
+    return next(b.start for b in sysfs.device(bdf).bars if b.index == index)
+
+
+def kinds(start: int, end: int) -> set[str]:
+    return {kind for *_, kind in pat_types(start, end)}
+
+
+@pytest.mark.parametrize("device", ["wc_ivshmem", "wc_nvme"])
+def test_wc_cookie_pages_are_write_combining(
+    device: str, request: pytest.FixtureRequest, sysfs: Sysfs
+) -> None:
+    bdf = request.getfixturevalue(device)
+    base = bar_start(sysfs, bdf, 2) + 4 * PAGE
+    with Device.open(bdf) as dev:
+        assert supported_attrs(dev, 2) == {MemoryAttr.UC, MemoryAttr.WC}
+        assert pat_types(base, base + 2 * PAGE) == []
+        wc = dev.region(2).map(4 * PAGE, 2 * PAGE, wc=True)
+        wc.write64(0, 0x1122334455667788)
+        wc.write_barrier()
+        assert wc.read64(0) == 0x1122334455667788
+        assert wc.memory_type is MemoryType.WC
+        # exactly the pages asked: the cookie's reservation and the vma's
+        assert pat_types(base, base + 2 * PAGE) == [(base, base + 2 * PAGE, "write-combining")] * 2
+        assert pat_types(base - PAGE, base) == [] == pat_types(base + 2 * PAGE, base + 3 * PAGE)
+        assert dev.region(2).read(4 * PAGE, 8) == (0x1122334455667788).to_bytes(8, "little")
+    assert pat_types(base, base + 2 * PAGE) == []  # all gone with the device
+
+
+@pytest.mark.parametrize("wc_first", [True, False], ids=["wc-first", "legacy-first"])
+def test_legacy_and_uc_stay_uncached_beside_wc(
+    wc_ivshmem: str, sysfs: Sysfs, wc_first: bool
+) -> None:
+    base = bar_start(sysfs, wc_ivshmem, 2)
+    with Device.open(wc_ivshmem) as dev:
+        bar2 = dev.region(2)
+        maps = {}
+        order = ["wc", "legacy", "uc"] if wc_first else ["legacy", "uc", "wc"]
+        for what in order:
+            if what == "wc":
+                maps[what] = bar2.map(0, PAGE, wc=True)
+            elif what == "legacy":
+                maps[what] = bar2.map(PAGE, PAGE)
+            else:
+                maps[what] = bar2.map(2 * PAGE, PAGE, attr=MemoryAttr.UC)
+        for m in maps.values():
+            m.write32(0, 0xA5A5A5A5)
+            assert m.read32(0) == 0xA5A5A5A5
+        assert kinds(base, base + PAGE) == {"write-combining"}
+        assert kinds(base + PAGE, base + 3 * PAGE) == {"uncached-minus"}
+        assert maps["uc"].memory_type is MemoryType.UC_MINUS
+
+
+def test_conflicting_aliases_are_refused_not_coerced(wc_ivshmem: str, sysfs: Sysfs) -> None:
+    base = bar_start(sysfs, wc_ivshmem, 2)
+    with Device.open(wc_ivshmem) as dev:
+        bar2 = dev.region(2)
+        legacy = bar2.map(0, 2 * PAGE)
+        with pytest.raises(BusyError, match="another memory type"):
+            bar2.map(PAGE, PAGE, wc=True)  # a page the legacy mapping holds
+        wc = bar2.map(4 * PAGE, PAGE, wc=True)
+        with pytest.raises(BusyError):
+            bar2.map(4 * PAGE, PAGE)  # legacy mmap of a WC page
+        with pytest.raises(BusyError):
+            bar2.map(4 * PAGE, PAGE, attr=MemoryAttr.UC)
+        assert bar2.map(4 * PAGE, PAGE, wc=True).memory_type is MemoryType.WC  # same type: fine
+        assert kinds(base, base + 2 * PAGE) == {"uncached-minus"}
+        assert kinds(base + 4 * PAGE, base + 5 * PAGE) == {"write-combining"}
+        legacy.close()
+        wc.close()
+
+
+def test_pread_pwrite_work_and_change_no_type(wc_nvme: str, sysfs: Sysfs) -> None:
+    base = bar_start(sysfs, wc_nvme, 2)
+    with Device.open(wc_nvme) as dev:
+        bar2 = dev.region(2)
+        wc = bar2.map(0, 4 * PAGE, wc=True)
+        legacy = bar2.map(8 * PAGE, PAGE)
+        wc.read32(0)
+        legacy.read32(0)  # both faulted in: their vmas hold PAT entries too
+        before = pat_types(base, base + 16 * PAGE)
+        assert len(before) == 4
+        bar2.write(PAGE + 8, b"through-kernel!!")
+        assert wc.read_bytes(PAGE + 8, 16) == b"through-kernel!!"
+        wc.write_bytes(2 * PAGE, b"from-wc-mapping!")
+        wc.write_barrier()
+        assert bar2.read(2 * PAGE, 16) == b"from-wc-mapping!"
+        bar2.write(8 * PAGE, b"\x01\x02\x03\x04")
+        assert legacy.read32(0) == 0x04030201
+        bar2.write(12 * PAGE, b"\xff" * 4)  # a page nobody maps
+        assert pat_types(base, base + 16 * PAGE) == before
+        assert wc.memory_type is MemoryType.WC
+
+
+def test_cookie_lifecycle(wc_ivshmem: str) -> None:
+    with Device.open(wc_ivshmem) as dev:
+        cookie = Cookie(dev, 2, 0, 100, MemoryAttr.WC)
+        assert cookie.mmap_length == PAGE  # rounded up to pages
+        info = cookie.query()
+        assert (info.index, info.offset, info.length, info.attr, info.mapped) == (
+            2,
+            0,
+            PAGE,
+            MemoryAttr.WC,
+            False,
+        )
+        mapping = dev.region(2).map(0, PAGE, wc=True)
+        assert mapping.cookie is not None and mapping.cookie.query().mapped
+        # destroyed while mapped: the mapping stays valid, the value stays taken
+        mapping.cookie.destroy()
+        mapping.write32(0, 7)
+        assert mapping.read32(0) == 7
+        taken = {cookie.value, mapping.cookie.value}
+        fresh = [Cookie(dev, 2, 8 * PAGE, PAGE, MemoryAttr.UC) for _ in range(8)]
+        assert not taken & {c.value for c in fresh}
+        with pytest.raises(InvalidArgumentError):
+            mapping.cookie.query()
+        cookie.destroy()
+        cookie.destroy()  # idempotent in Python; the kernel said EINVAL once
+        for c in fresh:
+            c.destroy()
+
+
+def test_bad_cookie_requests(wc_ivshmem: str, sysfs: Sysfs) -> None:
+    size = 4 << 20
+    with Device.open(wc_ivshmem) as dev:
+        for index, offset, length, attr, err in [
+            (0, 0, PAGE, MemoryAttr.WC, None),  # BAR0 (256 B) is fine: sub-page BAR
+            (2, 0, 0, MemoryAttr.WC, errno.EINVAL),
+            (2, 100, PAGE, MemoryAttr.WC, errno.EINVAL),
+            (2, size, PAGE, MemoryAttr.WC, errno.ERANGE),
+            (2, size - PAGE, 2 * PAGE, MemoryAttr.WC, errno.ERANGE),
+            (1, 0, PAGE, MemoryAttr.WC, errno.EINVAL),  # no BAR1
+            (7, 0, PAGE, MemoryAttr.UC, errno.EINVAL),  # config space
+        ]:
+            if err is None:
+                Cookie(dev, index, offset, length, attr).destroy()
+                continue
+            with pytest.raises(Exception) as exc:
+                Cookie(dev, index, offset, length, attr)
+            assert getattr(exc.value, "errno", None) == err, (index, offset, length)
+        raw = uapi.vfio_device_feature_mmap_cookie_create(index=2, attr=5, length=PAGE)
+        with pytest.raises(InvalidArgumentError):
+            dev.feature(
+                uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE,
+                uapi.VFIO_DEVICE_FEATURE_SET,
+                bytes(raw),
+            )
+        cookie = Cookie(dev, 2, 0, 2 * PAGE, MemoryAttr.WC)
+        with pytest.raises(OSError) as oserr:
+            mmap.mmap(dev.fd, PAGE, offset=cookie.value)  # wrong length
+        assert oserr.value.errno == errno.EINVAL
+        with pytest.raises(OSError):
+            mmap.mmap(dev.fd, 2 * PAGE, offset=cookie.value + PAGE)  # not its start
+        cookie.destroy()
+
+
+def test_cookies_mean_nothing_on_another_device_or_after_close(
+    wc_ivshmem: str, wc_nvme: str
+) -> None:
+    with Device.open(wc_ivshmem) as a, Device.open(wc_nvme) as b:
+        cookie = Cookie(a, 2, 0, PAGE, MemoryAttr.WC)
+        stray = Cookie(b, 2, 0, PAGE, MemoryAttr.WC)
+        stray.destroy()  # b's table is now empty
+        with pytest.raises(OSError) as exc:
+            mmap.mmap(b.fd, PAGE, offset=cookie.value)
+        assert exc.value.errno == errno.EINVAL
+        value = cookie.value
+    with Device.open(wc_ivshmem) as a, pytest.raises(OSError):
+        mmap.mmap(a.fd, PAGE, offset=value)
+
+
+def test_plain_vfio_pci_says_what_to_do(sysfs: Sysfs) -> None:
+    bdf = sysfs.find(0x1AF4, 0x1110)[0].bdf
+    sysfs.bind(bdf, "vfio-pci")
+    try:
+        with Device.open(bdf) as dev:
+            assert supported_attrs(dev, 2) == frozenset()
+            with pytest.raises(
+                UnsupportedError,
+                match=r"vfio-pci offers no mmap cookies.*"
+                r"--driver vfio_pci_cookie",
+            ):
+                dev.region(2).map(0, PAGE, wc=True)
+    finally:
+        sysfs.unbind(bdf)
+
+
+# ---- revocation ---------------------------------------------------------------
+
+
+def _populated(start: int) -> int:
+    """How many reservations cover the page: 1 held by the cookie, +1 while a vma maps it."""
+    return len(pat_types(start, start + PAGE))
+
+
+def test_reset_zaps_cookie_mappings(wc_nvme: str, sysfs: Sysfs) -> None:
+    base = bar_start(sysfs, wc_nvme, 2)
+    with Device.open(wc_nvme) as dev:
+        wc = dev.region(2).map(0, PAGE, wc=True)
+        wc.write32(0, 1)
+        assert _populated(base) == 2
+        dev.reset()  # VFIO_DEVICE_RESET: FLR on QEMU's nvme
+        assert _populated(base) == 1  # the vma's PTEs are gone
+        wc.write32(0, 2)  # faults back in: memory is enabled again
+        assert _populated(base) == 2 and wc.read32(0) == 2
+
+
+def test_d3_zaps_and_d0_restores(wc_nvme: str, sysfs: Sysfs) -> None:
+    base = bar_start(sysfs, wc_nvme, 2)
+    with Device.open(wc_nvme) as dev:
+        pm = next(c for c in dev.config.capabilities() if c.name == "Power Management")
+        wc = dev.region(2).map(0, PAGE, wc=True)
+        wc.write32(0, 3)
+        assert _populated(base) == 2
+        dev.config.write16(pm.offset + 4, 3)  # PMCSR: D3hot
+        assert _populated(base) == 1
+        dev.config.write16(pm.offset + 4, 0)  # D0
+        assert wc.read32(0) == 3 and _populated(base) == 2
+
+
+_SIGBUS_CHILD = textwrap.dedent("""
+    import sys
+    from pyvfio import Device
+    with Device.open(sys.argv[1]) as dev:
+        wc = dev.region(2).map(0, 4096, wc=True)
+        wc.write32(0, 0xC0FFEE)
+        cmd = dev.config.read16(4)
+        dev.config.write16(4, cmd & ~2)      # memory decode off: mappings revoked
+        dev.config.write16(4, cmd)           # back on: faults work again
+        assert wc.read32(0) == 0xC0FFEE
+        dev.config.write16(4, cmd & ~2)
+        print("decode off", flush=True)
+        wc.read32(0)                         # must die of SIGBUS here
+        print("read with decode off", flush=True)
+""")
+
+
+def _run_sigbus_child(bdf: str, script: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", script, bdf], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout == "decode off\n", proc.stderr
+    assert proc.returncode == -7, proc.stderr  # SIGBUS
+
+
+def test_decode_off_gives_sigbus_on_wc_mappings(wc_ivshmem: str) -> None:
+    _run_sigbus_child(wc_ivshmem, _SIGBUS_CHILD)
+
+
+def test_decode_off_gives_sigbus_on_legacy_mappings(ivshmem: str) -> None:
+    # on both drivers: the variant driver keeps vfio-pci's behaviour
+    _run_sigbus_child(ivshmem, _SIGBUS_CHILD.replace(", wc=True", ""))
+
+
+def test_rmmod_after_close_leaves_no_pat_entries(sysfs: Sysfs) -> None:
+    bdf = sysfs.find(0x1AF4, 0x1110)[0].bdf
+    base = bar_start(sysfs, bdf, 2)
+    sysfs.bind(bdf, "vfio_pci_cookie")
+    with Device.open(bdf) as dev:
+        dev.region(2).map(0, PAGE, wc=True).write32(0, 1)
+        dev.region(2).map(PAGE, PAGE).write32(0, 1)
+        dev.region(2).read(0, 4)
+    sysfs.unbind(bdf)
+    assert pat_types(base, base + (4 << 20)) == []
+    kmod.unload()
+    assert not kmod.is_loaded()
+    kmod.load()

@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fuzz and concurrency stress of the cookie uAPI; the kernel log must stay clean.
+
+(The VM runner fails the whole run on any WARNING/BUG/Oops/PAT-conflict
+line, so these tests pass only if the kernel said nothing bad.)
+"""
+
+from __future__ import annotations
+
+import errno
+import faulthandler
+import mmap
+import os
+import random
+import signal
+import struct
+import threading
+import time
+from pathlib import Path
+
+from pyvfio import Device, Sysfs, VfioError, kmod, uapi
+from pyvfio.cookie import Cookie, MemoryAttr
+
+from .test_cookies import PAGE, bar_start, pat_types
+
+SEED = int(os.environ.get("PYVFIO_FUZZ_SEED", "20261124"))
+FEATURES = [
+    uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE,
+    uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY,
+    uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY,
+    uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS,
+]
+# What the header documents, plus ENOTTY (unknown feature) from VFIO itself.
+FEATURE_ERRNOS = {
+    errno.EINVAL,
+    errno.ERANGE,
+    errno.EBUSY,
+    errno.ENOSPC,
+    errno.EOPNOTSUPP,
+    errno.ENOTTY,
+}
+MMAP_ERRNOS = {errno.EINVAL, errno.EBUSY, errno.ENOMEM, errno.EOVERFLOW}
+COOKIE_BASE = 0xC00 << 40
+
+
+def _value(rng: random.Random, interesting: list[int], bits: int) -> int:
+    if rng.random() < 0.6:
+        return rng.choice(interesting)
+    return rng.getrandbits(bits)
+
+
+def test_fuzz_feature_ioctls_and_mmap_offsets(wc_ivshmem: str, sysfs: Sysfs) -> None:
+    rng = random.Random(SEED)
+    seen: dict[str, int] = {}
+    base = bar_start(sysfs, wc_ivshmem, 2)
+    with Device.open(wc_ivshmem) as dev:
+        cookies: list[int] = []
+        for _ in range(10_000):
+            feature = rng.choice(FEATURES) if rng.random() < 0.9 else rng.getrandbits(16)
+            flags = rng.choice(
+                [
+                    uapi.VFIO_DEVICE_FEATURE_SET,
+                    uapi.VFIO_DEVICE_FEATURE_GET,
+                    uapi.VFIO_DEVICE_FEATURE_PROBE | uapi.VFIO_DEVICE_FEATURE_SET,
+                    0,
+                    rng.getrandbits(3) << 16,
+                ]
+            )
+            fields = struct.pack(
+                "<IIIIQQQQ",
+                _value(rng, [0, 2, 6, 7, 9, 0xC00], 32),
+                _value(rng, [0, 1, 2], 32),
+                0 if rng.random() < 0.8 else rng.getrandbits(32),
+                0 if rng.random() < 0.8 else rng.getrandbits(32),
+                _value(rng, [0, PAGE, 100, (4 << 20) - PAGE, 4 << 20], 64),
+                _value(rng, [0, 1, PAGE, 2 * PAGE, 4 << 20, (1 << 64) - 1], 64),
+                rng.choice(cookies) if cookies and rng.random() < 0.5 else rng.getrandbits(64),
+                0,
+            )
+            data = fields[: rng.choice([0, 4, 8, 16, 24, 40, 48, 48, 48])] + (
+                bytes(rng.getrandbits(1) for _ in range(rng.choice([0, 0, 8])))
+            )
+            if (
+                feature
+                in (
+                    uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY,
+                    uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY,
+                )
+                and cookies
+                and rng.random() < 0.5
+            ):
+                data = struct.pack("<QII", rng.choice(cookies), 0, 0) + data[16:]
+            try:
+                out = dev.feature(feature, flags, data)
+                seen["ok"] = seen.get("ok", 0) + 1
+                if (
+                    feature == uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE
+                    and flags == uapi.VFIO_DEVICE_FEATURE_SET
+                    and len(out) >= 40
+                ):
+                    cookies.append(struct.unpack_from("<Q", out, 32)[0])
+            except VfioError as exc:
+                assert exc.errno in FEATURE_ERRNOS, (feature, flags, data.hex(), exc)
+                seen[errno.errorcode[exc.errno]] = seen.get(errno.errorcode[exc.errno], 0) + 1
+            if rng.random() < 0.1:
+                _fuzz_mmap(rng, dev, cookies)
+        assert seen.get("ok", 0) > 100 and seen.get("EINVAL", 0) > 100, seen
+    assert pat_types(base, base + (4 << 20)) == []
+
+
+def _fuzz_mmap(rng: random.Random, dev: Device, cookies: list[int]) -> None:
+    offset = rng.choice(
+        [
+            rng.choice(cookies) if cookies else COOKIE_BASE,
+            COOKIE_BASE + (rng.getrandbits(20) << 12),
+            (2 << 40) + (rng.getrandbits(11) << 12),
+            rng.getrandbits(12) << 40,
+        ]
+    )
+    length = rng.choice([PAGE, 2 * PAGE, 1 << 20])
+    try:
+        mm = mmap.mmap(dev.fd, length, offset=offset)
+    except OSError as exc:
+        assert exc.errno in MMAP_ERRNOS, (hex(offset), length, exc)
+        return
+    mm[0:4] = b"fuzz"
+    assert mm[0:4] == b"fuzz"
+    mm.close()
+
+
+STRESS_SECONDS = float(os.environ.get("PYVFIO_STRESS_SECONDS", "30"))
+
+
+def _worker(dev: Device, seed: int, deadline: float, counter: Path) -> None:
+    """A forked process: cycle cookies through create/map/touch/unmap/destroy."""
+    rng = random.Random(seed)
+    stop = threading.Event()
+
+    def table_churn() -> None:  # no touching: safe while decode is off
+        while not stop.is_set():
+            try:
+                c = Cookie(dev, 2, rng.randrange(0, 64) * PAGE, PAGE, MemoryAttr.UC)
+                c.query()
+                c.destroy()
+            except VfioError:
+                pass
+
+    thread = threading.Thread(target=table_churn, daemon=True)
+    thread.start()
+    cycles = 0
+    while time.monotonic() < deadline:
+        page = rng.randrange(64, 1024)
+        attr = MemoryAttr.WC if page % 2 else MemoryAttr.UC
+        try:
+            mapping = dev.region(2).map(page * PAGE, PAGE, attr=attr)
+        except VfioError:
+            continue  # EBUSY from a sibling's conflicting page is expected
+        mapping.write32(0, cycles)  # SIGBUS here while decode is off: the parent respawns us
+        assert mapping.read32(0) == cycles
+        mapping.close()
+        cycles += 1
+        with counter.open("a") as out:
+            out.write("1")
+    stop.set()
+    thread.join()
+
+
+def test_concurrent_cookies_against_reset_and_decode_toggling(
+    wc_nvme: str, sysfs: Sysfs, tmp_path: Path
+) -> None:
+    base = bar_start(sysfs, wc_nvme, 2)
+    counter = tmp_path / "cycles"
+    counter.touch()
+    deadline = time.monotonic() + STRESS_SECONDS
+    sigbus = resets = toggles = 0
+    with Device.open(wc_nvme) as dev:
+        workers: dict[int, int] = {}
+
+        def spawn(seed: int) -> None:
+            pid = os.fork()
+            if pid == 0:  # child: never return into pytest
+                faulthandler.disable()  # dying of SIGBUS is this worker's job
+                code = 0
+                try:
+                    _worker(dev, seed, deadline, counter)
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            workers[pid] = seed
+
+        for seed in range(3):
+            spawn(seed)
+        cmd = dev.config.read16(4)
+        while time.monotonic() < deadline:
+            dev.config.write16(4, cmd & ~2)  # memory decode off: revoke
+            time.sleep(0.02)
+            dev.config.write16(4, cmd)
+            toggles += 1
+            if toggles % 10 == 0:
+                dev.reset()
+                dev.config.write16(4, cmd)
+                resets += 1
+            time.sleep(0.05)
+            for pid in list(workers):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    seed = workers.pop(pid)
+                    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGBUS:
+                        sigbus += 1
+                        spawn(seed + 100)
+                    else:
+                        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        for pid in workers:
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) or os.WTERMSIG(status) == signal.SIGBUS
+    cycles = len(counter.read_text())
+    print(
+        f"stress: {cycles} map cycles, {toggles} decode toggles, {resets} resets, "
+        f"{sigbus} workers killed by SIGBUS"
+    )
+    assert cycles > 50 and toggles > 50 and resets > 5
+    assert pat_types(base, base + (16 << 20)) == []  # nothing leaked
+    sysfs.unbind(wc_nvme)
+    kmod.unload()  # no reference left behind
+    kmod.load()
+    sysfs.bind(wc_nvme, "vfio_pci_cookie")  # the fixture unbinds it again

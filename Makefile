@@ -1,8 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 VENV := .venv
 BIN := $(VENV)/bin
-# The emulated devices: edu, ivshmem-plain, nvme
-DEMO_IDS := -d 1234:11e8 -d 1af4:1110 -d 1b36:0010
 
 # The guest kernel's release, from the linux-image-amd64 metapackage (never hard-coded).
 KREL = $(shell $(BIN)/python -c "from pyvfio.vm.kernel import release_from_metapackage as r; print(r())")
@@ -13,7 +11,7 @@ setup:
 	@tools/setup.sh
 
 demo: kmod
-	$(BIN)/pyvfio vm run -- $(BIN)/pyvfio list $(DEMO_IDS)
+	$(BIN)/pyvfio vm run -- $(BIN)/python examples/wc_demo.py
 
 test: setup
 	@tools/test.sh

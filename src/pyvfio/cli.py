@@ -12,6 +12,7 @@ from typing import Any
 
 from . import uapi
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
+from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
@@ -144,6 +145,8 @@ def device_report(dev: Device) -> dict[str, Any]:
                 "mmap": info.mappable,
                 "mmap_areas": [{"offset": o, "size": s} for o, s in info.mmap_areas],
                 "caps": [_cap_json(c) for c in info.caps],
+                # memory attributes an mmap cookie may ask for (vfio_pci_cookie only)
+                "attrs": sorted(a.name for a in supported_attrs(dev, info.index)),
             }
         )
     irqs = [
@@ -184,7 +187,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{report['bdf']}: flags {','.join(report['flags'])}, "
         f"{report['num_regions']} regions, {report['num_irqs']} IRQ indexes"
     )
-    print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  CAPS")
+    print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  {'ATTRS':<6} CAPS")
     for r in report["regions"]:
         if not r["size"]:
             continue
@@ -192,7 +195,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             c if r[key] else "-" for c, key in (("r", "readable"), ("w", "writable"), ("m", "mmap"))
         )
         caps = "; ".join(_cap_text(c) for c in r["caps"]) or "-"
-        print(f"  {r['name']:<8} {flags:<5} {human_size(r['size']):>8} {r['offset']:#14x}  {caps}")
+        attrs = ",".join(r["attrs"]) or "-"
+        print(
+            f"  {r['name']:<8} {flags:<5} {human_size(r['size']):>8} {r['offset']:#14x}  "
+            f"{attrs:<6} {caps}"
+        )
     print(f"  {'IRQ':<8} {'COUNT':>5}  FLAGS")
     for i in report["irqs"]:
         count = str(i["count"]) if i["supported"] else "-"

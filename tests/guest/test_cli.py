@@ -31,6 +31,10 @@ def test_info_json_matches_the_kernel(any_device: str) -> None:
             (r.index, r.size, r.info.offset) for r in dev.regions()
         ]
         assert [i["count"] for i in report["irqs"]] == [i.count for i in dev.irq_infos()]
+        with_cookies = dev.driver == "vfio_pci_cookie"
+        for r in report["regions"]:
+            mem_bar = r["index"] < 6 and r["mmap"]
+            assert r["attrs"] == (["UC", "WC"] if with_cookies and mem_bar else []), r
 
 
 def test_info_text_and_bind_cycle(sysfs: Sysfs, nvme_id: tuple[int, int]) -> None:
@@ -42,6 +46,7 @@ def test_info_text_and_bind_cycle(sysfs: Sysfs, nvme_id: tuple[int, int]) -> Non
     try:
         text = pyvfio("info", nvme.bdf).stdout
         assert "BAR0     rwm        16K" in text and "msix-mappable" in text
+        assert "ATTRS" in text and " UC,WC " not in text  # plain vfio-pci: no cookies
         assert "MSIX        65  eventfd,noresize" in text
         assert "ERR          1" in text
     finally:

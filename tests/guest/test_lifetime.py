@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from pyvfio import Device
+from pyvfio import Device, Sysfs
 from pyvfio.irq import IrqIndex
 
 
@@ -47,3 +48,16 @@ def test_examples_edu_driver_runs(edu: str) -> None:
     assert lines[0] == f"{edu}: edu v1.0, liveness ok"
     assert "factorial(12) = 479001600  (MSI)" in lines
     assert any(line.startswith("DMA: 2048 bytes") and "verified" in line for line in lines)
+
+
+def test_examples_wc_demo_proves_write_combining(sysfs: Sysfs) -> None:
+    example = Path(__file__).parents[2] / "examples" / "wc_demo.py"
+    proc = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "memory type reported by the module: write-combining" in out
+    assert re.search(r"CMB pages 0-3:  PAT: \[mem 0x[0-9a-f]+-0x[0-9a-f]+\] write-combining", out)
+    assert re.search(r"BAR0 page 0:    PAT: .* uncached-minus", out)
+    assert "is refused" in out and "after close: 0 PAT entries left" in out

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The guest kernel's release, from the linux-image-amd64 metapackage (never hard-coded).
 KREL = $(shell $(BIN)/python -c "from pyvfio.vm.kernel import release_from_metapackage as r; print(r())")
 
-.PHONY: setup demo test lint host-test guest-test kmod clean
+.PHONY: setup demo test lint host-test guest-test kmod bench clean
 
 setup:
 	@tools/setup.sh
@@ -30,6 +30,10 @@ guest-test: kmod
 # The vfio_pci_cookie module, built against the headers of the kernel the VM boots.
 kmod: setup
 	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build
+
+# Benchmarks (bench/README.md); BENCH_ARGS=--make-test also times the whole suite.
+bench: kmod
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info

@@ -554,6 +554,17 @@ static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lo
 
 /* ---- the cookie features ------------------------------------------- */
 
+/*
+ * A request struct from userspace: a shorter (older) one is zero-extended, a
+ * longer (newer) one is accepted if the part we do not know is zero.
+ */
+static int copy_req(void *req, size_t size, void __user *arg, size_t argsz)
+{
+	int ret = copy_struct_from_user(req, size, arg, argsz);
+
+	return ret == -E2BIG ? -EINVAL : ret;
+}
+
 static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 {
 	struct vfio_device_feature_mmap_cookie_create req;
@@ -562,9 +573,9 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 	u64 length;
 	int ret;
 
-	ret = copy_struct_from_user(&req, sizeof(req), arg, argsz);
+	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
-		return ret == -E2BIG ? -EINVAL : ret;
+		return ret;
 	if (req.flags || req.__reserved || req.attr >= VFIO_MMAP_NR_ATTRS ||
 	    !is_mem_bar(pdev, req.index) || !cdev->core.bar_mmap_supported[req.index] ||
 	    !req.length || !PAGE_ALIGNED(req.offset))
@@ -612,9 +623,9 @@ static int cookie_destroy(struct cookie_dev *cdev, void __user *arg, size_t args
 	struct cookie_map *map;
 	int ret;
 
-	ret = copy_struct_from_user(&req, sizeof(req), arg, argsz);
+	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
-		return ret == -E2BIG ? -EINVAL : ret;
+		return ret;
 	if (req.flags || req.__reserved)
 		return -EINVAL;
 	mutex_lock(&cdev->lock);
@@ -634,9 +645,9 @@ static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 	struct cookie_map *map;
 	int ret;
 
-	ret = copy_struct_from_user(&req, sizeof(req), arg, argsz);
+	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
-		return ret == -E2BIG ? -EINVAL : ret;
+		return ret;
 	if (req.flags)
 		return -EINVAL;
 	mutex_lock(&cdev->lock);
@@ -662,9 +673,9 @@ static int cookie_attrs(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 	struct vfio_pci_core_device *core = &cdev->core;
 	int ret;
 
-	ret = copy_struct_from_user(&req, sizeof(req), arg, argsz);
+	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
-		return ret == -E2BIG ? -EINVAL : ret;
+		return ret;
 	if (req.index >= VFIO_PCI_NUM_REGIONS + core->num_regions)
 		return -EINVAL;
 	req.attrs = 0;

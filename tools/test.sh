@@ -15,8 +15,8 @@ step() {
 	"$@" || failed+=("$name")
 }
 
-step ruff "$BIN/ruff" check src tests examples tools
-step ruff-format "$BIN/ruff" format --check src tests examples tools
+step ruff "$BIN/ruff" check src tests examples tools bench
+step ruff-format "$BIN/ruff" format --check src tests examples tools bench
 step mypy "$BIN/mypy"
 step host-tests "$BIN/pytest" tests/host --junitxml=build/host.xml
 step kmod make --no-print-directory kmod

@@ -7,6 +7,7 @@ import ctypes
 import errno
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -136,44 +137,38 @@ class Region:
 
     def read(self, offset: int, length: int) -> bytes:
         """Read through the kernel (pread on the device fd)."""
-        self._check_range(offset, length, "read")
-        if not self.info.readable:
-            raise UnsupportedError(
-                "region is not readable", device=self._device.bdf, operation=self._where("read")
-            )
-        try:
-            data = os.pread(self._device.fd, length, self.info.offset + offset)
-        except OSError as exc:
-            raise from_oserror(
-                exc, device=self._device.bdf, operation=self._where(f"read at {offset:#x}")
-            ) from exc
-        if len(data) != length:
-            raise OutOfRangeError(
-                f"short read: {len(data)} of {length} bytes",
-                device=self._device.bdf,
-                operation=self._where("read"),
-            )
+        data = self._kernel_io("read", offset, length, lambda fd, at: os.pread(fd, length, at))
+        assert isinstance(data, bytes)
         return data
 
     def write(self, offset: int, data: bytes) -> None:
         """Write through the kernel (pwrite on the device fd)."""
-        self._check_range(offset, len(data), "write")
-        if not self.info.writable:
+        self._kernel_io("write", offset, len(data), lambda fd, at: os.pwrite(fd, data, at))
+
+    def _kernel_io(
+        self, op: str, offset: int, length: int, call: Callable[[int, int], bytes | int]
+    ) -> bytes | int:
+        self._check_range(offset, length, op)
+        if not (self.info.readable if op == "read" else self.info.writable):
             raise UnsupportedError(
-                "region is not writable", device=self._device.bdf, operation=self._where("write")
+                f"region is not {'readable' if op == 'read' else 'writable'}",
+                device=self._device.bdf,
+                operation=self._where(op),
             )
         try:
-            done = os.pwrite(self._device.fd, data, self.info.offset + offset)
+            result = call(self._device.fd, self.info.offset + offset)
         except OSError as exc:
             raise from_oserror(
-                exc, device=self._device.bdf, operation=self._where(f"write at {offset:#x}")
+                exc, device=self._device.bdf, operation=self._where(f"{op} at {offset:#x}")
             ) from exc
-        if done != len(data):
+        done = len(result) if isinstance(result, bytes) else result
+        if done != length:
             raise OutOfRangeError(
-                f"short write: {done} of {len(data)} bytes",
+                f"short {op}: {done} of {length} bytes",
                 device=self._device.bdf,
-                operation=self._where("write"),
+                operation=self._where(op),
             )
+        return result
 
     def map(
         self,

@@ -23,6 +23,8 @@ from common import Figure, ns_per_call, progress, save, table
 from pyvfio import Device, Sysfs
 from pyvfio.mmio import Mapping, _PyWindow
 
+PASSES = 3
+
 
 def measure(
     setting: str,
@@ -46,9 +48,9 @@ def measure(
         "mv32": mv32,
         "mv64": mv64,
         "i32": off // 4,
-        "i64": off // 8,
+        "i64": (off & ~7) // 8,
+        "off64": off & ~7,  # 64-bit accesses need 8-byte alignment
         "c32": ctypes.c_uint32.from_address(addr),
-        "c64": ctypes.c_uint64.from_address(addr),
         "mm": mapping._mm,
         "unpack": struct.unpack_from,
         "off": off,
@@ -58,7 +60,7 @@ def measure(
         "fd": fd,
         "fdo": fd_offset + off,
     }
-    t = {}
+    t: dict[str, float] = {}
     steps = [
         ("mv read32", "mv32[i32]"),
         ("mv write32", "mv32[i32] = 5"),
@@ -68,8 +70,8 @@ def measure(
         ("struct read32", "unpack('<I', mm, off)"),
         ("read32", "m.read32(off)"),
         ("write32", "m.write32(off, 5)"),
-        ("read64", "m.read64(off)"),
-        ("write64", "m.write64(off, 5)"),
+        ("read64", "m.read64(off64)"),
+        ("write64", "m.write64(off64, 5)"),
         ("py read32", "py.read32(off)"),
         ("py write32", "py.write32(off, 5)"),
         ("write_bytes 4K", "m.write_bytes(0, page)"),
@@ -82,10 +84,15 @@ def measure(
             ("pread 4", "os.pread(fd, 4, fdo)"),
             ("pwrite 4", "os.pwrite(fd, b'\\0\\0\\0\\0', fdo)"),
         ]
-    for name, stmt in steps:
-        n = number // 16 if "4K" in name else number
-        t[name] = ns_per_call(stmt, env, number=max(n, 10))
-        progress(f"{setting}: {name:18} {t[name]:9.1f} ns")
+    # Interleaved passes, best of each: under TCG the first statement timed in a
+    # process can run ~1.7x faster than later ones; passes give all the same chance.
+    for pass_no in range(PASSES):
+        for name, stmt in steps:
+            n = number // 16 if "4K" in name else number
+            ns = ns_per_call(stmt, env, number=max(n, 10), repeat=2)
+            t[name] = min(t.get(name, ns), ns)
+            if pass_no == PASSES - 1:
+                progress(f"{setting}: {name:18} {t[name]:9.1f} ns")
     py._release()
     del anchor, env
     mv32.release()

@@ -217,7 +217,11 @@ class Mapping(_Window):
         if self._mm is None:
             return
         self._release()
-        self._mm.close()
+        try:
+            self._mm.close()
+        except BufferError:
+            # A caller still holds a view of it: the pages go when that does.
+            log.warning("%s closed while views of it exist", self.name)
         self._mm = None
         if self.cookie is not None:
             self.cookie.destroy()

@@ -106,3 +106,14 @@ def test_barrier_needs_the_c_helper() -> None:
     win = _PyWindow(mmap.mmap(-1, 4096), "anon")
     with pytest.raises(UnsupportedError, match="C helper"):
         win.write_barrier()
+
+
+def test_close_with_a_live_view_still_closes(caplog: pytest.LogCaptureFixture) -> None:
+    mm = mmap.mmap(-1, 4096)
+    mapping = Mapping(mm, "anon")
+    view = memoryview(mm)  # e.g. a numpy array over the BAR
+    mapping.close()
+    assert mapping.closed and "views of it exist" in caplog.text
+    with pytest.raises(ClosedError):
+        mapping.read32(0)
+    view.release()

@@ -31,7 +31,7 @@ guest-test: kmod
 kmod: setup
 	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build
 
-# Benchmarks (bench/README.md); BENCH_ARGS=--make-test also times the whole suite.
+# Benchmarks (bench/README.md); BENCH_ARGS=--no-make-test skips timing the whole suite.
 bench: kmod
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import errno
 import logging
 import os
 import struct
+import time
 from dataclasses import dataclass
 
 from . import irq, uapi
@@ -217,14 +219,29 @@ class Device:
             return False
         return True
 
-    def reset(self) -> None:
-        """VFIO_DEVICE_RESET (function-level or other reset the kernel can do)."""
+    def reset(self, timeout: float = 1.0) -> None:
+        """VFIO_DEVICE_RESET (function-level or other reset the kernel can do).
+
+        The kernel only *tries* to take the device's locks and answers EAGAIN
+        when another operation holds them for a moment; that is retried for
+        up to ``timeout`` seconds.
+        """
         fd = self.fd  # a closed device says so before anything else
         if not self.info.can_reset:
             raise UnsupportedError(
                 "the device offers no reset", device=self.bdf, operation="VFIO_DEVICE_RESET"
             )
-        ioctl(fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ioctl(fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
+                return
+            except VfioError as exc:
+                if exc.errno != errno.EAGAIN or time.monotonic() >= deadline:
+                    if exc.errno == errno.EAGAIN:
+                        exc.hint = f"the device stayed busy for {timeout} s; try again"
+                    raise
+            time.sleep(0.01)
 
     # -- lifetime --------------------------------------------------------
 

@@ -7,10 +7,14 @@ Wrapping here keeps the promise that no bare OSError leaves the package.
 from __future__ import annotations
 
 import fcntl
+import logging
+import mmap
 import os
 from typing import Any
 
 from .errors import from_oserror
+
+log = logging.getLogger(__name__)
 
 
 def ioctl(fd: int, request: int, arg: Any, *, device: str | None, operation: str) -> int:
@@ -29,3 +33,11 @@ def open_node(path: str, *, device: str | None, operation: str, hint: str | None
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         raise from_oserror(exc, device=device, operation=operation, hint=hint) from exc
+
+
+def close_mmap(mm: mmap.mmap, what: str) -> None:
+    """munmap, unless a caller still holds a view: then the pages go with the last view."""
+    try:
+        mm.close()
+    except BufferError:
+        log.warning("%s closed while views of it exist", what)

@@ -68,20 +68,6 @@ def _feature(device: Device, feature: int, flags: int, arg: ctypes.Structure) ->
     ctypes.memmove(ctypes.addressof(arg), data, ctypes.sizeof(arg))
 
 
-def _require(device: Device) -> None:
-    if not device.has_feature(
-        uapi.VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE, uapi.VFIO_DEVICE_FEATURE_SET
-    ):
-        driver = device.driver or "its driver"
-        raise UnsupportedError(
-            f"{driver} offers no mmap cookies (memory attributes)",
-            device=device.bdf,
-            operation="map with attributes",
-            hint=f"bind the device to {DRIVER}: `make kmod`, then "
-            f"`pyvfio bind {device.bdf} --driver {DRIVER}`",
-        )
-
-
 def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
     """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
     if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
@@ -97,7 +83,6 @@ class Cookie:
     def __init__(
         self, device: Device, index: int, offset: int, length: int, attr: MemoryAttr
     ) -> None:
-        _require(device)
         self._device = device
         arg = uapi.vfio_device_feature_mmap_cookie_create(
             index=index, attr=int(attr), offset=offset, length=length
@@ -110,6 +95,16 @@ class Cookie:
                 arg,
             )
         except VfioError as exc:
+            if exc.errno == errno.ENOTTY:
+                # The driver does not know the feature: no probe round trip needed.
+                driver = device.driver or "its driver"
+                raise UnsupportedError(
+                    f"{driver} offers no mmap cookies (memory attributes)",
+                    device=device.bdf,
+                    operation="map with attributes",
+                    hint=f"bind the device to {DRIVER}: `make kmod`, then "
+                    f"`pyvfio bind {device.bdf} --driver {DRIVER}`",
+                ) from exc
             exc.operation = (
                 f"create {attr.name} cookie for region {index} [{offset:#x}, {offset + length:#x})"
             )

@@ -213,9 +213,9 @@ class Device:
         """Probe: does the driver support ``feature`` with ``flags`` (GET and/or SET)?"""
         try:
             self.feature(feature, flags | uapi.VFIO_DEVICE_FEATURE_PROBE)
-        except (UnsupportedError, VfioError) as exc:
-            if isinstance(exc, ClosedError):
-                raise
+        except ClosedError:
+            raise
+        except VfioError:
             return False
         return True
 

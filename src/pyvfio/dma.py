@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import logging
 import mmap
 from collections.abc import Sequence
 from typing import Protocol
 
+from ._sys import close_mmap
 from .errors import ClosedError, OutOfRangeError, VfioError
-
-log = logging.getLogger(__name__)
 
 MAP_HUGETLB = 0x40000  # <linux/mman.h>; Python's mmap module does not export it
 HUGEPAGE_SIZE = 2 << 20
@@ -171,11 +169,7 @@ class DmaBuffer:
             self._dma.allocator.free(self.iova)
             self._dma.forget(self)
             self.view.release()
-            try:
-                self._mm.close()
-            except BufferError:
-                # A caller still holds a view; the memory goes when that does.
-                log.warning("DMA buffer at IOVA %#x closed while views of it exist", self.iova)
+            close_mmap(self._mm, f"DMA buffer at IOVA {self.iova:#x}")
             self._mm = None
 
     def __enter__(self) -> DmaBuffer:

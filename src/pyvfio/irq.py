@@ -34,6 +34,13 @@ class IrqFlags(enum.IntFlag):
     NORESIZE = uapi.VFIO_IRQ_INFO_NORESIZE
 
 
+def irq_name(index: int) -> str:
+    try:
+        return IrqIndex(index).name
+    except ValueError:
+        return f"irq{index}"
+
+
 @dataclass(frozen=True)
 class IrqInfo:
     index: int
@@ -42,10 +49,7 @@ class IrqInfo:
 
     @property
     def name(self) -> str:
-        try:
-            return IrqIndex(self.index).name
-        except ValueError:
-            return f"irq{self.index}"
+        return irq_name(self.index)
 
     @property
     def supported(self) -> bool:
@@ -84,7 +88,7 @@ def _set_irqs(
         uapi.VFIO_DEVICE_SET_IRQS,
         buf,
         device=device.bdf,
-        operation=f"VFIO_DEVICE_SET_IRQS({IrqInfo(index, IrqFlags(0), 0).name})",
+        operation=f"VFIO_DEVICE_SET_IRQS({irq_name(index)})",
     )
 
 

@@ -23,6 +23,7 @@ import mmap
 import sys
 from typing import TYPE_CHECKING, Literal
 
+from ._sys import close_mmap
 from .errors import ClosedError, OutOfRangeError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -217,11 +218,7 @@ class Mapping(_Window):
         if self._mm is None:
             return
         self._release()
-        try:
-            self._mm.close()
-        except BufferError:
-            # A caller still holds a view of it: the pages go when that does.
-            log.warning("%s closed while views of it exist", self.name)
+        close_mmap(self._mm, self.name)
         self._mm = None
         if self.cookie is not None:
             self.cookie.destroy()

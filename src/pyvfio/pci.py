@@ -9,6 +9,7 @@ ID.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import subprocess
@@ -206,7 +207,7 @@ def _write(path: Path, value: str, device: str, operation: str) -> None:
             device=device,
             operation=operation,
             errno=exc.errno,
-            hint="binding needs root" if exc.errno in (1, 13) else None,
+            hint="binding needs root" if exc.errno in (errno.EPERM, errno.EACCES) else None,
         ) from exc
 
 

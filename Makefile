@@ -1,35 +1,45 @@
 # SPDX-License-Identifier: Apache-2.0
 VENV := .venv
 BIN := $(VENV)/bin
-
-# The guest kernel's release, from the linux-image-amd64 metapackage (never hard-coded).
-KREL = $(shell $(BIN)/python -c "from pyvfio.vm.kernel import release_from_metapackage as r; print(r())")
+# The kernel matrix (docs/testing.md): empty means 6.1 6.12 7.3 plus the host's
+# own series; e.g. `make test KERNELS=6.12`.
+KERNELS ?=
+export KERNELS
+# The kernel `make demo` and `make guest-test` boot: empty means the host's own series.
+KERNEL ?=
+# Series where vfio_pci_cookie does not build yet (until module v2): its tests
+# skip there, naming the compiler error; on any other kernel a failed build fails.
+KMOD_PENDING := 6.12 7.3
+export KMOD_PENDING
 
 .PHONY: setup demo test lint host-test guest-test kmod bench clean
 
 setup:
 	@tools/setup.sh
 
-demo: kmod
-	$(BIN)/pyvfio vm run -- $(BIN)/python examples/wc_demo.py
+demo: setup
+	$(BIN)/pyvfio vm kmod $(or $(KERNEL),default) --allow-fail "$(KMOD_PENDING)"
+	$(BIN)/pyvfio vm run $(if $(KERNEL),--kernel $(KERNEL)) -- $(BIN)/python examples/wc_demo.py
 
 test: setup
 	@tools/test.sh
 
 lint: setup
-	$(BIN)/ruff check src tests examples tools
-	$(BIN)/ruff format --check src tests examples tools
+	$(BIN)/ruff check src tests examples tools bench
+	$(BIN)/ruff format --check src tests examples tools bench
 	$(BIN)/mypy
 
 host-test: setup
 	$(BIN)/pytest tests/host
 
+# The guest suite on one kernel (KERNEL=, default the host's own series).
 guest-test: kmod
-	$(BIN)/pyvfio vm run -- $(BIN)/python -m pytest tests/guest -p no:cacheprovider
+	$(BIN)/pyvfio vm run $(if $(KERNEL),--kernel $(KERNEL)) -- \
+		$(BIN)/python -m pytest tests/guest -p no:cacheprovider
 
-# The vfio_pci_cookie module, built against the headers of the kernel the VM boots.
+# vfio_pci_cookie, built for every kernel of the matrix into build/kmod/RELEASE/.
 kmod: setup
-	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build
+	$(BIN)/pyvfio vm kmod --allow-fail "$(KMOD_PENDING)"
 
 # Benchmarks (bench/README.md); BENCH_ARGS=--no-make-test skips timing the whole suite.
 bench: kmod
@@ -37,4 +47,3 @@ bench: kmod
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info
-	$(MAKE) -C kmod KDIR=/lib/modules/$(KREL)/build clean

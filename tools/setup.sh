@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Idempotent set-up for the test VM, the kernel module build and the dev tools.
-# Installs Debian packages only when missing, then the project into .venv.
+# Idempotent set-up for the test VM, the kernel matrix and the dev tools:
+#  1. the Debian packages the host needs (only those missing are installed);
+#  2. the project into .venv;
+#  3. a check that every tool the runner and the matrix invoke is present;
+#  4. the matrix kernels ($KERNELS, default 6.1 6.12 7.3 + the host's own)
+#     fetched into the cache ($PYVFIO_CACHE, default /var/lib/pyvfio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 pciutils kmod gcc make)
+# Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
+APT_PACKAGES=(qemu-system-x86 busybox-static debootstrap coreutils apt dpkg kmod pciutils
+	gcc make python3 python3-venv python3-dev)
 
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 apt_install() {
-	local sudo=()
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 	"${sudo[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
 		--no-install-recommends "$@" </dev/null
-}
-
-# The release a metapackage depends on, e.g. 6.1.0-56-amd64.
-release_of() {
-	dpkg-query -W -f='${Depends}' "$1" 2>/dev/null |
-		grep -oE 'linux-(image|headers)-[0-9][^ ,(]*' | head -n1 |
-		sed -E 's/^linux-(image|headers)-//'
 }
 
 missing=()
@@ -31,22 +30,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	apt_install "${missing[@]}"
 fi
-
-# The module is built against the guest kernel's headers: both must be one release.
-image=$(release_of linux-image-amd64)
-headers=$(release_of linux-headers-amd64)
-if [ "$image" != "$headers" ] || [ ! -d "/lib/modules/$image" ] ||
-	[ ! -d "/usr/src/linux-headers-$headers" ]; then
-	echo "setup: kernel image ($image) and headers ($headers) differ; upgrading both"
-	apt_install linux-image-amd64 linux-headers-amd64
-	image=$(release_of linux-image-amd64)
-	headers=$(release_of linux-headers-amd64)
-	if [ "$image" != "$headers" ]; then
-		echo "setup: linux-image-amd64 ($image) and linux-headers-amd64 ($headers) still" \
-			"differ; fix the apt sources" >&2
-		exit 1
-	fi
-fi
+# The host's own kernel series is resolved from its package lists.
+apt-cache show linux-image-amd64 >/dev/null 2>&1 || "${sudo[@]}" apt-get update -qq
 
 if [ ! -x .venv/bin/python ]; then
 	python3 -m venv .venv
@@ -57,4 +42,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 	.venv/bin/pip install -q -e '.[vm,dev]'
 	touch "$stamp"
 fi
-echo "setup: ok (guest kernel $image, venv .venv)"
+
+.venv/bin/pyvfio vm check
+"${sudo[@]}" .venv/bin/pyvfio vm fetch
+echo "setup: ok (venv .venv, kernels: $(.venv/bin/pyvfio vm kernels --names | tr '\n' ' '))"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The whole test suite: lint, host tests, then the guest tests in one VM boot.
-# Ends with one summary line over both pytest runs.
+# The whole test suite: lint, host tests, the module built for every kernel,
+# then the guest suite once per kernel of the matrix ($KERNELS picks a subset).
+# Ends with a summary line per kernel and one over everything.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-rm -rf build && mkdir -p build
+# Kernels where vfio_pci_cookie is known not to build yet (the Makefile's list):
+# its tests there skip with the compiler error; anywhere else a failed build fails.
+KMOD_PENDING=${KMOD_PENDING?run through make}
+rm -rf build/junit && mkdir -p build/junit
 failed=()
 
 step() {
@@ -18,10 +22,19 @@ step() {
 step ruff "$BIN/ruff" check src tests examples tools bench
 step ruff-format "$BIN/ruff" format --check src tests examples tools bench
 step mypy "$BIN/mypy"
-step host-tests "$BIN/pytest" tests/host --junitxml=build/host.xml
-step kmod make --no-print-directory kmod
-# The guest writes its report through a directory shared read-write with it.
-step guest-tests "$BIN/pyvfio" vm run --rwdir build -- \
-	"$BIN/python" -m pytest tests/guest -p no:cacheprovider --junitxml=build/guest.xml
+step host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml
 
-"$BIN/python" tools/summary.py build/host.xml build/guest.xml "${failed[@]/#/step:}"
+mapfile -t series < <("$BIN/pyvfio" vm kernels --names)
+reports=(host=build/junit/host.xml)
+step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"
+for s in "${series[@]}"; do
+	start=$SECONDS
+	# The guest writes its report through a directory shared read-write with it.
+	step "guest-$s" "$BIN/pyvfio" vm run --kernel "$s" --rwdir build/junit -- \
+		"$BIN/python" -m pytest tests/guest -p no:cacheprovider \
+		-o junit_suite_name="guest-$s" --junitxml="build/junit/guest-$s.xml"
+	echo "=== guest-$s took $((SECONDS - start)) s"
+	reports+=("$s=build/junit/guest-$s.xml")
+done
+
+"$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import uapi
+from . import kmod, uapi
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
 from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
-from .vm import VmOptions, run
+from .vm import VmOptions, kernels, run, tools
+from .vm.kernel import resolve_kernel
 
 JSON_SCHEMA_VERSION = 1
 
@@ -233,7 +234,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     options = VmOptions(
-        kernel=Path(args.kernel) if args.kernel else None,
+        kernel=resolve_kernel(args.kernel) if args.kernel else None,
         memory=args.memory,
         cpus=args.cpus,
         kvm=args.kvm,
@@ -248,6 +249,61 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return result.returncode or 1
     return result.returncode
+
+
+def cmd_vm_fetch(args: argparse.Namespace) -> int:
+    archive, security = kernels.host_mirrors()
+    for series in kernels.matrix(" ".join(args.series)):
+        kernel = kernels.fetch(series, archive, security)
+        print(f"{series}: {kernel.release} ({kernel.base}) in {kernel.root.parent}")
+    return 0
+
+
+def cmd_vm_kmod(args: argparse.Namespace) -> int:
+    allowed = set(kernels.matrix(" ".join(args.allow_fail))) if args.allow_fail else set()
+    status = 0
+    for series in kernels.matrix(" ".join(args.series)):
+        kernel = kernels.cached(series)
+        build = kernels.build_module(kernel, kmod.KMOD_SRC, kmod.built_for(kernel.release).parent)
+        if build.error is None:
+            print(f"{series}: {kernel.release}: built {build.ko}")
+            continue
+        expected = series in allowed
+        print(
+            f"{series}: {kernel.release}: does not build "
+            f"({'expected; its tests skip' if expected else 'FAILED'}): {build.error}",
+            file=sys.stdout if expected else sys.stderr,
+        )
+        status = status or (0 if expected else 1)
+    return status
+
+
+def cmd_vm_check(args: argparse.Namespace) -> int:
+    gone = tools.missing()
+    for tool, package in gone:
+        print(f"pyvfio vm: {tool} is missing: install {package}", file=sys.stderr)
+    if not gone:
+        print(f"pyvfio vm: all {len(tools.HOST_TOOLS) + len(tools.VENV_TOOLS)} tools present")
+    return 1 if gone else 0
+
+
+def cmd_vm_kernels(args: argparse.Namespace) -> int:
+    if args.names:
+        print("\n".join(kernels.matrix(" ".join(args.series))))
+        return 0
+    for series in kernels.matrix(" ".join(args.series)):
+        try:
+            kernel = kernels.cached(series)
+        except VfioError:
+            print(f"{series}: not fetched (make setup KERNELS={series})")
+            continue
+        error = kmod.build_error(kernel.release)
+        built = kmod.built_for(kernel.release).exists()
+        state = (
+            "module built" if built else f"module fails: {error}" if error else "module not built"
+        )
+        print(f"{series}: {kernel.release} ({kernel.base}) {kernel.image}; {state}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         "edu, ivshmem-plain and nvme (CMB) devices, run CMD in the current "
         "directory, and fail if the guest kernel log shows a problem.",
     )
-    p.add_argument("--kernel", help="kernel image (default: the one linux-image-amd64 installs)")
+    p.add_argument(
+        "--kernel",
+        help="a series of the matrix (6.1, 6.12, 7.3), a fetched release, or an image path "
+        "(default: the series of the host's linux-image-amd64)",
+    )
     p.add_argument("--memory", default="1G")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
@@ -304,6 +364,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     p.set_defaults(func=cmd_vm_run)
+
+    series_help = "kernel series (default: $KERNELS, else 6.1 6.12 7.3 and the host's own)"
+    p = vm.add_parser("fetch", help="fetch the matrix kernels and their headers into the cache")
+    p.add_argument("series", nargs="*", help=series_help)
+    p.set_defaults(func=cmd_vm_fetch)
+    p = vm.add_parser("kmod", help="build vfio_pci_cookie for each fetched kernel")
+    p.add_argument("series", nargs="*", help=series_help)
+    p.add_argument(
+        "--allow-fail",
+        action="append",
+        default=[],
+        metavar="SERIES",
+        help="a series where the module is known not to build yet (exit 0 all the same)",
+    )
+    p.set_defaults(func=cmd_vm_kmod)
+    p = vm.add_parser("kernels", help="the kernel matrix: what is fetched and built")
+    p.add_argument("series", nargs="*", help=series_help)
+    p.add_argument("--names", action="store_true", help="only the series, one a line")
+    p.set_defaults(func=cmd_vm_kernels)
+    p = vm.add_parser("check", help="check that every tool the VM and the matrix use is present")
+    p.set_defaults(func=cmd_vm_check)
     return parser
 
 

@@ -32,13 +32,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def sysfs() -> Sysfs:
     subprocess.run(["modprobe", "vfio-pci"], check=True)
-    kmod.load()  # built by `make kmod` against this kernel
     return Sysfs()
+
+
+@pytest.fixture(scope="session")
+def cookie_module(sysfs: Sysfs) -> None:
+    """vfio_pci_cookie, loaded; its tests skip, naming the compiler error, where it
+    does not build yet (`make test` fails the run if that kernel is not expected
+    to fail: see tools/test.sh)."""
+    error = kmod.build_error()
+    if error is not None:
+        pytest.skip(f"{COOKIE_DRIVER} does not build for {os.uname().release}: {error}")
+    kmod.load()  # built by `make kmod` for every kernel of the matrix
 
 
 @pytest.fixture(scope="session", params=["vfio-pci", COOKIE_DRIVER])
 def vfio_driver(request: pytest.FixtureRequest) -> str:
     """Every device test runs on vfio-pci and on our drop-in variant driver."""
+    if request.param == COOKIE_DRIVER:
+        request.getfixturevalue("cookie_module")
     return str(request.param)
 
 
@@ -82,12 +94,12 @@ def any_device(request: pytest.FixtureRequest, sysfs: Sysfs, vfio_driver: str) -
 
 
 @pytest.fixture
-def wc_ivshmem(sysfs: Sysfs) -> Iterator[str]:
+def wc_ivshmem(sysfs: Sysfs, cookie_module: None) -> Iterator[str]:
     """ivshmem (RAM-backed 4 MiB BAR2) bound to the cookie driver."""
     yield from _bound(sysfs, IVSHMEM_ID, COOKIE_DRIVER)
 
 
 @pytest.fixture
-def wc_nvme(sysfs: Sysfs) -> Iterator[str]:
+def wc_nvme(sysfs: Sysfs, cookie_module: None) -> Iterator[str]:
     """nvme (16 MiB CMB in BAR2) bound to the cookie driver."""
     yield from _bound(sysfs, NVME_ID, COOKIE_DRIVER)

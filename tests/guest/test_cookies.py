@@ -293,7 +293,7 @@ def test_decode_off_gives_sigbus_on_legacy_mappings(ivshmem: str) -> None:
     _run_sigbus_child(ivshmem, _SIGBUS_CHILD.replace(", wc=True", ""))
 
 
-def test_rmmod_after_close_leaves_no_pat_entries(sysfs: Sysfs) -> None:
+def test_rmmod_after_close_leaves_no_pat_entries(sysfs: Sysfs, cookie_module: None) -> None:
     bdf = sysfs.find(0x1AF4, 0x1110)[0].bdf
     base = bar_start(sysfs, bdf, 2)
     sysfs.bind(bdf, "vfio_pci_cookie")

@@ -50,7 +50,7 @@ def test_examples_edu_driver_runs(edu: str) -> None:
     assert any(line.startswith("DMA: 2048 bytes") and "verified" in line for line in lines)
 
 
-def test_examples_wc_demo_proves_write_combining(sysfs: Sysfs) -> None:
+def test_examples_wc_demo_proves_write_combining(sysfs: Sysfs, cookie_module: None) -> None:
     example = Path(__file__).parents[2] / "examples" / "wc_demo.py"
     proc = subprocess.run(
         [sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=False

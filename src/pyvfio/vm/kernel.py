@@ -1,56 +1,51 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Which kernel the test VM boots: the distribution's, resolved, never hard-coded."""
+"""Which kernel the test VM boots: one of the matrix's, resolved, never hard-coded."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 from ..errors import VmError
+from . import kernels
 
-METAPACKAGE = "linux-image-amd64"
-_HINT = "run `make setup` (installs linux-image-amd64 and linux-headers-amd64) or pass --kernel"
+_HINT = "run `make setup`, or pass --kernel SERIES|RELEASE|IMAGE"
 
 
-def release_from_metapackage(package: str = METAPACKAGE) -> str:
-    """The kernel release (e.g. 6.1.0-56-amd64) that Debian's metapackage points at."""
-    try:
-        proc = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Depends}", package],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError as exc:
+def default_series() -> str:
+    """The series of the host's linux-image-amd64 (6.1 on Debian 12, 6.12 on 13)."""
+    series = kernels.host_default_series()
+    if series is None:
         raise VmError(
-            "dpkg-query not found: not a Debian system",
+            "the host's linux-image-amd64 is no kernel series pyvfio knows",
             operation="find kernel",
-            hint="pass --kernel /boot/vmlinuz-RELEASE",
-        ) from exc
-    match = re.search(r"linux-(?:image|headers)-(\d[^\s,(]*)", proc.stdout)
-    if proc.returncode != 0 or match is None:
-        raise VmError(f"{package} is not installed", operation="find kernel", hint=_HINT)
-    return match.group(1)
+            hint=_HINT,
+        )
+    return series
 
 
 def default_kernel() -> Path:
-    """/boot/vmlinuz-<release> for the release the metapackage depends on."""
-    release = release_from_metapackage()
-    image = Path("/boot") / f"vmlinuz-{release}"
+    """The image of the host's own series, as ``make setup`` fetched it."""
+    return resolve_kernel(default_series())
+
+
+def resolve_kernel(value: str) -> Path:
+    """A kernel image from a series (``6.12``), a fetched release, or a path."""
+    if value in kernels.SERIES:
+        image = kernels.cached(value).image
+    elif (kernels.CACHE / "kernels" / value).is_dir():
+        image = kernels.CACHE / "kernels" / value / "root" / "boot" / f"vmlinuz-{value}"
+    elif Path(value).exists():
+        return Path(value)
+    else:
+        image = Path("/boot") / f"vmlinuz-{value}"
     if not image.exists():
-        raise VmError(f"{image} is missing", operation="find kernel", hint=_HINT)
-    modules = Path("/lib/modules") / release
-    if not modules.is_dir():
         raise VmError(
-            f"{modules} is missing: the guest needs its modules",
-            operation="find kernel",
-            hint=_HINT,
+            f"no kernel image for {value!r} ({image})", operation="find kernel", hint=_HINT
         )
     return image
 
 
 def release_of(image: Path) -> str:
-    """The release of a /boot/vmlinuz-RELEASE image, from its name."""
+    """The release of a .../vmlinuz-RELEASE image, from its name."""
     name = image.name
     return name.removeprefix("vmlinuz-") if name.startswith("vmlinuz-") else name

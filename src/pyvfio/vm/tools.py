@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The host tools the test VM and the kernel matrix invoke, and the packages that bring them.
+
+``make setup`` installs the packages, then :func:`missing` proves each tool is
+really there: a forgotten dependency fails set-up by name, not a test run
+minutes later (busybox was once forgotten this way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+# tool -> Debian package; what each is for is in the comment.
+HOST_TOOLS: dict[str, str] = {
+    "qemu-system-x86_64": "qemu-system-x86",  # the guest machine
+    "busybox": "busybox-static",  # virtme-ng's initramfs
+    "debootstrap": "debootstrap",  # build roots for kernels of another Debian release
+    "chroot": "coreutils",  # building the module in those roots
+    "apt-get": "apt",  # fetching kernels (private lists)
+    "apt-cache": "apt",
+    "dpkg-deb": "dpkg",  # extracting kernel packages
+    "depmod": "kmod",  # module index of a fetched kernel
+    "modprobe": "kmod",  # in the guest (the host's root is the guest's)
+    "insmod": "kmod",
+    "rmmod": "kmod",
+    "gcc": "gcc",  # pyvfio's C extension
+    "make": "make",
+}
+# Installed into the virtualenv by pip, from pyvfio[vm]: vng shells out to virtme-run.
+VENV_TOOLS: dict[str, str] = {"vng": "virtme-ng", "virtme-run": "virtme-ng"}
+
+
+def missing(path: str | None = None) -> list[tuple[str, str]]:
+    """(tool, package) for every tool not found on ``path`` (default: $PATH + the venv)."""
+    if path is None:
+        path = os.environ.get("PATH", "")
+    venv_bin = str(Path(sys.executable).parent)
+    gone = [
+        (tool, pkg) for tool, pkg in HOST_TOOLS.items() if shutil.which(tool, path=path) is None
+    ]
+    gone += [
+        (tool, f"{pkg} (pip, pyvfio[vm])")
+        for tool, pkg in VENV_TOOLS.items()
+        if shutil.which(tool, path=os.pathsep.join([venv_bin, path])) is None
+    ]
+    return gone

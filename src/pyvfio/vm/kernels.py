@@ -400,9 +400,8 @@ def matrix(requested: str | None = None) -> list[str]:
     requested = requested or os.environ.get("KERNELS")
     if requested and requested.strip():
         names = []
-        for name in re.split(r"[,\s]+", requested.strip()):
-            if name == "default":
-                name = host_default_series() or ""
+        for word in re.split(r"[,\s]+", requested.strip()):
+            name = (host_default_series() or "") if word == "default" else word
             choose_source(name)  # validates
             if name not in names:
                 names.append(name)
@@ -428,7 +427,7 @@ class ModuleBuild:
 def first_error(log_text: str) -> str:
     """The first compiler (or make) error line of a build log, trimmed."""
     for line in log_text.splitlines():
-        if re.search(r"\berror:", line) or line.startswith("make") and "Error" in line:
+        if re.search(r"\berror:", line) or (line.startswith("make") and "Error" in line):
             return re.sub(r"^.*?/(?=[^/\s]+\.[ch]:)", "", line.strip())
     return "unknown error (see the build log)"
 

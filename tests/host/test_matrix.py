@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The kernel matrix and set-up: tool check, kernel resolution, per-kernel summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyvfio.errors import VmError
+from pyvfio.vm import kernels, tools
+
+ROOT = Path(__file__).resolve().parents[2]
+PYVFIO = [sys.executable, "-m", "pyvfio"]
+
+
+def _path_without(tool: str, into: Path) -> str:
+    """A PATH holding every checked tool that is installed, except ``tool``."""
+    into.mkdir()
+    for name in [*tools.HOST_TOOLS, *tools.VENV_TOOLS, "python3"]:
+        found = shutil.which(name, path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        if found and name != tool:
+            (into / name).symlink_to(found)
+    return str(into)
+
+
+def test_setup_check_names_the_package_of_a_hidden_tool(tmp_path: Path) -> None:
+    # `make setup` ends with this check: with busybox gone from PATH it must fail
+    # and say which package brings it back.
+    env = {**os.environ, "PATH": _path_without("busybox", tmp_path / "bin")}
+    proc = subprocess.run(
+        [*PYVFIO, "vm", "check"], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1
+    assert "busybox is missing: install busybox-static" in proc.stderr
+
+
+def test_setup_left_every_tool_in_place() -> None:
+    # After `make setup` (which `make test` runs first) nothing may be missing.
+    assert tools.missing() == []
+
+
+def test_a_hidden_venv_tool_is_reported_with_its_pip_package(tmp_path: Path) -> None:
+    gone = dict(tools.missing(path=str(tmp_path)))
+    assert gone["qemu-system-x86_64"] == "qemu-system-x86"
+    assert gone["depmod"] == "kmod"
+
+
+def test_matrix_default_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KERNELS", raising=False)
+    monkeypatch.setattr(kernels, "host_default_series", lambda: "6.12")
+    assert kernels.matrix() == ["6.1", "6.12", "7.3"]
+    monkeypatch.setattr(kernels, "host_default_series", lambda: None)
+    assert kernels.matrix() == ["6.1", "6.12", "7.3"]
+    assert kernels.matrix("7.3,6.1") == ["7.3", "6.1"]
+    monkeypatch.setenv("KERNELS", "6.12 6.12")
+    assert kernels.matrix() == ["6.12"]
+    with pytest.raises(VmError, match=r"unknown kernel series '5\.10'.*6\.1, 6\.12, 7\.3"):
+        kernels.matrix("6.1 5.10")
+
+
+def test_each_series_prefers_the_hosts_own_debian_release() -> None:
+    assert kernels.choose_source("6.12", "bookworm").image == "linux-image-6.12-amd64"
+    assert kernels.choose_source("6.12", "trixie").image == "linux-image-amd64"
+    # 7.3 exists only in trixie-backports, pinned low by apt: asked for by release
+    assert kernels.choose_source("7.3", "bookworm").release == "trixie-backports"
+
+
+def test_a_metapackage_pointing_elsewhere_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Apt:
+        def depends(self, package: str, release: str | None) -> list[str]:
+            kind = "image" if "image" in package else "headers"
+            return ["linux-base-amd64", f"linux-{kind}-7.4.1+deb13-amd64"]
+
+    source = kernels.choose_source("7.3", "trixie")
+    with pytest.raises(VmError, match=r"now points at 7\.4\.1\+deb13-amd64, not a 7\.3 kernel"):
+        kernels.resolve("7.3", Apt(), source)  # type: ignore[arg-type]
+    assert kernels.resolve("7.4", Apt(), source) == "7.4.1+deb13-amd64"  # type: ignore[arg-type]
+
+
+def test_first_compiler_error_is_what_a_skip_shows() -> None:
+    log = (
+        "  CC [M]  /var/tmp/pyvfio-kmod/6.12/vfio_pci_cookie.o\n"
+        "/var/tmp/pyvfio-kmod/6.12/vfio_pci_cookie.c: In function 'vma_join':\n"
+        "/var/tmp/pyvfio-kmod/6.12/vfio_pci_cookie.c:248:25: error: 'struct "
+        "vfio_pci_core_device' has no member named 'vma_lock'\n"
+        "/var/tmp/pyvfio-kmod/6.12/vfio_pci_cookie.c:250:1: error: second\n"
+        "make[2]: *** [scripts/Makefile.build:250: vfio_pci_cookie.o] Error 1\n"
+    )
+    assert kernels.first_error(log) == (
+        "vfio_pci_cookie.c:248:25: error: 'struct vfio_pci_core_device' has no member "
+        "named 'vma_lock'"
+    )
+    assert kernels.first_error("make: *** No rule to make target 'modules'.  Stop.\n") == (
+        "unknown error (see the build log)"
+    )
+
+
+def test_private_apt_sources_name_updates_backports_and_security() -> None:
+    text = kernels.sources_text("trixie", "http://mirror/debian", "http://mirror/debian-security")
+    assert "Suites: trixie trixie-updates trixie-backports\n" in text
+    assert "Suites: trixie-security\n" in text
+    assert text.count(f"Signed-By: {kernels.KEYRING}") == 2
+
+
+def test_summary_counts_each_kernel_and_the_whole(tmp_path: Path) -> None:
+    def junit(name: str, tests: int, failures: int, skipped: int) -> str:
+        path = tmp_path / f"{name}.xml"
+        path.write_text(
+            f'<testsuites><testsuite name="{name}" tests="{tests}" failures="{failures}" '
+            f'errors="0" skipped="{skipped}"/></testsuites>'
+        )
+        return f"{name}={path}"
+
+    def summary(*args: str) -> tuple[int, list[str]]:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "summary.py"), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.returncode, proc.stdout.splitlines()
+
+    rc, lines = summary(junit("host", 10, 0, 0), junit("6.1", 5, 0, 1), junit("7.3", 5, 0, 3))
+    assert rc == 0
+    assert lines == [
+        "  host: 10 passed, 0 failed, 0 skipped",
+        "  6.1: 4 passed, 0 failed, 1 skipped",
+        "  7.3: 2 passed, 0 failed, 3 skipped",
+        "pyvfio: 16 passed, 0 failed, 4 skipped",
+    ]
+    rc, lines = summary(junit("6.12", 3, 1, 0), f"7.3={tmp_path}/none.xml", "step:kmod")
+    assert rc == 1
+    assert "summary: step kmod failed" in lines
+    assert any("none.xml missing" in line for line in lines)
+    assert lines[-1] == "pyvfio: 2 passed, 1 failed, 0 skipped"

@@ -4,9 +4,9 @@
 # (default: bookworm trixie), debootstrap a bare root, clone this repository's
 # HEAD into it, and run the README's two commands there as a new user would:
 #
-#   apt-get install make       (the README's only prerequisite, besides git)
+#   apt-get install git make   (the README's prerequisites on a bare machine)
 #   make demo
-#   CI=true make test
+#   make test                  (both with CI=true and no stdin, as CI runs)
 #
 # A fresh clone on a set-up machine proves nothing about set-up (busybox was
 # once missing for exactly that reason), so nothing of the host's packages,
@@ -32,8 +32,12 @@ command -v debootstrap >/dev/null || {
 	exit 1
 }
 # The mirror the host's apt already uses, as the new machine would.
-mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' |
-	awk '$2 !~ /-/ {print $1; exit}')
+mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(ORIGIN)' |
+	awk '$3 == "Debian" && $2 !~ /-/ {print $1; exit}')
+[ -n "$mirror" ] || {
+	echo "fresh-check: the host's apt lists no Debian archive" >&2
+	exit 1
+}
 mirror=${mirror%/}
 security=${mirror%/debian}/debian-security
 
@@ -50,8 +54,12 @@ trap cleanup EXIT
 bind() { # bind SRC DST: recursive bind mount, undone on exit
 	mkdir -p "$2"
 	mount --rbind "$1" "$2"
-	mount --make-rslave "$2"
 	mounted+=("$2")
+	mount --make-rslave "$2"
+}
+
+unmount_all_under() { # a run killed earlier may have left mounts (the host's /dev!)
+	findmnt -Rrno TARGET "$1" 2>/dev/null | sort -r | xargs -r -n1 umount -l
 }
 
 in_root() { # in_root ROOT CMD: a login-like environment, no stdin
@@ -71,7 +79,8 @@ for release in "${releases[@]}"; do
 	log=$fresh_dir/$release.log
 	mkdir -p "$fresh_dir"
 	cleanup
-	rm -rf "$root"
+	[ -d "$root" ] && unmount_all_under "$root"
+	rm -rf --one-file-system "$root"
 	echo "=== fresh-check $release: debootstrap (minbase) into $root"
 	start=$SECONDS
 	debootstrap --variant=minbase "$release" "$root" "$mirror" >"$log" 2>&1
@@ -93,7 +102,8 @@ for release in "${releases[@]}"; do
 	mkdir -p "$root/usr/local/share/ca-certificates"
 	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" \
 		2>/dev/null || true
-	mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+	mount -t proc proc "$root/proc"
+	mounted+=("$root/proc")
 	bind /sys "$root/sys"
 	bind /dev "$root/dev"
 	# The README's prerequisites on a bare machine: git to clone, make to run.

@@ -10,15 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
-APT_PACKAGES=(qemu-system-x86 busybox-static debootstrap coreutils apt dpkg kmod pciutils
+APT_PACKAGES=(qemu-system-x86 busybox-static file debootstrap coreutils apt dpkg kmod pciutils
 	gcc make python3 python3-venv python3-dev)
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+# apt, debootstrap and chroot (the module is built in a root of the kernel's
+# Debian release) all need root.
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup: run as root (apt-get, debootstrap and chroot need it)" >&2
+	exit 1
+fi
 apt_install() {
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
-		--no-install-recommends "$@" </dev/null
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" </dev/null
 }
 
 missing=()
@@ -31,7 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
 # The host's own kernel series is resolved from its package lists.
-apt-cache show linux-image-amd64 >/dev/null 2>&1 || "${sudo[@]}" apt-get update -qq
+apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
 
 if [ ! -x .venv/bin/python ]; then
 	python3 -m venv .venv
@@ -44,5 +47,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 .venv/bin/pyvfio vm check
-"${sudo[@]}" .venv/bin/pyvfio vm fetch
+.venv/bin/pyvfio vm fetch
 echo "setup: ok (venv .venv, kernels: $(.venv/bin/pyvfio vm kernels --names | tr '\n' ' '))"

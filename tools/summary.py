@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
             problems.append(f"{report} missing (its test run did not finish)")
             continue
         counts = count(report)
+        if counts[0] == 0:
+            problems.append(f"{label or report.stem}: no test passed")
         totals = [t + c for t, c in zip(totals, counts, strict=True)]
         print(
             f"  {label or report.stem}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped"

@@ -25,6 +25,7 @@ step mypy "$BIN/mypy"
 step host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml
 
 mapfile -t series < <("$BIN/pyvfio" vm kernels --names)
+[ "${#series[@]}" -gt 0 ] || failed+=("kernel-matrix")
 reports=(host=build/junit/host.xml)
 step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"
 for s in "${series[@]}"; do

@@ -44,10 +44,32 @@ def test_setup_left_every_tool_in_place() -> None:
     assert tools.missing() == []
 
 
-def test_a_hidden_venv_tool_is_reported_with_its_pip_package(tmp_path: Path) -> None:
-    gone = dict(tools.missing(path=str(tmp_path)))
+def test_every_missing_tool_names_its_package(tmp_path: Path) -> None:
+    gone = dict(tools.missing(path=str(tmp_path), venv_bin=str(tmp_path)))
     assert gone["qemu-system-x86_64"] == "qemu-system-x86"
+    assert gone["file"] == "file"  # virtme-ng runs `file -L busybox` (a fresh root lacked it)
     assert gone["depmod"] == "kmod"
+    assert gone["vng"] == "virtme-ng (pip, pyvfio[vm])"
+
+
+def test_pending_kernels_are_an_explicit_list() -> None:
+    # Once the module builds everywhere KMOD_PENDING becomes empty: that must
+    # mean "no kernel may fail", never "the default matrix may".
+    assert kernels.series_list("") == set()
+    assert kernels.series_list(" 6.12  7.3 ") == {"6.12", "7.3"}
+    with pytest.raises(VmError, match="unknown kernel series"):
+        kernels.series_list("6.13")
+
+
+def test_only_our_own_compile_error_counts_as_pending() -> None:
+    kernel = kernels.Kernel("7.3", "7.3.4+deb13-amd64", "trixie")
+
+    def build(error: str) -> kernels.ModuleBuild:
+        return kernels.ModuleBuild(kernel, None, error, "")
+
+    assert build("vfio_pci_cookie.c:239:9: error: implicit declaration").compile_error
+    assert not build('ERROR: modpost: "foo" [vfio_pci_cookie.ko] undefined!').compile_error
+    assert not build("make: *** /usr/src/linux-headers-7.3: No such file").compile_error
 
 
 def test_matrix_default_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,6 +155,9 @@ def test_summary_counts_each_kernel_and_the_whole(tmp_path: Path) -> None:
         "  7.3: 2 passed, 0 failed, 3 skipped",
         "pyvfio: 16 passed, 0 failed, 4 skipped",
     ]
+    rc, lines = summary(junit("host", 1, 0, 0), junit("7.3", 5, 0, 5))
+    assert rc == 1
+    assert "summary: 7.3: no test passed" in lines
     rc, lines = summary(junit("6.12", 3, 1, 0), f"7.3={tmp_path}/none.xml", "step:kmod")
     assert rc == 1
     assert "summary: step kmod failed" in lines

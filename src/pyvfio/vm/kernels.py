@@ -126,10 +126,15 @@ def _run(argv: Sequence[str], what: str, **kwargs: object) -> str:
 
 def host_mirrors() -> tuple[str, str]:
     """(archive URI, security URI) that the host's apt already uses for Debian."""
-    out = _run(["apt-get", "indextargets", "--format", "$(REPO_URI) $(RELEASE)"], "find mirror")
+    out = _run(
+        ["apt-get", "indextargets", "--format", "$(REPO_URI) $(RELEASE) $(ORIGIN)"],
+        "find mirror",
+    )
     archive = security = ""
     for line in out.splitlines():
-        uri, _, release = line.partition(" ")
+        uri, release, origin = [*line.split(), "", ""][:3]
+        if origin != "Debian":  # a third-party repository with a Debian-like suite
+            continue
         if release in SUITES or release in {"sid", "unstable", "testing", "stable"}:
             archive = archive or uri
         elif release.endswith("-security"):
@@ -394,6 +399,14 @@ def host_default_series() -> str | None:
     )
 
 
+def series_list(words: str) -> set[str]:
+    """An explicit set of series (empty string: none), each checked."""
+    names = set(re.split(r"[,\s]+", words.strip())) - {""}
+    for name in names:
+        choose_source(name)
+    return names
+
+
 def matrix(requested: str | None = None) -> list[str]:
     """The series to test: ``requested`` or $KERNELS (comma/space lists), else the
     default set plus the host's own series."""
@@ -420,14 +433,22 @@ def matrix(requested: str | None = None) -> list[str]:
 class ModuleBuild:
     kernel: Kernel
     ko: Path | None
-    error: str | None  # first compiler error when the build failed
+    error: str | None  # first error line when the build failed
     log: str
+
+    @property
+    def compile_error(self) -> bool:
+        """The build failed because the module's own C does not compile."""
+        return self.error is not None and bool(COMPILE_ERROR.match(self.error))
+
+
+COMPILE_ERROR = re.compile(r"vfio_pci_cookie\.c:\d+:\d+: error: ")
 
 
 def first_error(log_text: str) -> str:
     """The first compiler (or make) error line of a build log, trimmed."""
     for line in log_text.splitlines():
-        if re.search(r"\berror:", line) or (line.startswith("make") and "Error" in line):
+        if re.search(r"\berror:", line, re.I) or (line.startswith("make") and "Error" in line):
             return re.sub(r"^.*?/(?=[^/\s]+\.[ch]:)", "", line.strip())
     return "unknown error (see the build log)"
 
@@ -435,6 +456,8 @@ def first_error(log_text: str) -> str:
 def build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
     """Build kmod/ for ``kernel`` in its build root; the .ko and log go to ``out``."""
     work = kernel.build_root / "var/tmp/pyvfio-kmod" / kernel.release
+    if work.exists():  # nothing stale: files gone from kmod/ must not build
+        shutil.rmtree(work)
     shutil.copytree(
         src,
         work,

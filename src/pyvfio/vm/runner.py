@@ -203,6 +203,12 @@ def run(
         argv = [vng, *build_command(command, options, rundir)]
         output = _run_streaming(argv, env, options.timeout, echo)
         status_file = rundir / "status"
+        if not status_file.exists() and "/virtme/" in output and "Traceback" in output:
+            raise VmError(
+                "virtme-ng failed before the guest booted: " + output.strip().splitlines()[-1],
+                operation="vm run",
+                hint="run `pyvfio vm check` (it names any missing host tool and its package)",
+            )
         if not status_file.exists():
             raise VmError(
                 "the guest did not finish the command (kernel panic or QEMU abort?); "

@@ -17,6 +17,7 @@ from pathlib import Path
 HOST_TOOLS: dict[str, str] = {
     "qemu-system-x86_64": "qemu-system-x86",  # the guest machine
     "busybox": "busybox-static",  # virtme-ng's initramfs
+    "file": "file",  # virtme-ng checks that busybox is static with it
     "debootstrap": "debootstrap",  # build roots for kernels of another Debian release
     "chroot": "coreutils",  # building the module in those roots
     "apt-get": "apt",  # fetching kernels (private lists)
@@ -33,11 +34,13 @@ HOST_TOOLS: dict[str, str] = {
 VENV_TOOLS: dict[str, str] = {"vng": "virtme-ng", "virtme-run": "virtme-ng"}
 
 
-def missing(path: str | None = None) -> list[tuple[str, str]]:
-    """(tool, package) for every tool not found on ``path`` (default: $PATH + the venv)."""
+def missing(path: str | None = None, venv_bin: str | None = None) -> list[tuple[str, str]]:
+    """(tool, package) for every tool found neither on ``path`` (default: $PATH)
+    nor, for the pip-installed ones, in ``venv_bin`` (default: this Python's bin/)."""
     if path is None:
         path = os.environ.get("PATH", "")
-    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin is None:
+        venv_bin = str(Path(sys.executable).parent)
     gone = [
         (tool, pkg) for tool, pkg in HOST_TOOLS.items() if shutil.which(tool, path=path) is None
     ]

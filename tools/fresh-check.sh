@@ -33,7 +33,7 @@ command -v debootstrap >/dev/null || {
 }
 # The mirror the host's apt already uses, as the new machine would.
 mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(ORIGIN)' |
-	awk '$3 == "Debian" && $2 !~ /-/ {print $1; exit}')
+	awk '$3 == "Debian" && $2 !~ /-/ && !m {m = $1} END {print m}')
 [ -n "$mirror" ] || {
 	echo "fresh-check: the host's apt lists no Debian archive" >&2
 	exit 1

@@ -3,14 +3,15 @@
 
 Each series (6.1, 6.12, 7.3) is named by a Debian metapackage in a suite;
 the release it points at is resolved from the package lists, never written
-down here.  Nothing is installed on the host and its apt configuration is
-not touched: each Debian base (bookworm, trixie) gets a private apt state
-under the cache, the mirror being the one the host's own apt uses.
+down here.  Nothing is installed on the host and its sources and package
+state are not touched: each Debian base (bookworm, trixie) gets private
+sources, lists, cache and status under the cache (apt.conf settings such as a
+proxy still apply), the mirror being the one the host's own apt uses.
 
 For one release the cache holds::
 
     kernels/REL/root/          the image packages, extracted (boot/, lib/modules/)
-    kernels/REL/kernel.json    series, release, base, image path
+    kernels/REL/kernel.json    series, release, base (also kernels/SERIES.json)
     roots/BASE/                a minimal debootstrap root of that Debian base,
                                with the release's headers installed: the module
                                is built there with the compiler and kbuild tools
@@ -164,7 +165,7 @@ def sources_text(base: str, archive: str, security: str) -> str:
 
 
 class PrivateApt:
-    """apt-get/apt-cache with their own lists and cache; the host's config unread."""
+    """apt-get/apt-cache with their own sources, lists, cache and status."""
 
     def __init__(self, base: str) -> None:
         self.base = base

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Boot the distribution's kernel under QEMU with virtme-ng and run one command.
+"""Boot a kernel of the matrix under QEMU with virtme-ng and run one command.
 
 The guest sees the host's root filesystem (read-only, with writable
 overlays), so the host's python3, this checkout and its virtualenv are all

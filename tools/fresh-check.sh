@@ -59,7 +59,8 @@ bind() { # bind SRC DST: recursive bind mount, undone on exit
 }
 
 unmount_all_under() { # a run killed earlier may have left mounts (the host's /dev!)
-	findmnt -Rrno TARGET "$1" 2>/dev/null | sort -r | xargs -r -n1 umount -l
+	awk -v root="$1/" 'index($2, root) == 1 {print $2}' /proc/self/mounts |
+		sort -r | xargs -r -n1 umount -l
 }
 
 in_root() { # in_root ROOT CMD: a login-like environment, no stdin

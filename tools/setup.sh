@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
-APT_PACKAGES=(qemu-system-x86 busybox-static file debootstrap coreutils apt dpkg kmod pciutils
-	gcc make python3 python3-venv python3-dev)
+APT_PACKAGES=(qemu-system-x86 busybox-static file udev iproute2 debootstrap coreutils apt dpkg
+	kmod pciutils gcc make python3 python3-venv python3-dev)
 
 # apt, debootstrap and chroot (the module is built in a root of the kernel's
 # Debian release) all need root.
@@ -29,6 +29,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
 		missing+=("$pkg")
 done
+# Hosts with systemd have it; the standalone package would replace systemd.
+command -v systemd-tmpfiles >/dev/null || missing+=(systemd-standalone-tmpfiles)
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	apt_install "${missing[@]}"

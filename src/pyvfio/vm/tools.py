@@ -18,6 +18,12 @@ HOST_TOOLS: dict[str, str] = {
     "qemu-system-x86_64": "qemu-system-x86",  # the guest machine
     "busybox": "busybox-static",  # virtme-ng's initramfs
     "file": "file",  # virtme-ng checks that busybox is static with it
+    # virtme-ng-init runs these in the guest (the host's root is the guest's);
+    # without udev no driver autoloads (nvme stays unbound), and the other two
+    # log WARNING lines that the kernel-log check rightly fails
+    "udevadm": "udev",
+    "ip": "iproute2",
+    "systemd-tmpfiles": "systemd-standalone-tmpfiles",
     "debootstrap": "debootstrap",  # build roots for kernels of another Debian release
     "chroot": "coreutils",  # building the module in those roots
     "apt-get": "apt",  # fetching kernels (private lists)

@@ -24,6 +24,8 @@ into the guest by itself, so the host's /lib/modules is never written.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -261,6 +263,11 @@ def _kernel_json(release: str) -> Path:
 
 def fetch(series: str, archive: str, security: str) -> Kernel:
     """Resolve, download and extract ``series``; install its headers in a build root."""
+    with cache_lock():
+        return _fetch(series, archive, security)
+
+
+def _fetch(series: str, archive: str, security: str) -> Kernel:
     source = choose_source(series)
     apt = PrivateApt(source.base)
     apt.update(archive, security)
@@ -310,20 +317,27 @@ def ensure_build_root(base: str, archive: str, security: str) -> Path:
     if (root / ".pyvfio-ready").exists():
         return root
     tmp = root.with_name(base + ".tmp")
-    if tmp.exists():
+    if tmp.exists():  # an interrupted debootstrap may have left /proc mounted
+        _unmount_under(tmp)
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     _run(
         [
             "debootstrap",
             "--variant=minbase",
-            "--include=gcc,make,libc6-dev",
+            "--include=gcc,make,libc6-dev,ca-certificates",
             base,
             str(tmp),
             archive,
         ],
         f"debootstrap {base}",
     )
+    # An https mirror behind a local CA (as on these machines) needs its certificate.
+    extra_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    for cert in extra_cas:
+        shutil.copy2(cert, tmp / "usr/local/share/ca-certificates" / cert.name)
+    if extra_cas:
+        _chroot(tmp, ["update-ca-certificates"], f"CA certificates in {base} root")
     (tmp / "etc/apt/sources.list").write_text("")
     (tmp / "etc/apt/sources.list.d/debian.sources").write_text(
         sources_text(base, archive, security)
@@ -334,6 +348,23 @@ def ensure_build_root(base: str, archive: str, security: str) -> Path:
         shutil.rmtree(root)
     tmp.rename(root)
     return root
+
+
+def _unmount_under(path: Path) -> None:
+    prefix = f"{path.resolve()}/"
+    with open("/proc/self/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for target in sorted(targets, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False)
+
+
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """One writer of the cache at a time (two checkouts may run `make setup` at once)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _chroot(root: Path, argv: Sequence[str], what: str) -> str:
@@ -456,6 +487,11 @@ def first_error(log_text: str) -> str:
 
 def build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
     """Build kmod/ for ``kernel`` in its build root; the .ko and log go to ``out``."""
+    with cache_lock():  # the work directory in the build root is shared
+        return _build_module(kernel, src, out)
+
+
+def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
     work = kernel.build_root / "var/tmp/pyvfio-kmod" / kernel.release
     if work.exists():  # nothing stale: files gone from kmod/ must not build
         shutil.rmtree(work)

@@ -38,3 +38,15 @@ def test_problem_appended_to_clean_log_is_caught() -> None:
     log = (DATA / "clean-boot.log").read_text()
     line = "[   99.000000] general protection fault, probably for non-canonical address"
     assert find_problems(log + line + "\n") == [f"general protection fault: {line.strip()}"]
+
+
+def test_lockdep_and_atomic_sleep_reports_are_named() -> None:
+    # Kernel-format sample of the four reports a lockdep kernel prints; each is
+    # named for what it is, not as a generic WARNING or BUG.
+    problems = find_problems((DATA / "lockdep.log").read_text())
+    assert [p.split(":")[0] for p in problems] == [
+        "lockdep circular",
+        "lockdep recursive",
+        "lockdep inconsistent",
+        "sleep in atomic",
+    ]

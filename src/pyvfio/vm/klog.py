@@ -13,6 +13,12 @@ import re
 
 # Each pattern names one class of problem; a line matching any is reported.
 PROBLEM_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # lockdep and atomic-sleep reports first, so they are named as such (their
+    # headers also start with WARNING:/BUG:)
+    ("lockdep circular", re.compile(r"possible circular locking dependency")),
+    ("lockdep recursive", re.compile(r"possible recursive locking")),
+    ("lockdep inconsistent", re.compile(r"inconsistent lock state")),
+    ("sleep in atomic", re.compile(r"BUG: sleeping function called from invalid context")),
     ("BUG", re.compile(r"\bBUG:")),
     ("Oops", re.compile(r"\bOops\b")),
     ("WARNING", re.compile(r"\bWARNING:")),

@@ -16,6 +16,7 @@ import signal
 import struct
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from pyvfio import Device, Sysfs, VfioError, kmod, uapi
@@ -131,8 +132,13 @@ def _fuzz_mmap(rng: random.Random, dev: Device, cookies: list[int]) -> None:
 STRESS_SECONDS = float(os.environ.get("PYVFIO_STRESS_SECONDS", "30"))
 
 
-def _worker(dev: Device, seed: int, deadline: float, counter: Path) -> None:
-    """A forked process: cycle cookies through create/map/touch/unmap/destroy."""
+def _worker(dev: Device, seed: int, deadline: float, counter: Path, resets: Path) -> None:
+    """A forked process: cycle cookies through create/map/touch/unmap/destroy.
+
+    ``resets`` grows by one byte before and one after each device reset: a
+    reset between our write and read-back clears the CMB, so a different value
+    read back then is the reset's doing, not a lost write.
+    """
     rng = random.Random(seed)
     stop = threading.Event()
 
@@ -155,8 +161,11 @@ def _worker(dev: Device, seed: int, deadline: float, counter: Path) -> None:
             mapping = dev.region(2).map(page * PAGE, PAGE, attr=attr)
         except VfioError:
             continue  # EBUSY from a sibling's conflicting page is expected
+        epoch = resets.stat().st_size
         mapping.write32(0, cycles)  # SIGBUS here while decode is off: the parent respawns us
-        assert mapping.read32(0) == cycles
+        value = mapping.read32(0)
+        if value != cycles:
+            assert epoch % 2 or resets.stat().st_size != epoch, (value, cycles)
         mapping.close()
         cycles += 1
         with counter.open("a") as out:
@@ -165,12 +174,28 @@ def _worker(dev: Device, seed: int, deadline: float, counter: Path) -> None:
     thread.join()
 
 
+def _reset_marked(dev: Device, resets: Path) -> None:
+    """Reset the device, with a mark in ``resets`` before and after (see _worker)."""
+    with resets.open("a") as mark:
+        mark.write("1")
+    dev.reset()
+    with resets.open("a") as mark:
+        mark.write("1")
+
+
+def _assert_clean_exit(status: int, error: Path) -> None:
+    """A worker that did not die of SIGBUS must have exited 0; else show its traceback."""
+    ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert ok, error.read_text() if error.exists() else status
+
+
 def test_concurrent_cookies_against_reset_and_decode_toggling(
     wc_nvme: str, sysfs: Sysfs, tmp_path: Path
 ) -> None:
     base = bar_start(sysfs, wc_nvme, 2)
-    counter = tmp_path / "cycles"
+    counter, resets_file = (tmp_path / "cycles", tmp_path / "resets")
     counter.touch()
+    resets_file.touch()
     deadline = time.monotonic() + STRESS_SECONDS
     sigbus = resets = toggles = 0
     with Device.open(wc_nvme) as dev:
@@ -182,8 +207,9 @@ def test_concurrent_cookies_against_reset_and_decode_toggling(
                 faulthandler.disable()  # dying of SIGBUS is this worker's job
                 code = 0
                 try:
-                    _worker(dev, seed, deadline, counter)
-                except BaseException:
+                    _worker(dev, seed, deadline, counter, resets_file)
+                except BaseException:  # the parent reports it
+                    (tmp_path / f"worker-{os.getpid()}.err").write_text(traceback.format_exc())
                     code = 1
                 os._exit(code)
             workers[pid] = seed
@@ -197,7 +223,7 @@ def test_concurrent_cookies_against_reset_and_decode_toggling(
             dev.config.write16(4, cmd)
             toggles += 1
             if toggles % 10 == 0:
-                dev.reset()
+                _reset_marked(dev, resets_file)
                 dev.config.write16(4, cmd)
                 resets += 1
             time.sleep(0.05)
@@ -209,7 +235,7 @@ def test_concurrent_cookies_against_reset_and_decode_toggling(
                         sigbus += 1
                         spawn(seed + 100)
                     else:
-                        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+                        _assert_clean_exit(status, tmp_path / f"worker-{pid}.err")
         for pid in workers:
             _, status = os.waitpid(pid, 0)
             assert os.WIFEXITED(status) or os.WTERMSIG(status) == signal.SIGBUS

@@ -6,13 +6,18 @@ Wrapping here keeps the promise that no bare OSError leaves the package.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import mmap
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from .errors import from_oserror
+from .errors import VfioError, from_oserror
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +46,24 @@ def close_mmap(mm: mmap.mmap, what: str) -> None:
         mm.close()
     except BufferError:
         log.warning("%s closed while views of it exist", what)
+
+
+def retry_eagain(call: Callable[[], T], timeout: float) -> T:
+    """``call()``, retried for up to ``timeout`` s while it fails with EAGAIN.
+
+    vfio-pci only *tries* to take the device lock for a reset, also the one
+    it does when a device is first opened (6.1's vfio_pci_core_enable), and
+    answers EAGAIN while someone else, udev handling a bind event for one,
+    holds it for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except VfioError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+            if time.monotonic() >= deadline:
+                exc.hint = f"the device stayed busy for {timeout} s; try again"
+                raise
+        time.sleep(0.01)

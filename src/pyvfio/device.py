@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import errno
 import logging
 import os
 import struct
-import time
 from dataclasses import dataclass
 
 from . import irq, uapi
-from ._sys import ioctl
+from ._sys import ioctl, retry_eagain
 from .config import ConfigSpace
 from .container import Container
 from .dma import DmaBuffer, DmaSpace
@@ -231,17 +229,12 @@ class Device:
             raise UnsupportedError(
                 "the device offers no reset", device=self.bdf, operation="VFIO_DEVICE_RESET"
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                ioctl(fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET")
-                return
-            except VfioError as exc:
-                if exc.errno != errno.EAGAIN or time.monotonic() >= deadline:
-                    if exc.errno == errno.EAGAIN:
-                        exc.hint = f"the device stayed busy for {timeout} s; try again"
-                    raise
-            time.sleep(0.01)
+        retry_eagain(
+            lambda: ioctl(
+                fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET"
+            ),
+            timeout,
+        )
 
     # -- lifetime --------------------------------------------------------
 

@@ -7,7 +7,7 @@ import ctypes
 import os
 
 from . import uapi
-from ._sys import ioctl, open_node
+from ._sys import ioctl, open_node, retry_eagain
 from .container import Container
 from .errors import BusyError, ClosedError, GroupNotViableError
 from .pci import Sysfs
@@ -69,15 +69,19 @@ class Group:
             raise ClosedError("group is closed", device=self.path, operation="use")
         return self._fd
 
-    def device_fd(self, bdf: str) -> int:
-        """A new device fd for ``bdf`` (VFIO_GROUP_GET_DEVICE_FD)."""
+    def device_fd(self, bdf: str, timeout: float = 1.0) -> int:
+        """A new device fd for ``bdf`` (VFIO_GROUP_GET_DEVICE_FD); a first open
+        that finds the device lock taken (EAGAIN) is retried for ``timeout`` s."""
         name = bytearray(bdf.encode() + b"\0")
-        return ioctl(
-            self.fd,
-            uapi.VFIO_GROUP_GET_DEVICE_FD,
-            name,
-            device=bdf,
-            operation="VFIO_GROUP_GET_DEVICE_FD",
+        return retry_eagain(
+            lambda: ioctl(
+                self.fd,
+                uapi.VFIO_GROUP_GET_DEVICE_FD,
+                name,
+                device=bdf,
+                operation="VFIO_GROUP_GET_DEVICE_FD",
+            ),
+            timeout,
         )
 
     def close(self) -> None:

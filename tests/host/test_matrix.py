@@ -65,7 +65,7 @@ def test_only_our_own_compile_error_counts_as_pending() -> None:
     kernel = kernels.Kernel("7.3", "7.3.4+deb13-amd64", "trixie")
 
     def build(error: str) -> kernels.ModuleBuild:
-        return kernels.ModuleBuild(kernel, None, error, "")
+        return kernels.ModuleBuild(kernel, None, error)
 
     assert build("vfio_pci_cookie.c:239:9: error: implicit declaration").compile_error
     assert not build('ERROR: modpost: "foo" [vfio_pci_cookie.ko] undefined!').compile_error

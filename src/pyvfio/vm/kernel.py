@@ -33,7 +33,7 @@ def resolve_kernel(value: str) -> Path:
     if value in kernels.SERIES:
         image = kernels.cached(value).image
     elif (kernels.CACHE / "kernels" / value).is_dir():
-        image = kernels.CACHE / "kernels" / value / "root" / "boot" / f"vmlinuz-{value}"
+        image = kernels.image_path(value)
     elif Path(value).exists():
         return Path(value)
     else:

@@ -88,7 +88,7 @@ class Kernel:
 
     @property
     def image(self) -> Path:
-        return self.root / "boot" / f"vmlinuz-{self.release}"
+        return image_path(self.release)
 
     @property
     def build_root(self) -> Path:
@@ -98,6 +98,21 @@ class Kernel:
     def headers(self) -> str:
         """The headers tree, as a path inside :attr:`build_root`."""
         return f"/usr/src/linux-headers-{self.release}"
+
+
+def image_path(release: str) -> Path:
+    """Where the fetched image of ``release`` lives (it may not be fetched)."""
+    return CACHE / "kernels" / release / "root" / "boot" / f"vmlinuz-{release}"
+
+
+def _of_series(release: str, series: str) -> bool:
+    """``release`` (6.12.117+deb12-amd64) belongs to ``series`` (6.12, not 6.1)."""
+    return release == series or release.startswith((series + ".", series + "-"))
+
+
+def _words(text: str) -> list[str]:
+    """The series named in a comma- or space-separated list."""
+    return [w for w in re.split(r"[,\s]+", text.strip()) if w]
 
 
 def host_base() -> str:
@@ -231,9 +246,7 @@ def resolve(series: str, apt: PrivateApt, source: Source) -> str:
             operation=f"resolve kernel {series}",
             hint="the mirror may be mid-update: run `make setup` again later",
         )
-    if not (
-        release == series or release.startswith(series + ".") or release.startswith(series + "-")
-    ):
+    if not _of_series(release, series):
         raise VmError(
             f"{source.image} ({source.base}) now points at {release}, not a {series} kernel",
             operation=f"resolve kernel {series}",
@@ -277,8 +290,9 @@ def _fetch(series: str, archive: str, security: str) -> Kernel:
         _extract_image(kernel, apt, source)
     ensure_build_root(source.base, archive, security)
     _install_headers(kernel, source)
-    _kernel_json(release).write_text(json.dumps(asdict(kernel), indent=1) + "\n")
-    (CACHE / "kernels" / f"{series}.json").write_text(_kernel_json(release).read_text())
+    record = json.dumps(asdict(kernel), indent=1) + "\n"
+    _kernel_json(release).write_text(record)
+    (CACHE / "kernels" / f"{series}.json").write_text(record)
     return kernel
 
 
@@ -342,8 +356,7 @@ def ensure_build_root(base: str, archive: str, security: str) -> Path:
     (tmp / "etc/apt/sources.list.d/debian.sources").write_text(
         sources_text(base, archive, security)
     )
-    _chroot(tmp, ["apt-get", "-qq", "update"], f"apt update in {base} root")
-    (tmp / ".pyvfio-ready").touch()
+    (tmp / ".pyvfio-ready").touch()  # _install_headers refreshes its lists
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
@@ -367,14 +380,17 @@ def cache_lock() -> Iterator[None]:
         yield
 
 
+# What runs in a build root sees its own tools, not the caller's environment.
+_CHROOT_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LC_ALL": "C",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "HOME": "/root",
+}
+
+
 def _chroot(root: Path, argv: Sequence[str], what: str) -> str:
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "LC_ALL": "C",
-        "DEBIAN_FRONTEND": "noninteractive",
-        "HOME": "/root",
-    }
-    return _run(["chroot", str(root), *argv], what, env=env)
+    return _run(["chroot", str(root), *argv], what, env=_CHROOT_ENV)
 
 
 def _install_headers(kernel: Kernel, source: Source) -> None:
@@ -421,19 +437,12 @@ def host_default_series() -> str | None:
     release = _release_from(re.findall(r"Depends: (\S+)", proc.stdout), "image")
     if release is None:
         return None
-    return next(
-        (
-            s
-            for s in sorted(SERIES, key=len, reverse=True)
-            if release.startswith(s + ".") or release.startswith(s + "-")
-        ),
-        None,
-    )
+    return next((s for s in SERIES if _of_series(release, s)), None)
 
 
 def series_list(words: str) -> set[str]:
     """An explicit set of series (empty string: none), each checked."""
-    names = set(re.split(r"[,\s]+", words.strip())) - {""}
+    names = set(_words(words))
     for name in names:
         choose_source(name)
     return names
@@ -445,7 +454,7 @@ def matrix(requested: str | None = None) -> list[str]:
     requested = requested or os.environ.get("KERNELS")
     if requested and requested.strip():
         names = []
-        for word in re.split(r"[,\s]+", requested.strip()):
+        for word in _words(requested):
             name = (host_default_series() or "") if word == "default" else word
             choose_source(name)  # validates
             if name not in names:
@@ -465,8 +474,7 @@ def matrix(requested: str | None = None) -> list[str]:
 class ModuleBuild:
     kernel: Kernel
     ko: Path | None
-    error: str | None  # first error line when the build failed
-    log: str
+    error: str | None  # first error line when the build failed (full log: build.log)
 
     @property
     def compile_error(self) -> bool:
@@ -495,12 +503,7 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
     work = kernel.build_root / "var/tmp/pyvfio-kmod" / kernel.release
     if work.exists():  # nothing stale: files gone from kmod/ must not build
         shutil.rmtree(work)
-    shutil.copytree(
-        src,
-        work,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd"),
-    )
+    shutil.copytree(src, work, ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd"))
     out.mkdir(parents=True, exist_ok=True)
     argv = [
         "chroot",
@@ -511,8 +514,7 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
         f"M=/{work.relative_to(kernel.build_root)}",
         "modules",
     ]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_CHROOT_ENV)
     log_text = proc.stdout + proc.stderr
     (out / "build.log").write_text(log_text)
     ko = work / "vfio_pci_cookie.ko"
@@ -520,7 +522,7 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
         error = first_error(log_text)
         (out / "error").write_text(error + "\n")
         (out / "vfio_pci_cookie.ko").unlink(missing_ok=True)
-        return ModuleBuild(kernel, None, error, log_text)
+        return ModuleBuild(kernel, None, error)
     (out / "error").unlink(missing_ok=True)
     shutil.copy2(ko, out / "vfio_pci_cookie.ko")
-    return ModuleBuild(kernel, out / "vfio_pci_cookie.ko", None, log_text)
+    return ModuleBuild(kernel, out / "vfio_pci_cookie.ko", None)

@@ -144,6 +144,7 @@ def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> l
     """The vng command line for running ``command`` in a fresh guest."""
     kernel = options.kernel or default_kernel()
     nvme_image = rundir / "nvme.img"
+    qemu_opts = device_qemu_opts(nvme_image) + ([] if options.kvm else _TCG_OPTS)
     argv = [
         "--run",
         str(kernel),
@@ -159,7 +160,7 @@ def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> l
         "intel_iommu=on",
         "--append",
         "log_buf_len=4M",
-        "--qemu-opts=" + shlex.join(device_qemu_opts(nvme_image) + _TCG_OPTS * (not options.kvm)),
+        "--qemu-opts=" + shlex.join(qemu_opts),
         "--exec",
         f"sh {shlex.quote(str(rundir / 'guest.sh'))}",
     ]

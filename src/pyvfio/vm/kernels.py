@@ -339,7 +339,7 @@ def ensure_build_root(base: str, archive: str, security: str) -> Path:
         [
             "debootstrap",
             "--variant=minbase",
-            "--include=gcc,make,libc6-dev,ca-certificates",
+            "--include=gcc,make,libc6-dev,ca-certificates,perl",
             base,
             str(tmp),
             archive,
@@ -394,7 +394,11 @@ def _chroot(root: Path, argv: Sequence[str], what: str) -> str:
 
 
 def _install_headers(kernel: Kernel, source: Source) -> None:
-    if (kernel.build_root / kernel.headers.lstrip("/") / "Makefile").exists():
+    root = kernel.build_root
+    # W=1 runs scripts/kernel-doc, which needs perl's Pod::Usage (not in minbase).
+    if (root / kernel.headers.lstrip("/") / "Makefile").exists() and any(
+        root.glob("usr/share/perl/*/Pod/Usage.pm")
+    ):
         return
     release = ["-t", source.release] if source.release else []
     _chroot(kernel.build_root, ["apt-get", "-qq", "update"], f"apt update in {kernel.base} root")
@@ -408,6 +412,7 @@ def _install_headers(kernel: Kernel, source: Source) -> None:
             "--no-install-recommends",
             *release,
             f"linux-headers-{kernel.release}",
+            "perl",
         ],
         f"install headers {kernel.release}",
     )
@@ -493,6 +498,19 @@ def first_error(log_text: str) -> str:
     return "unknown error (see the build log)"
 
 
+@contextlib.contextmanager
+def _proc_mounted(root: Path) -> Iterator[None]:
+    target = root / "proc"
+    if os.path.ismount(target):
+        yield
+        return
+    _run(["mount", "-t", "proc", "proc", str(target)], f"mount /proc in {root}")
+    try:
+        yield
+    finally:
+        _run(["umount", str(target)], f"unmount /proc in {root}")
+
+
 def build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
     """Build kmod/ for ``kernel`` in its build root; the .ko and log go to ``out``."""
     with cache_lock():  # the work directory in the build root is shared
@@ -512,9 +530,11 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
         "-C",
         kernel.headers,
         f"M=/{work.relative_to(kernel.build_root)}",
+        "W=1",
         "modules",
     ]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_CHROOT_ENV)
+    with _proc_mounted(kernel.build_root):  # 7.3's objtool reads /proc/self/limits
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_CHROOT_ENV)
     log_text = proc.stdout + proc.stderr
     (out / "build.log").write_text(log_text)
     ko = work / "vfio_pci_cookie.ko"

@@ -33,6 +33,7 @@ def main() -> int:
         bench("mmio.py", "--bdf", edu, "--number", "20000")
         bench("wc.py", "--bdf", ivshmem, "--bdf", nvme)
         bench("cookies.py", "--bdf", nvme)
+        bench("compat.py", "--bdf", ivshmem)  # rebinds it
     finally:
         for bdf in (edu, ivshmem, nvme):
             sysfs.unbind(bdf)

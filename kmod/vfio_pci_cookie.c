@@ -2,80 +2,114 @@
 /*
  * vfio-pci with mmap cookies: per-mapping memory attributes for BARs.
  *
- * A drop-in for vfio-pci (same ioctls, read/write and mmap offsets) that
- * also lets userspace create "cookies" through VFIO_DEVICE_FEATURE: opaque
- * mmap offsets that map a page range of a memory BAR write-combining or
- * uncached.  See include/uapi/linux/vfio_pci_cookie.h and docs/uapi.md.
+ * A drop-in for vfio-pci: every ioctl, read/write and legacy mmap offset is
+ * served by vfio-pci-core itself.  What this driver adds is "cookies", made
+ * through VFIO_DEVICE_FEATURE: opaque mmap offsets that map a page range of
+ * a memory BAR write-combining or uncached.  See
+ * include/uapi/linux/vfio_pci_cookie.h and docs/uapi.md.
  *
- * Memory types.  x86 PAT tracks the type of every physical range and, when
- * a new request overlaps ranges of one other type, silently hands out that
- * type instead.  vfio-pci-core ioremaps a whole BAR uncached on the first
- * mmap or read/write of it, which would turn every later WC mapping of that
- * BAR into UC- (or, done after a WC reservation, make the whole BAR WC).
- * So this driver serves memory-BAR mmaps and read/write itself, never
- * creating that whole-BAR mapping, and gives each user mapping (cookie or
- * legacy offset) a PAT reservation of exactly its pages for its lifetime.
- * The type PAT actually granted is checked: if it was coerced, the request
- * conflicts with an existing alias and fails with -EBUSY.
+ * Memory types.  x86 PAT records one type per physical range and hands any
+ * later mapping of it that type.  The core maps each BAR whole and uncached
+ * for read/write and ioeventfd (pci_iomap()), which would turn every later WC
+ * mapping of it uncached.  So at open this driver gives the core a BAR map
+ * (vdev->barmap[]) of its own, made with vmap()/vmap_pfn(), which PAT does
+ * not track, and keeps PAT's record of the BAR itself: one WC reservation
+ * per WC cookie range (shared by identical cookies, conflicts found in this
+ * driver's interval tree before PAT is asked) and uncached-minus
+ * reservations over every other page.  The kernel's own map stays
+ * uncached-minus throughout: it is used only for pread/pwrite and ioeventfd
+ * of pages a user asked for, and an uncached access is never speculated or
+ * combined (docs/uapi.md).
  *
- * Revocation.  The core zaps every vma on its vma_list when memory decode
- * is disabled, on FLR, VFIO_DEVICE_RESET, hot reset (also one started from
- * a sibling device), D3 and low-power entry.  Our vmas join that list when
- * they fault in, using the core's own locking protocol and node layout, so
- * all of those events cover them; faults answer SIGBUS while memory is off.
+ * Revocation.  A cookie vma sits at its BAR's own file offset.  From 6.10
+ * the core revokes BAR mappings by unmap_mapping_range() over those offsets
+ * (decode off, D3, FLR, resets, low power), which covers cookie vmas with no
+ * help; faults insert pfns one page at a time under memory_lock, as the
+ * core's do, and take the type PAT records for the page.  6.1 revokes
+ * through a private vma list instead, which cookie vmas join (the one shim,
+ * at the end of this file).
  */
 
+#include <linux/interval_tree.h>
 #include <linux/kref.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-#include <linux/xarray.h>
 #include <linux/vfio.h>
 #include <linux/vfio_pci_core.h>
+#include <linux/vmalloc.h>
+#include <linux/xarray.h>
 #include <asm/memtype.h>
-#include <asm/pgtable.h>
 
 #include "include/uapi/linux/vfio_pci_cookie.h"
+
+/*
+ * Kernel differences, all in one place: Kbuild defines CORE_HAS_* from the
+ * core's headers.  6.1 revokes through a private vma_list; from 6.10 the core
+ * zaps the device inode's address space.
+ */
+#define CORE_REVOKES_BY_ADDRESS_SPACE	(!CORE_HAS_VMA_LIST)
+#if !HAVE_VM_FLAGS_SET
+#define vm_flags_set(vma, flags)	((vma)->vm_flags |= (flags))
+#endif
 
 /* Cookies live past every real region index in the mmap offset space. */
 #define COOKIE_REGION_INDEX	0xc00
 #define COOKIE_BASE		VFIO_PCI_INDEX_TO_OFFSET(COOKIE_REGION_INDEX)
 #define COOKIE_IDS		(1U << (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT))
+/* Live cookies per device open, destroyed-but-mapped ones included. */
+#define COOKIE_MAX		VFIO_MMAP_COOKIE_MAX
 
-/* Must match struct vfio_pci_mmap_vma in 6.1's vfio_pci_core.c: the core zaps and kfree()s it. */
-struct core_vma_node {
-	struct vm_area_struct *vma;
-	struct list_head vma_next;
-};
-
+/*
+ * Locks, outermost first:
+ *   mmap_lock (mmap, fault, vma close) -> cookie_dev.lock -> core.memory_lock
+ * No lock of this driver is held across a user copy or a call into the
+ * core's ioctl, read, write or mmap.
+ */
 struct cookie_dev {
 	struct vfio_pci_core_device core;	/* first: vfio_alloc_device() */
-	/*
-	 * Serialises cookie creation and destruction, the last put of a
-	 * mapping, wc_maps[], claimed and the core barmap[] gate.  Taken
-	 * inside mmap_lock (mmap, vma close), never around user copies.
-	 */
 	struct mutex lock;
-	struct xarray cookies;		/* cookie id -> struct cookie_map */
-	unsigned int wc_maps[PCI_STD_NUM_BARS];	/* live WC mappings per BAR */
-	u8 claimed;			/* BARs we pci_request_selected_regions()ed */
+	/* Under lock: */
+	struct xarray cookies;			/* id -> struct cookie, until destroyed */
+	unsigned int nr_cookies;		/* allocated struct cookies */
+	struct rb_root_cached segs[PCI_STD_NUM_BARS];	/* struct seg by page range */
+	unsigned int wc_segs[PCI_STD_NUM_BARS];		/* WC segments per BAR */
+	unsigned int legacy_vmas[PCI_STD_NUM_BARS];	/* 6.1 only: legacy BAR vmas */
+	struct rb_root_cached uc_cover[PCI_STD_NUM_BARS];	/* struct uc_cover by pages */
+	/* Set at open, cleared at close; constant in between: */
+	void __iomem *barmap[PCI_STD_NUM_BARS];	/* ours, given to the core; NULL: core's own */
+	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
 };
 
-/* One reserved page range: a cookie, or a legacy mmap of a BAR. */
-struct cookie_map {
-	struct kref ref;		/* table (until destroyed) + one per vma */
-	struct cookie_dev *cdev;
-	void __iomem *kva;		/* holds the PAT reservation */
-	phys_addr_t phys;
-	u64 offset;			/* in the region */
-	u64 length;			/* whole pages */
-	u32 index;
+/* A range of one BAR with one memory type: one PAT reservation if WC. */
+struct seg {
+	struct interval_tree_node it;		/* page numbers within the BAR */
+	unsigned int index;
 	u32 attr;
-	u32 id;				/* cookie id; legacy maps are not in the table */
-	bool is_cookie;
-	bool destroyed;			/* under cdev->lock */
+	u32 memtype;				/* granted: enum vfio_memtype */
+	unsigned int users;			/* cookies, under cookie_dev.lock */
+};
+
+/*
+ * An uncached PAT reservation of BAR pages no WC segment holds: PAT then
+ * records the whole BAR, as the core's own mapping would, and answers any
+ * later mapping of those pages from anyone with uncached-minus.
+ */
+struct uc_cover {
+	struct interval_tree_node it;	/* a maximal run of pages without WC */
+	void __iomem *reservation;	/* ioremap(): never accessed */
+};
+
+struct cookie {
+	struct kref ref;			/* the table (until destroyed) + one per vma */
+	struct cookie_dev *cdev;
+	struct seg *seg;
+	u64 offset;				/* in the region, page aligned */
+	u64 length;				/* whole pages */
+	u32 id;
+	bool destroyed;				/* under cdev->lock */
 	atomic_t vmas;
 };
 
@@ -84,26 +118,145 @@ static struct cookie_dev *to_cdev(struct vfio_device *vdev)
 	return container_of(vdev, struct cookie_dev, core.vdev);
 }
 
-static bool is_mem_bar(struct pci_dev *pdev, unsigned int index)
+static bool cookie_bar(struct cookie_dev *cdev, unsigned int index)
 {
-	return index < PCI_STD_NUM_BARS &&
+	struct pci_dev *pdev = cdev->core.pdev;
+
+	return index < PCI_STD_NUM_BARS && pci_resource_len(pdev, index) &&
 	       (pci_resource_flags(pdev, index) & IORESOURCE_MEM) &&
-	       pci_resource_len(pdev, index);
+	       cdev->core.bar_mmap_supported[index];
 }
 
-/* Copy of the core's private __vfio_pci_memory_enabled(); memory_lock held. */
-static bool memory_enabled(struct vfio_pci_core_device *core)
+/* Cookies need our map: it is also the claim on the BAR's region. */
+static bool cookies_allowed(struct cookie_dev *cdev, unsigned int index)
 {
-	struct pci_dev *pdev = core->pdev;
-	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);
-
-	lockdep_assert_held(&core->memory_lock);
-	return pdev->current_state < PCI_D3hot &&
-	       (pdev->no_command_memory || (cmd & PCI_COMMAND_MEMORY));
+	return cookie_bar(cdev, index) && cdev->barmap[index];
 }
 
-/* The memory type the kernel mapping of @kva really has. */
-static u32 kva_memtype(void __iomem *kva)
+/* ---- the core's BAR map ------------------------------------------------ */
+
+/*
+ * A whole-BAR kernel mapping PAT does not track: vmap_pfn() for pages
+ * without a struct page, vmap() for pages with one (a PCI hole that shares
+ * a memory section with reserved firmware ranges has them).  NULL if the
+ * BAR mixes both.
+ */
+static void *map_untracked(unsigned long pfn, unsigned long n)
+{
+	pgprot_t prot = pgprot_noncached(PAGE_KERNEL_IO);
+	bool with_pages = pfn_valid(pfn);
+	unsigned long *pfns, i;
+	struct page **pages;
+	void *map = NULL;
+
+	pfns = kvmalloc_array(n, sizeof(*pfns), GFP_KERNEL);
+	if (!pfns)
+		return NULL;
+	pages = (struct page **)pfns;	/* same size: one array serves either call */
+	for (i = 0; i < n; i++) {
+		if (pfn_valid(pfn + i) != with_pages)
+			goto out;
+		if (with_pages)
+			pages[i] = pfn_to_page(pfn + i);
+		else
+			pfns[i] = pfn + i;
+	}
+	map = with_pages ? vmap(pages, n, VM_MAP, pgprot_nx(prot)) : vmap_pfn(pfns, n, prot);
+out:
+	kvfree(pfns);
+	return map;
+}
+
+/*
+ * Give the core its whole-BAR map, untracked, so the pages' types stay
+ * ours.  7.3 maps BARs when the device is enabled, older cores on first
+ * use; the region request is the core's either way ("vfio", released at
+ * close).
+ */
+static void barmap_install(struct cookie_dev *cdev, unsigned int index)
+{
+	struct vfio_pci_core_device *core = &cdev->core;
+	struct pci_dev *pdev = core->pdev;
+	void *map;
+
+	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
+	if (!cookie_bar(cdev, index) || IS_ERR(core->barmap[index]))
+		return;
+	if (!core->barmap[index] &&
+	    pci_request_selected_regions(pdev, BIT(index), "vfio"))
+		return;
+	map = map_untracked(pci_resource_start(pdev, index) >> PAGE_SHIFT,
+			    PAGE_ALIGN(pci_resource_len(pdev, index)) >> PAGE_SHIFT);
+	if (!map) {
+		if (!core->barmap[index])
+			pci_release_selected_regions(pdev, BIT(index));
+		return;
+	}
+	if (core->barmap[index])
+		pci_iounmap(pdev, core->barmap[index]);	/* keeps the region */
+	core->barmap[index] = (void __force __iomem *)map;
+	cdev->barmap[index] = (void __force __iomem *)map;
+}
+
+/* Called after the core's close: nothing uses the map any more. */
+static void barmap_remove(struct cookie_dev *cdev, unsigned int index, void __iomem *map)
+{
+	vunmap((void __force *)map);
+	pci_release_selected_regions(cdev->core.pdev, BIT(index));
+}
+
+static void set_range(struct vfio_mmap_range *r, u64 offset, u64 length)
+{
+	r->offset = round_down(offset, PAGE_SIZE);
+	r->length = round_up(offset + length, PAGE_SIZE) - r->offset;
+}
+
+/* Pages the kernel maps itself (MSI-X table, PBA): refused for WC. */
+static void find_refused(struct cookie_dev *cdev)
+{
+	struct pci_dev *pdev = cdev->core.pdev;
+	u32 table, pba, bir;
+	u16 flags;
+	u64 n;
+
+	memset(cdev->wc_refused, 0, sizeof(cdev->wc_refused));
+	if (!pdev->msix_cap)
+		return;
+	pci_read_config_word(pdev, pdev->msix_cap + PCI_MSIX_FLAGS, &flags);
+	pci_read_config_dword(pdev, pdev->msix_cap + PCI_MSIX_TABLE, &table);
+	pci_read_config_dword(pdev, pdev->msix_cap + PCI_MSIX_PBA, &pba);
+	n = (flags & PCI_MSIX_FLAGS_QSIZE) + 1;
+	bir = table & PCI_MSIX_TABLE_BIR;
+	if (bir < PCI_STD_NUM_BARS)
+		set_range(&cdev->wc_refused[bir][0], table & PCI_MSIX_TABLE_OFFSET,
+			  n * PCI_MSIX_ENTRY_SIZE);
+	bir = pba & PCI_MSIX_PBA_BIR;
+	if (bir < PCI_STD_NUM_BARS)
+		set_range(&cdev->wc_refused[bir][1], pba & PCI_MSIX_PBA_OFFSET,
+			  DIV_ROUND_UP(n, 64) * 8);
+}
+
+static bool wc_refused(struct cookie_dev *cdev, unsigned int index, u64 offset, u64 length)
+{
+	struct vfio_mmap_range *r = cdev->wc_refused[index];
+	unsigned int i;
+
+	for (i = 0; i < 2; i++)
+		if (r[i].length && offset < r[i].offset + r[i].length &&
+		    offset + length > r[i].offset)
+			return true;
+	return false;
+}
+
+static vm_fault_t cookie_populate(struct vm_fault *vmf, struct cookie *c);
+static void cookie_vma_gone(struct vm_area_struct *vma, struct cookie *c);
+static bool legacy_conflict(struct cookie_dev *cdev, unsigned int index);
+static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma);
+
+/* ---- segments: PAT reservations, shared per (BAR, range, type) ---------- */
+
+/* The type PAT really gives pages of @phys: read back from a one-page mapping. */
+static u32 pat_granted(phys_addr_t phys)
 {
 	static const struct { enum page_cache_mode pcm; u32 type; } modes[] = {
 		{ _PAGE_CACHE_MODE_WC, VFIO_MEMTYPE_WC },
@@ -113,191 +266,303 @@ static u32 kva_memtype(void __iomem *kva)
 		{ _PAGE_CACHE_MODE_WT, VFIO_MEMTYPE_WT },
 		{ _PAGE_CACHE_MODE_WP, VFIO_MEMTYPE_WP },
 	};
+	void __iomem *probe = ioremap_wc(phys, PAGE_SIZE);
+	u32 type = VFIO_MEMTYPE_UNKNOWN;
 	unsigned int level, i;
 	unsigned long bits;
-	pgprot_t prot;
 	pte_t *pte;
 
-	if (!pat_enabled())
-		return VFIO_MEMTYPE_UNKNOWN;
-	pte = lookup_address((unsigned long)kva, &level);
-	if (!pte)
-		return VFIO_MEMTYPE_UNKNOWN;
-	prot = pte_pgprot(*pte);
-	if (level != PG_LEVEL_4K)
-		prot = pgprot_large_2_4k(prot);
-	bits = pgprot_val(prot) & _PAGE_CACHE_MASK;
-	for (i = 0; i < ARRAY_SIZE(modes); i++)
-		if (bits == cachemode2protval(modes[i].pcm))
-			return modes[i].type;
-	return VFIO_MEMTYPE_UNKNOWN;
-}
+	if (!probe)
+		return type;
+	pte = lookup_address((unsigned long)probe, &level);
+	if (pte) {
+		pgprot_t prot = pte_pgprot(*pte);
 
-static int claim_bar(struct cookie_dev *cdev, unsigned int index)
-{
-	int ret;
-
-	lockdep_assert_held(&cdev->lock);
-	if ((cdev->claimed & BIT(index)) || cdev->core.barmap[index])
-		return 0;
-	ret = pci_request_selected_regions(cdev->core.pdev, BIT(index), KBUILD_MODNAME);
-	if (!ret)
-		cdev->claimed |= BIT(index);
-	return ret;
-}
-
-/* Reserve [offset, offset + length) of BAR @index with @attr; lock held. */
-static struct cookie_map *map_new(struct cookie_dev *cdev, u32 index, u64 offset,
-				  u64 length, u32 attr)
-{
-	struct pci_dev *pdev = cdev->core.pdev;
-	u64 bar_len = pci_resource_len(pdev, index);
-	u32 want = attr == VFIO_MMAP_ATTR_WC ? VFIO_MEMTYPE_WC : VFIO_MEMTYPE_UC_MINUS;
-	struct cookie_map *map;
-	size_t size;
-	int ret;
-
-	lockdep_assert_held(&cdev->lock);
-	/* The core's whole-BAR UC- barmap (ioeventfd) would alias any WC page. */
-	if (attr == VFIO_MMAP_ATTR_WC && cdev->core.barmap[index])
-		return ERR_PTR(-EBUSY);
-	ret = claim_bar(cdev, index);
-	if (ret)
-		return ERR_PTR(ret);
-	map = kzalloc(sizeof(*map), GFP_KERNEL_ACCOUNT);
-	if (!map)
-		return ERR_PTR(-ENOMEM);
-	map->phys = pci_resource_start(pdev, index) + offset;
-	/* Only what the BAR has: PAT reserves whole pages anyway. */
-	size = min(length, bar_len - offset);
-	map->kva = attr == VFIO_MMAP_ATTR_WC ? ioremap_wc(map->phys, size) :
-					       ioremap(map->phys, size);
-	if (!map->kva || kva_memtype(map->kva) != want) {
-		/* NULL: mixed types overlap; coerced: one other type does. */
-		if (map->kva)
-			iounmap(map->kva);
-		kfree(map);
-		return ERR_PTR(-EBUSY);
+		if (level != PG_LEVEL_4K)
+			prot = pgprot_large_2_4k(prot);
+		bits = pgprot_val(prot) & _PAGE_CACHE_MASK;
+		for (i = 0; i < ARRAY_SIZE(modes); i++)
+			if (bits == cachemode2protval(modes[i].pcm))
+				type = modes[i].type;
 	}
-	kref_init(&map->ref);
-	atomic_set(&map->vmas, 0);
-	map->cdev = cdev;
-	map->offset = offset;
-	map->length = length;
-	map->index = index;
-	map->attr = attr;
-	if (attr == VFIO_MMAP_ATTR_WC)
-		cdev->wc_maps[index]++;
-	return map;
+	iounmap(probe);
+	return type;
 }
 
-static void map_release(struct kref *ref)
+static void zap_user_mappings(struct cookie_dev *cdev, unsigned int index,
+			      unsigned long first, unsigned long last)
 {
-	struct cookie_map *map = container_of(ref, struct cookie_map, ref);
-	struct cookie_dev *cdev = map->cdev;
+#if CORE_REVOKES_BY_ADDRESS_SPACE
+	/* Legacy and cookie vmas of these pages refault with the new type. */
+	unmap_mapping_range(cdev->core.vdev.inode->i_mapping,
+			    VFIO_PCI_INDEX_TO_OFFSET(index) + (first << PAGE_SHIFT),
+			    (last - first + 1) << PAGE_SHIFT, true);
+#endif
+	/*
+	 * 6.1: a faulted legacy vma holds its own PAT record, so PAT refused
+	 * the WC reservation (-EBUSY) before we got here; nothing to zap.
+	 */
+}
+
+/*
+ * Zap user mappings of the pages of @seg that no other WC segment covers:
+ * their type changes when @seg comes or goes.
+ */
+static void zap_sole_wc_runs(struct cookie_dev *cdev, struct seg *seg)
+{
+	unsigned long next = seg->it.start, last = seg->it.last;
+	struct interval_tree_node *it;
+
+	lockdep_assert_held_write(&cdev->core.memory_lock);
+	for (it = interval_tree_iter_first(&cdev->segs[seg->index], next, last); it;
+	     it = interval_tree_iter_next(it, next, last)) {
+		struct seg *other = container_of(it, struct seg, it);
+
+		if (other == seg || other->attr != VFIO_MMAP_ATTR_WC)
+			continue;
+		if (it->start > next)
+			zap_user_mappings(cdev, seg->index, next, it->start - 1);
+		if (it->last >= last)
+			return;
+		next = max(next, it->last + 1);
+	}
+	zap_user_mappings(cdev, seg->index, next, last);
+}
+
+static void cover_add(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last)
+{
+	phys_addr_t phys = pci_resource_start(cdev->core.pdev, index) + (first << PAGE_SHIFT);
+	struct uc_cover *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
+
+	if (!c)
+		return;
+	c->reservation = ioremap(phys, (last - first + 1) << PAGE_SHIFT);
+	if (!c->reservation) {
+		kfree(c);
+		return;
+	}
+	c->it.start = first;
+	c->it.last = last;
+	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
+}
+
+/*
+ * Drop the cover runs that overlap or touch pages [first, last]; *lo and
+ * *hi get the span they covered together with [first, last], which
+ * cover_fill() then covers again.  Only runs near a change are touched, so
+ * the cost does not grow with the number of cookies.
+ */
+static void cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last, unsigned long *lo, unsigned long *hi)
+{
+	unsigned long from = first ? first - 1 : 0, to = last + 1;
+	struct interval_tree_node *it, *next;
+
+	*lo = first;
+	*hi = last;
+	for (it = interval_tree_iter_first(&cdev->uc_cover[index], from, to); it; it = next) {
+		struct uc_cover *c = container_of(it, struct uc_cover, it);
+
+		next = interval_tree_iter_next(it, from, to);
+		*lo = min(*lo, it->start);
+		*hi = max(*hi, it->last);
+		interval_tree_remove(it, &cdev->uc_cover[index]);
+		iounmap(c->reservation);
+		kfree(c);
+	}
+}
+
+/*
+ * Cover the pages of [lo, hi] that no WC segment holds, in maximal runs.
+ * Best effort: a page left without a record is still mapped uncached-minus,
+ * PAT's default.
+ */
+static void cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned long lo,
+		       unsigned long hi)
+{
+	struct interval_tree_node *it;
+	unsigned long next = lo;
 
 	lockdep_assert_held(&cdev->lock);
-	if (map->is_cookie)
-		xa_erase(&cdev->cookies, map->id);
-	if (map->attr == VFIO_MMAP_ATTR_WC)
-		cdev->wc_maps[map->index]--;
-	iounmap(map->kva);
-	kfree(map);
+	if (!cdev->barmap[index])
+		return;
+	for (it = interval_tree_iter_first(&cdev->segs[index], lo, hi); it;
+	     it = interval_tree_iter_next(it, lo, hi)) {
+		if (container_of(it, struct seg, it)->attr != VFIO_MMAP_ATTR_WC)
+			continue;
+		if (it->start > next)
+			cover_add(cdev, index, next, it->start - 1);
+		next = max(next, it->last + 1);
+	}
+	if (next <= hi)
+		cover_add(cdev, index, next, hi);
 }
 
-static void map_put(struct cookie_map *map)
+static unsigned long bar_last_page(struct cookie_dev *cdev, unsigned int index)
 {
-	struct cookie_dev *cdev = map->cdev;
+	return (PAGE_ALIGN(pci_resource_len(cdev->core.pdev, index)) >> PAGE_SHIFT) - 1;
+}
+
+/* A segment for the range, shared if one exists; cdev->lock held. */
+static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offset,
+			   u64 length, u32 attr)
+{
+	unsigned long first = offset >> PAGE_SHIFT, last = (offset + length - 1) >> PAGE_SHIFT;
+	struct pci_dev *pdev = cdev->core.pdev;
+	phys_addr_t phys = pci_resource_start(pdev, index) + offset;
+	struct interval_tree_node *it;
+	unsigned long lo, hi;
+	struct seg *seg;
+
+	lockdep_assert_held(&cdev->lock);
+	for (it = interval_tree_iter_first(&cdev->segs[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last)) {
+		seg = container_of(it, struct seg, it);
+		/* Refused here, before PAT is asked: no log line, no scan. */
+		if (seg->attr != attr)
+			return ERR_PTR(-EBUSY);
+		if (it->start == first && it->last == last) {
+			seg->users++;
+			return seg;
+		}
+	}
+	seg = kzalloc(sizeof(*seg), GFP_KERNEL_ACCOUNT);
+	if (!seg)
+		return ERR_PTR(-ENOMEM);
+	seg->it.start = first;
+	seg->it.last = last;
+	seg->index = index;
+	seg->attr = attr;
+	seg->users = 1;
+	seg->memtype = pat_enabled() ? VFIO_MEMTYPE_UC_MINUS : VFIO_MEMTYPE_UNKNOWN;
+	if (attr == VFIO_MMAP_ATTR_WC) {
+		if (legacy_conflict(cdev, index)) {
+			kfree(seg);
+			return ERR_PTR(-EBUSY);
+		}
+		cover_cut(cdev, index, first, last, &lo, &hi);
+		/* PAT gives another type where one already holds a page. */
+		if (arch_io_reserve_memtype_wc(phys, length) ||
+		    pat_granted(phys) != VFIO_MEMTYPE_WC) {
+			arch_io_free_memtype_wc(phys, length);
+			cover_fill(cdev, index, lo, hi);
+			kfree(seg);
+			return ERR_PTR(-EBUSY);
+		}
+		seg->memtype = VFIO_MEMTYPE_WC;
+	}
+	interval_tree_insert(&seg->it, &cdev->segs[index]);
+	if (attr == VFIO_MMAP_ATTR_WC) {
+		cdev->wc_segs[index]++;
+		cover_fill(cdev, index, lo, hi);
+		down_write(&cdev->core.memory_lock);
+		zap_sole_wc_runs(cdev, seg);
+		up_write(&cdev->core.memory_lock);
+	}
+	return seg;
+}
+
+static void seg_put(struct cookie_dev *cdev, struct seg *seg)
+{
+	unsigned int index = seg->index;
+	u64 offset = seg->it.start << PAGE_SHIFT;
+	u64 length = (seg->it.last - seg->it.start + 1) << PAGE_SHIFT;
+	unsigned long lo, hi;
+
+	lockdep_assert_held(&cdev->lock);
+	if (--seg->users)
+		return;
+	if (seg->attr == VFIO_MMAP_ATTR_WC) {
+		/* No fault may map these pages WC once the reservation is gone. */
+		down_write(&cdev->core.memory_lock);
+		zap_sole_wc_runs(cdev, seg);
+		interval_tree_remove(&seg->it, &cdev->segs[index]);
+		arch_io_free_memtype_wc(pci_resource_start(cdev->core.pdev, index) + offset,
+					length);
+		cover_cut(cdev, index, seg->it.start, seg->it.last, &lo, &hi);
+		cover_fill(cdev, index, lo, hi);
+		up_write(&cdev->core.memory_lock);
+		cdev->wc_segs[index]--;
+	} else {
+		interval_tree_remove(&seg->it, &cdev->segs[index]);
+	}
+	kfree(seg);
+}
+
+/* ---- cookies ------------------------------------------------------------ */
+
+static void cookie_release(struct kref *ref)
+{
+	struct cookie *c = container_of(ref, struct cookie, ref);
+	struct cookie_dev *cdev = c->cdev;
+
+	lockdep_assert_held(&cdev->lock);
+	xa_erase(&cdev->cookies, c->id);
+	seg_put(cdev, c->seg);
+	cdev->nr_cookies--;
+	kfree(c);
+}
+
+static void cookie_put(struct cookie *c)
+{
+	struct cookie_dev *cdev = c->cdev;
 
 	mutex_lock(&cdev->lock);
-	kref_put(&map->ref, map_release);
+	kref_put(&c->ref, cookie_release);
 	mutex_unlock(&cdev->lock);
 }
 
 /* A live cookie from its mmap offset; lock held. */
-static struct cookie_map *cookie_find(struct cookie_dev *cdev, u64 cookie)
+static struct cookie *cookie_find(struct cookie_dev *cdev, u64 value)
 {
-	struct cookie_map *map;
+	struct cookie *c;
 
 	lockdep_assert_held(&cdev->lock);
-	if (VFIO_PCI_OFFSET_TO_INDEX(cookie) != COOKIE_REGION_INDEX ||
-	    cookie & ~PAGE_MASK)
+	if (VFIO_PCI_OFFSET_TO_INDEX(value) != COOKIE_REGION_INDEX || value & ~PAGE_MASK)
 		return NULL;
-	map = xa_load(&cdev->cookies, (cookie & VFIO_PCI_OFFSET_MASK) >> PAGE_SHIFT);
-	return map && !map->destroyed ? map : NULL;
+	c = xa_load(&cdev->cookies, (value & VFIO_PCI_OFFSET_MASK) >> PAGE_SHIFT);
+	return c && !c->destroyed ? c : NULL;
 }
 
-/* ---- vmas ---------------------------------------------------------- */
+static void cookie_destroy_locked(struct cookie *c)
+{
+	/* Mapped vmas keep their refs; the value stays taken until they go. */
+	c->destroyed = true;
+	kref_put(&c->ref, cookie_release);
+}
+
+/* ---- cookie vmas --------------------------------------------------------- */
+
+static struct cookie *vma_cookie(struct vm_area_struct *vma)
+{
+	return vma->vm_private_data;
+}
 
 static void cookie_vm_open(struct vm_area_struct *vma)
 {
-	struct cookie_map *map = vma->vm_private_data;
+	struct cookie *c = vma_cookie(vma);
 
-	/* A copy of a vma (mremap's temporary): it starts unpopulated, as in the core. */
-	kref_get(&map->ref);
-	atomic_inc(&map->vmas);
-	zap_vma_ptes(vma, vma->vm_start, vma->vm_end - vma->vm_start);
+	/* fork: the child's vma is a mapping of the cookie too (6.10+). */
+	kref_get(&c->ref);
+	atomic_inc(&c->vmas);
 }
 
 static void cookie_vm_close(struct vm_area_struct *vma)
 {
-	struct cookie_map *map = vma->vm_private_data;
-	struct vfio_pci_core_device *core = &map->cdev->core;
-	struct core_vma_node *node;
+	struct cookie *c = vma_cookie(vma);
 
-	mutex_lock(&core->vma_lock);
-	list_for_each_entry(node, &core->vma_list, vma_next) {
-		if (node->vma == vma) {
-			list_del(&node->vma_next);
-			kfree(node);
-			break;
-		}
-	}
-	mutex_unlock(&core->vma_lock);
-	atomic_dec(&map->vmas);
-	map_put(map);
+	cookie_vma_gone(vma, c);
+	atomic_dec(&c->vmas);
+	cookie_put(c);
 }
 
 static vm_fault_t cookie_vm_fault(struct vm_fault *vmf)
 {
-	struct vm_area_struct *vma = vmf->vma;
-	struct cookie_map *map = vma->vm_private_data;
-	struct vfio_pci_core_device *core = &map->cdev->core;
-	unsigned long size = vma->vm_end - vma->vm_start;
-	struct core_vma_node *node;
-	vm_fault_t ret = VM_FAULT_NOPAGE;
-
-	/* The core's protocol: vma_lock, then memory_lock; populate all at once. */
-	mutex_lock(&core->vma_lock);
-	down_read(&core->memory_lock);
-	if (core->pm_runtime_engaged || !memory_enabled(core)) {
-		ret = VM_FAULT_SIGBUS;
-		goto out;
-	}
-	list_for_each_entry(node, &core->vma_list, vma_next)
-		if (node->vma == vma)
-			goto out;	/* a concurrent fault populated it */
-	node = kmalloc(sizeof(*node), GFP_KERNEL_ACCOUNT);
-	if (!node) {
-		ret = VM_FAULT_OOM;
-		goto out;
-	}
-	/* The PAT type matches map->kva's reservation, so it is never coerced. */
-	if (io_remap_pfn_range(vma, vma->vm_start, vma->vm_pgoff, size, vma->vm_page_prot)) {
-		zap_vma_ptes(vma, vma->vm_start, size);
-		kfree(node);
-		ret = VM_FAULT_SIGBUS;
-		goto out;
-	}
-	node->vma = vma;
-	list_add(&node->vma_next, &core->vma_list);
-out:
-	up_read(&core->memory_lock);
-	mutex_unlock(&core->vma_lock);
-	return ret;
+	return cookie_populate(vmf, vma_cookie(vmf->vma));
 }
 
-/* One vma is one mapping: no partial munmap, no mremap. */
+/* One vma is one cookie mapping, as RDMA's mmap entries: no split, no move. */
 static int cookie_vm_may_split(struct vm_area_struct *vma, unsigned long addr)
 {
 	return -EINVAL;
@@ -316,243 +581,39 @@ static const struct vm_operations_struct cookie_vm_ops = {
 	.mremap = cookie_vm_mremap,
 };
 
-static void vma_attach(struct vm_area_struct *vma, struct cookie_map *map)
-{
-	vma->vm_private_data = map;
-	vma->vm_page_prot = map->attr == VFIO_MMAP_ATTR_WC ?
-			    pgprot_writecombine(vma->vm_page_prot) :
-			    pgprot_noncached(vma->vm_page_prot);
-	vma->vm_pgoff = map->phys >> PAGE_SHIFT;
-	/*
-	 * VM_DONTCOPY: fork would copy PTEs after ->open() zapped the child's
-	 * vma, leaving mappings the revocation list does not know about.
-	 */
-	vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP | VM_DONTCOPY;
-	vma->vm_ops = &cookie_vm_ops;
-	atomic_inc(&map->vmas);
-}
-
-static int cookie_mmap_cookie(struct cookie_dev *cdev, struct vm_area_struct *vma)
-{
-	struct cookie_map *map;
-	int ret = 0;
-
-	mutex_lock(&cdev->lock);
-	map = cookie_find(cdev, (u64)vma->vm_pgoff << PAGE_SHIFT);
-	if (!map)
-		ret = -EINVAL;
-	else if (vma->vm_end - vma->vm_start != map->length)
-		ret = -EINVAL;
-	else
-		kref_get(&map->ref);
-	mutex_unlock(&cdev->lock);
-	if (!ret)
-		vma_attach(vma, map);
-	return ret;
-}
-
-/* A legacy offset into a memory BAR: an uncached mapping with its own reservation. */
-static int cookie_mmap_bar(struct cookie_dev *cdev, struct vm_area_struct *vma,
-			   unsigned int index)
-{
-	struct vfio_pci_core_device *core = &cdev->core;
-	u64 pgoff = vma->vm_pgoff & ((1ULL << (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT)) - 1);
-	u64 req_start = pgoff << PAGE_SHIFT;
-	u64 req_len = vma->vm_end - vma->vm_start;
-	struct cookie_map *map;
-
-	if (!core->bar_mmap_supported[index])
-		return -EINVAL;
-	if (req_start + req_len > PAGE_ALIGN(pci_resource_len(core->pdev, index)))
-		return -EINVAL;
-	mutex_lock(&cdev->lock);
-	map = map_new(cdev, index, req_start, req_len, VFIO_MMAP_ATTR_UC);
-	mutex_unlock(&cdev->lock);
-	if (IS_ERR(map))
-		return PTR_ERR(map);
-	vma_attach(vma, map);
-	return 0;
-}
-
 static int cookie_mmap(struct vfio_device *vdev, struct vm_area_struct *vma)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
-	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	struct cookie *c;
 
-	if (index != COOKIE_REGION_INDEX && !is_mem_bar(cdev->core.pdev, index))
-		return vfio_pci_core_mmap(vdev, vma);
-	if (vma->vm_end < vma->vm_start || !(vma->vm_flags & VM_SHARED))
+	if (vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT) != COOKIE_REGION_INDEX)
+		return legacy_mmap(cdev, vma);
+	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
-	if (index == COOKIE_REGION_INDEX)
-		return cookie_mmap_cookie(cdev, vma);
-	return cookie_mmap_bar(cdev, vma, index);
-}
-
-/* ---- read/write of memory BARs ------------------------------------- */
-
-/* One access of @width at @io, if memory decode is on; as the core's test_mem. */
-static int bar_access(struct vfio_pci_core_device *core, void __iomem *io,
-		      char __user *buf, size_t width, bool iswrite)
-{
-	u32 val = 0;
-	int ret = 0;
-
-	if (iswrite && copy_from_user(&val, buf, width))
-		return -EFAULT;
-	down_read(&core->memory_lock);
-	if (!memory_enabled(core)) {
-		ret = -EIO;
-	} else if (iswrite) {
-		if (width == 4)
-			iowrite32(val, io);
-		else if (width == 2)
-			iowrite16(val, io);
-		else
-			iowrite8(val, io);
-	} else {
-		val = width == 4 ? ioread32(io) : width == 2 ? ioread16(io) : ioread8(io);
-	}
-	up_read(&core->memory_lock);
-	if (!ret && !iswrite && copy_to_user(buf, &val, width))
-		ret = -EFAULT;
-	return ret;
-}
-
-/* Reads of the MSI-X table give all ones, as in vfio-pci. */
-static int fill_ones(char __user *buf, size_t len)
-{
-	static const u8 ones[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-
-	while (len) {
-		size_t n = min(len, sizeof(ones));
-
-		if (copy_to_user(buf, ones, n))
-			return -EFAULT;
-		buf += n;
-		len -= n;
-	}
+	mutex_lock(&cdev->lock);
+	c = cookie_find(cdev, (u64)vma->vm_pgoff << PAGE_SHIFT);
+	if (c && vma->vm_end - vma->vm_start == c->length)
+		kref_get(&c->ref);
+	else
+		c = NULL;
+	mutex_unlock(&cdev->lock);
+	if (!c)
+		return -EINVAL;
+	atomic_inc(&c->vmas);
+	vma->vm_private_data = c;
+	vma->vm_page_prot = c->seg->attr == VFIO_MMAP_ATTR_WC ?
+			    pgprot_writecombine(vma->vm_page_prot) :
+			    pgprot_noncached(vma->vm_page_prot);
+	vma->vm_page_prot = pgprot_decrypted(vma->vm_page_prot);
+	/* The BAR's own offset: the core's revocation of the BAR covers it. */
+	vma->vm_pgoff = (VFIO_PCI_INDEX_TO_OFFSET(c->seg->index) + c->offset) >> PAGE_SHIFT;
+	vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP |
+		     (CORE_REVOKES_BY_ADDRESS_SPACE ? 0 : VM_DONTCOPY));
+	vma->vm_ops = &cookie_vm_ops;
 	return 0;
 }
 
-/*
- * vfio-pci's BAR read/write semantics (aligned 4/2/1-byte accesses, the
- * MSI-X table reads as ones and ignores writes, -EIO while memory is off),
- * through a mapping of just the page touched: ioremap() takes the page's
- * existing type (WC under a WC cookie), so no conflicting alias is made and
- * no whole-BAR reservation appears.
- */
-static ssize_t cookie_bar_rw(struct cookie_dev *cdev, unsigned int index,
-			     char __user *buf, size_t count, loff_t *ppos, bool iswrite)
-{
-	struct vfio_pci_core_device *core = &cdev->core;
-	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
-	u64 bar_len = pci_resource_len(core->pdev, index);
-	u64 x_start = 0, x_end = 0;
-	size_t done = 0;
-	int ret;
-
-	if (pos >= bar_len)
-		return -EINVAL;
-	count = min_t(u64, count, bar_len - pos);
-	mutex_lock(&cdev->lock);
-	ret = claim_bar(cdev, index);
-	mutex_unlock(&cdev->lock);
-	if (ret)
-		return ret;
-	if (index == core->msix_bar) {
-		x_start = core->msix_offset;
-		x_end = core->msix_offset + core->msix_size;
-	}
-	while (done < count) {
-		u64 at = pos + done;
-		size_t chunk = min_t(u64, count - done, PAGE_SIZE - (at & ~PAGE_MASK));
-		void __iomem *io = ioremap(pci_resource_start(core->pdev, index) + at, chunk);
-		size_t off = 0;
-
-		if (!io)
-			return done ? done : -ENOMEM;
-		while (off < chunk) {
-			u64 p = at + off;
-			size_t width = (chunk - off >= 4 && !(p % 4)) ? 4 :
-				       (chunk - off >= 2 && !(p % 2)) ? 2 : 1;
-
-			if (p >= x_start && p < x_end) {
-				width = min_t(u64, chunk - off, x_end - p);
-				if (!iswrite)
-					ret = fill_ones(buf + done + off, width);
-			} else {
-				ret = bar_access(core, io + off, buf + done + off, width, iswrite);
-			}
-			if (ret) {
-				iounmap(io);
-				return done + off ? done + off : ret;
-			}
-			off += width;
-		}
-		iounmap(io);
-		done += chunk;
-	}
-	*ppos += done;
-	return done;
-}
-
-static ssize_t cookie_read(struct vfio_device *vdev, char __user *buf, size_t count,
-			   loff_t *ppos)
-{
-	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	struct cookie_dev *cdev = to_cdev(vdev);
-
-	if (!count || !is_mem_bar(cdev->core.pdev, index))
-		return vfio_pci_core_read(vdev, buf, count, ppos);
-	return cookie_bar_rw(cdev, index, buf, count, ppos, false);
-}
-
-static ssize_t cookie_write(struct vfio_device *vdev, const char __user *buf, size_t count,
-			    loff_t *ppos)
-{
-	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
-	struct cookie_dev *cdev = to_cdev(vdev);
-
-	if (!count || !is_mem_bar(cdev->core.pdev, index))
-		return vfio_pci_core_write(vdev, buf, count, ppos);
-	return cookie_bar_rw(cdev, index, (char __user *)buf, count, ppos, true);
-}
-
-/*
- * VFIO_DEVICE_IOEVENTFD makes the core ioremap the whole BAR uncached; keep
- * that away from BARs with WC mappings (and, in map_new(), WC away from
- * BARs that have it).
- */
-static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned long arg)
-{
-	struct cookie_dev *cdev = to_cdev(vdev);
-	struct vfio_device_ioeventfd ioeventfd;
-	unsigned int index;
-	long ret;
-
-	if (cmd != VFIO_DEVICE_IOEVENTFD)
-		return vfio_pci_core_ioctl(vdev, cmd, arg);
-	if (copy_from_user(&ioeventfd, (void __user *)arg, sizeof(ioeventfd)))
-		return -EFAULT;
-	index = VFIO_PCI_OFFSET_TO_INDEX(ioeventfd.offset);
-	if (!is_mem_bar(cdev->core.pdev, index))
-		return vfio_pci_core_ioctl(vdev, cmd, arg);
-	mutex_lock(&cdev->lock);
-	if (cdev->wc_maps[index]) {
-		ret = -EBUSY;
-	} else {
-		/* The core claims the BAR itself when it maps it. */
-		if (cdev->claimed & BIT(index) && !cdev->core.barmap[index]) {
-			pci_release_selected_regions(cdev->core.pdev, BIT(index));
-			cdev->claimed &= ~BIT(index);
-		}
-		ret = vfio_pci_core_ioctl(vdev, cmd, arg);
-	}
-	mutex_unlock(&cdev->lock);
-	return ret;
-}
-
-/* ---- the cookie features ------------------------------------------- */
+/* ---- the cookie features ------------------------------------------------ */
 
 /*
  * A request struct from userspace: a shorter (older) one is zero-extended, a
@@ -569,58 +630,76 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 {
 	struct vfio_device_feature_mmap_cookie_create req;
 	struct pci_dev *pdev = cdev->core.pdev;
-	struct cookie_map *map;
-	u64 length;
+	u64 length, bar_len;
+	struct cookie *c;
 	int ret;
 
 	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
 		return ret;
 	if (req.flags || req.__reserved || req.attr >= VFIO_MMAP_NR_ATTRS ||
-	    !is_mem_bar(pdev, req.index) || !cdev->core.bar_mmap_supported[req.index] ||
-	    !req.length || !PAGE_ALIGNED(req.offset))
+	    !cookies_allowed(cdev, req.index) || !req.length || !PAGE_ALIGNED(req.offset))
 		return -EINVAL;
-	if (req.attr == VFIO_MMAP_ATTR_WC && !pat_enabled())
-		return -EOPNOTSUPP;
+	bar_len = pci_resource_len(pdev, req.index);
 	length = PAGE_ALIGN(req.length);
-	if (length < req.length || req.offset >= pci_resource_len(pdev, req.index) ||
-	    length > PAGE_ALIGN(pci_resource_len(pdev, req.index)) - req.offset)
+	if (length < req.length || req.offset >= bar_len ||
+	    length > PAGE_ALIGN(bar_len) - req.offset)
 		return -ERANGE;
-
-	mutex_lock(&cdev->lock);
-	map = map_new(cdev, req.index, req.offset, length, req.attr);
-	if (IS_ERR(map)) {
-		ret = PTR_ERR(map);
-		goto out;
+	if (req.attr == VFIO_MMAP_ATTR_WC) {
+		if (!pat_enabled())
+			return -EOPNOTSUPP;
+		if (wc_refused(cdev, req.index, req.offset, length))
+			return -EPERM;
 	}
-	/*
-	 * The id names the cookie by its start alone: mmap() must use exactly
-	 * (cookie, mmap_length), as RDMA's mmap entries require.
-	 */
-	ret = xa_alloc(&cdev->cookies, &map->id, map, XA_LIMIT(0, COOKIE_IDS - 1),
+
+	c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
+	if (!c)
+		return -ENOMEM;
+	kref_init(&c->ref);
+	c->cdev = cdev;
+	c->offset = req.offset;
+	c->length = length;
+	mutex_lock(&cdev->lock);
+	if (cdev->nr_cookies >= COOKIE_MAX) {
+		ret = -ENOSPC;
+		goto free;
+	}
+	/* The id names the cookie by its start alone: mmap() must use exactly it. */
+	ret = xa_alloc(&cdev->cookies, &c->id, c, XA_LIMIT(0, COOKIE_IDS - 1),
 		       GFP_KERNEL_ACCOUNT);
 	if (ret) {
-		kref_put(&map->ref, map_release);
 		ret = ret == -EBUSY ? -ENOSPC : ret;
-		goto out;
+		goto free;
 	}
-	map->is_cookie = true;
-	req.cookie = COOKIE_BASE + ((u64)map->id << PAGE_SHIFT);
-	req.mmap_length = length;
-	if (copy_to_user(arg, &req, min(argsz, sizeof(req)))) {
-		map->destroyed = true;
-		kref_put(&map->ref, map_release);
-		ret = -EFAULT;
+	c->seg = seg_get(cdev, req.index, req.offset, length, req.attr);
+	if (IS_ERR(c->seg)) {
+		ret = PTR_ERR(c->seg);
+		xa_erase(&cdev->cookies, c->id);
+		goto free;
 	}
-out:
+	cdev->nr_cookies++;
+	kref_get(&c->ref);	/* ours until the copy is done */
 	mutex_unlock(&cdev->lock);
+
+	req.cookie = COOKIE_BASE + ((u64)c->id << PAGE_SHIFT);
+	req.mmap_length = length;
+	ret = copy_to_user(arg, &req, sizeof(req)) ? -EFAULT : 0;
+	mutex_lock(&cdev->lock);
+	if (ret && !c->destroyed)
+		cookie_destroy_locked(c);	/* never returned: nobody else knows it */
+	kref_put(&c->ref, cookie_release);
+	mutex_unlock(&cdev->lock);
+	return ret;
+free:
+	mutex_unlock(&cdev->lock);
+	kfree(c);
 	return ret;
 }
 
 static int cookie_destroy(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 {
 	struct vfio_device_feature_mmap_cookie_destroy req;
-	struct cookie_map *map;
+	struct cookie *c;
 	int ret;
 
 	ret = copy_req(&req, sizeof(req), arg, argsz);
@@ -629,20 +708,17 @@ static int cookie_destroy(struct cookie_dev *cdev, void __user *arg, size_t args
 	if (req.flags || req.__reserved)
 		return -EINVAL;
 	mutex_lock(&cdev->lock);
-	map = cookie_find(cdev, req.cookie);
-	if (map) {
-		/* Mapped vmas keep their refs; the value stays taken until they go. */
-		map->destroyed = true;
-		kref_put(&map->ref, map_release);
-	}
+	c = cookie_find(cdev, req.cookie);
+	if (c)
+		cookie_destroy_locked(c);
 	mutex_unlock(&cdev->lock);
-	return map ? 0 : -EINVAL;
+	return c ? 0 : -EINVAL;
 }
 
 static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 {
 	struct vfio_device_feature_mmap_cookie_query req;
-	struct cookie_map *map;
+	struct cookie *c;
 	int ret;
 
 	ret = copy_req(&req, sizeof(req), arg, argsz);
@@ -651,18 +727,18 @@ static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 	if (req.flags)
 		return -EINVAL;
 	mutex_lock(&cdev->lock);
-	map = cookie_find(cdev, req.cookie);
-	if (map) {
-		req.index = map->index;
-		req.offset = map->offset;
-		req.length = map->length;
-		req.attr = map->attr;
-		req.memtype = kva_memtype(map->kva);
-		req.state = atomic_read(&map->vmas) ? VFIO_MMAP_COOKIE_STATE_MAPPED : 0;
+	c = cookie_find(cdev, req.cookie);
+	if (c) {
+		req.index = c->seg->index;
+		req.offset = c->offset;
+		req.length = c->length;
+		req.attr = c->seg->attr;
+		req.memtype = c->seg->memtype;
+		req.state = atomic_read(&c->vmas) ? VFIO_MMAP_COOKIE_STATE_MAPPED : 0;
 		req.__reserved = 0;
 	}
 	mutex_unlock(&cdev->lock);
-	if (!map)
+	if (!c)
 		return -EINVAL;
 	return copy_to_user(arg, &req, min(argsz, sizeof(req))) ? -EFAULT : 0;
 }
@@ -670,19 +746,25 @@ static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 static int cookie_attrs(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 {
 	struct vfio_device_feature_mmap_attrs req;
-	struct vfio_pci_core_device *core = &cdev->core;
+	unsigned int i;
 	int ret;
 
 	ret = copy_req(&req, sizeof(req), arg, argsz);
 	if (ret)
 		return ret;
-	if (req.index >= VFIO_PCI_NUM_REGIONS + core->num_regions)
+	if (req.index >= VFIO_PCI_NUM_REGIONS + cdev->core.num_regions)
 		return -EINVAL;
 	req.attrs = 0;
-	if (is_mem_bar(core->pdev, req.index) && core->bar_mmap_supported[req.index]) {
+	req.nr_wc_refused = 0;
+	memset(req.wc_refused, 0, sizeof(req.wc_refused));
+	if (cookies_allowed(cdev, req.index)) {
 		req.attrs |= BIT(VFIO_MMAP_ATTR_UC);
 		if (pat_enabled())
 			req.attrs |= BIT(VFIO_MMAP_ATTR_WC);
+		for (i = 0; i < 2; i++)
+			if (cdev->wc_refused[req.index][i].length)
+				req.wc_refused[req.nr_wc_refused++] =
+					cdev->wc_refused[req.index][i];
 	}
 	return copy_to_user(arg, &req, min(argsz, sizeof(req))) ? -EFAULT : 0;
 }
@@ -693,14 +775,15 @@ static const struct {
 	size_t minsz;
 	int (*handler)(struct cookie_dev *cdev, void __user *arg, size_t argsz);
 } cookie_features[] = {
+	/* CREATE's outputs are part of its minimum: no room, no cookie. */
 	{ VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE, VFIO_DEVICE_FEATURE_SET,
-	  offsetofend(struct vfio_device_feature_mmap_cookie_create, length), cookie_create },
+	  sizeof(struct vfio_device_feature_mmap_cookie_create), cookie_create },
 	{ VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY, VFIO_DEVICE_FEATURE_SET,
 	  sizeof(struct vfio_device_feature_mmap_cookie_destroy), cookie_destroy },
 	{ VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY, VFIO_DEVICE_FEATURE_GET,
 	  sizeof(struct vfio_device_feature_mmap_cookie_query), cookie_query },
 	{ VFIO_DEVICE_FEATURE_MMAP_ATTRS, VFIO_DEVICE_FEATURE_GET,
-	  sizeof(struct vfio_device_feature_mmap_attrs), cookie_attrs },
+	  offsetofend(struct vfio_device_feature_mmap_attrs, attrs), cookie_attrs },
 };
 
 static int cookie_feature(struct vfio_device *vdev, u32 flags, void __user *arg,
@@ -723,14 +806,19 @@ static int cookie_feature(struct vfio_device *vdev, u32 flags, void __user *arg,
 	return vfio_pci_core_ioctl_feature(vdev, flags, arg, argsz);
 }
 
-/* ---- device lifetime ----------------------------------------------- */
+/* ---- device lifetime ----------------------------------------------------- */
 
 static int cookie_init_dev(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
+	unsigned int i;
 
 	mutex_init(&cdev->lock);
-	xa_init_flags(&cdev->cookies, XA_FLAGS_ALLOC);
+	xa_init_flags(&cdev->cookies, XA_FLAGS_ALLOC | XA_FLAGS_ACCOUNT);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		cdev->segs[i] = RB_ROOT_CACHED;
+		cdev->uc_cover[i] = RB_ROOT_CACHED;
+	}
 	return vfio_pci_core_init_dev(vdev);
 }
 
@@ -745,13 +833,21 @@ static void cookie_release_dev(struct vfio_device *vdev)
 
 static int cookie_open_device(struct vfio_device *vdev)
 {
-	struct vfio_pci_core_device *core = &to_cdev(vdev)->core;
+	struct cookie_dev *cdev = to_cdev(vdev);
+	unsigned int i;
 	int ret;
 
-	ret = vfio_pci_core_enable(core);
+	ret = vfio_pci_core_enable(&cdev->core);
 	if (ret)
 		return ret;
-	vfio_pci_core_finish_enable(core);
+	vfio_pci_core_finish_enable(&cdev->core);	/* sets bar_mmap_supported[] */
+	find_refused(cdev);
+	mutex_lock(&cdev->lock);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		barmap_install(cdev, i);
+		cover_fill(cdev, i, 0, bar_last_page(cdev, i));
+	}
+	mutex_unlock(&cdev->lock);
 	return 0;
 }
 
@@ -759,21 +855,289 @@ static int cookie_open_device(struct vfio_device *vdev)
 static void cookie_close_device(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
-	struct cookie_map *map;
+	void __iomem *maps[PCI_STD_NUM_BARS];
+	struct cookie *c;
 	unsigned long id;
+	unsigned int i;
 
 	mutex_lock(&cdev->lock);
-	xa_for_each(&cdev->cookies, id, map) {
-		WARN_ON_ONCE(map->destroyed || kref_read(&map->ref) != 1);
-		map->destroyed = true;
-		kref_put(&map->ref, map_release);
+	xa_for_each(&cdev->cookies, id, c) {
+		WARN_ON_ONCE(kref_read(&c->ref) != 1);
+		cookie_destroy_locked(c);
 	}
-	if (cdev->claimed)
-		pci_release_selected_regions(cdev->core.pdev, cdev->claimed);
-	cdev->claimed = 0;
+	WARN_ON_ONCE(cdev->nr_cookies);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		unsigned long lo, hi;
+
+		cover_cut(cdev, i, 0, bar_last_page(cdev, i), &lo, &hi);
+	}
 	mutex_unlock(&cdev->lock);
+	/* The core's teardown (ioeventfds first) must not see our maps. */
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		maps[i] = cdev->barmap[i];
+		if (maps[i])
+			cdev->core.barmap[i] = NULL;
+		cdev->barmap[i] = NULL;
+	}
 	vfio_pci_core_close_device(vdev);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++)
+		if (maps[i])
+			barmap_remove(cdev, i, maps[i]);
 }
+
+/* ---- how vmas are populated and revoked, per kernel --------------------- */
+
+#if CORE_HAS_VMF_INSERT_PFN
+#define cookie_vmf_insert_pfn	vfio_pci_vmf_insert_pfn
+#else
+/* The core's memory-enable test, not exported here (vconfig caches the command register). */
+static vm_fault_t cookie_vmf_insert_pfn(struct vfio_pci_core_device *core,
+					struct vm_fault *vmf, unsigned long pfn,
+					unsigned int order)
+{
+	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);
+
+	lockdep_assert_held_read(&core->memory_lock);
+	if (core->pm_runtime_engaged || core->pdev->current_state >= PCI_D3hot ||
+	    (!core->pdev->no_command_memory && !(cmd & PCI_COMMAND_MEMORY)))
+		return VM_FAULT_SIGBUS;
+	return vmf_insert_pfn(vmf->vma, vmf->address, pfn);
+}
+#endif
+
+static unsigned long cookie_pfn(struct vm_fault *vmf, struct cookie *c)
+{
+	struct pci_dev *pdev = c->cdev->core.pdev;
+
+	return ((pci_resource_start(pdev, c->seg->index) + c->offset) >> PAGE_SHIFT) +
+	       ((vmf->address - vmf->vma->vm_start) >> PAGE_SHIFT);
+}
+
+/*
+ * The core's vm_ops, captured from its first legacy mmap, so that legacy
+ * vmas can be wrapped (below) with a const table of our own.
+ */
+static const struct vm_operations_struct *core_vm_ops;
+static DEFINE_MUTEX(core_vm_ops_lock);
+
+static struct cookie_dev *legacy_cdev(struct vm_area_struct *vma)
+{
+	return container_of((struct vfio_pci_core_device *)vma->vm_private_data,
+			    struct cookie_dev, core);
+}
+
+static vm_fault_t legacy_vm_fault(struct vm_fault *vmf)
+{
+	return core_vm_ops->fault(vmf);
+}
+
+static const struct vm_operations_struct legacy_vm_ops;
+
+static void legacy_wrap(struct vm_area_struct *vma)
+{
+	mutex_lock(&core_vm_ops_lock);
+	if (!core_vm_ops)
+		core_vm_ops = vma->vm_ops;
+	mutex_unlock(&core_vm_ops_lock);
+	if (!WARN_ON_ONCE(vma->vm_ops != core_vm_ops))
+		vma->vm_ops = &legacy_vm_ops;
+}
+
+#if CORE_REVOKES_BY_ADDRESS_SPACE
+
+/* One page per fault, as the core; PAT's record for the page gives the type. */
+static vm_fault_t cookie_populate(struct vm_fault *vmf, struct cookie *c)
+{
+	struct vfio_pci_core_device *core = &c->cdev->core;
+	vm_fault_t ret;
+
+	down_read(&core->memory_lock);
+	ret = cookie_vmf_insert_pfn(core, vmf, cookie_pfn(vmf, c), 0);
+	up_read(&core->memory_lock);
+	return ret;
+}
+
+static void cookie_vma_gone(struct vm_area_struct *vma, struct cookie *c)
+{
+}
+
+/* Legacy vmas are the core's own: a page's mappings all follow its PAT type. */
+static bool legacy_conflict(struct cookie_dev *cdev, unsigned int index)
+{
+	return false;
+}
+
+/*
+ * The core maps a 2M or 1G block of a legacy vma with the type of its first
+ * page.  On a BAR with WC pages that would be wrong for the others, so there
+ * legacy faults fall back to single pages, which PAT types one by one.
+ * cdev->lock orders this against CREATE, which zaps under it.
+ */
+static vm_fault_t legacy_vm_huge_fault(struct vm_fault *vmf, unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct cookie_dev *cdev = legacy_cdev(vma);
+	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	vm_fault_t ret = VM_FAULT_FALLBACK;
+
+	mutex_lock(&cdev->lock);
+	if (index >= PCI_STD_NUM_BARS || !cdev->wc_segs[index])
+		ret = core_vm_ops->huge_fault(vmf, order);
+	mutex_unlock(&cdev->lock);
+	return ret;
+}
+
+static const struct vm_operations_struct legacy_vm_ops = {
+	.fault = legacy_vm_fault,
+	.huge_fault = legacy_vm_huge_fault,
+};
+
+static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
+{
+	int ret = vfio_pci_core_mmap(&cdev->core.vdev, vma);
+
+	/* Only BAR vmas have the core's vm_ops; any other region keeps its own. */
+	if (!ret && vma->vm_private_data == &cdev->core && vma->vm_ops &&
+	    vma->vm_ops->huge_fault)
+		legacy_wrap(vma);
+	return ret;
+}
+
+#else /* 6.1 */
+
+/*
+ * 6.1 compatibility shim: the core revokes only vmas on its private
+ * vma_list, so cookie vmas join it when they fault in, with the core's
+ * node layout (struct vfio_pci_mmap_vma in 6.1's vfio_pci_core.c; the core
+ * kfree()s it when it zaps) and its lock protocol (vma_lock, then
+ * memory_lock).  Cookie vmas are VM_DONTCOPY here: a forked copy would hold
+ * PTEs that list does not know.
+ */
+struct core_vma_node {
+	struct vm_area_struct *vma;
+	struct list_head vma_next;
+};
+
+static vm_fault_t cookie_populate(struct vm_fault *vmf, struct cookie *c)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct vfio_pci_core_device *core = &c->cdev->core;
+	struct core_vma_node *node;
+	vm_fault_t ret;
+
+	mutex_lock(&core->vma_lock);
+	down_read(&core->memory_lock);
+	ret = cookie_vmf_insert_pfn(core, vmf, cookie_pfn(vmf, c), 0);
+	if (ret != VM_FAULT_NOPAGE)
+		goto out;
+	list_for_each_entry(node, &core->vma_list, vma_next)
+		if (node->vma == vma)
+			goto out;	/* already known to the core */
+	node = kmalloc(sizeof(*node), GFP_KERNEL_ACCOUNT);
+	if (!node) {
+		zap_vma_ptes(vma, vma->vm_start, vma->vm_end - vma->vm_start);
+		ret = VM_FAULT_OOM;
+		goto out;
+	}
+	node->vma = vma;
+	list_add(&node->vma_next, &core->vma_list);
+out:
+	up_read(&core->memory_lock);
+	mutex_unlock(&core->vma_lock);
+	return ret;
+}
+
+static void cookie_vma_gone(struct vm_area_struct *vma, struct cookie *c)
+{
+	struct vfio_pci_core_device *core = &c->cdev->core;
+	struct core_vma_node *node;
+
+	mutex_lock(&core->vma_lock);
+	list_for_each_entry(node, &core->vma_list, vma_next) {
+		if (node->vma == vma) {
+			list_del(&node->vma_next);
+			kfree(node);
+			break;
+		}
+	}
+	mutex_unlock(&core->vma_lock);
+}
+
+/*
+ * 6.1's core maps a legacy vma whole at its first fault with
+ * io_remap_pfn_range(), which takes one PAT type for all of it: over a BAR
+ * with WC pages the whole vma would come out WC.  So on 6.1 a BAR has WC
+ * cookies or legacy mmaps, not both (-EBUSY).  The count wraps the core's
+ * vm_ops, whose .open/.close also see fork, split and mremap.
+ */
+static bool legacy_conflict(struct cookie_dev *cdev, unsigned int index)
+{
+	lockdep_assert_held(&cdev->lock);
+	return cdev->legacy_vmas[index];
+}
+
+/* The core set vm_pgoff to the pfn and vm_private_data to itself. */
+static void legacy_count(struct vm_area_struct *vma, int delta)
+{
+	struct cookie_dev *cdev = legacy_cdev(vma);
+	struct pci_dev *pdev = cdev->core.pdev;
+	unsigned int i;
+
+	mutex_lock(&cdev->lock);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		unsigned long first = pci_resource_start(pdev, i) >> PAGE_SHIFT;
+		unsigned long pages = PAGE_ALIGN(pci_resource_len(pdev, i)) >> PAGE_SHIFT;
+
+		if (vma->vm_pgoff >= first && vma->vm_pgoff - first < pages)
+			cdev->legacy_vmas[i] += delta;
+	}
+	mutex_unlock(&cdev->lock);
+}
+
+static void legacy_vm_open(struct vm_area_struct *vma)
+{
+	core_vm_ops->open(vma);
+	legacy_count(vma, 1);
+}
+
+static void legacy_vm_close(struct vm_area_struct *vma)
+{
+	core_vm_ops->close(vma);
+	legacy_count(vma, -1);
+}
+
+static const struct vm_operations_struct legacy_vm_ops = {
+	.open = legacy_vm_open,
+	.close = legacy_vm_close,
+	.fault = legacy_vm_fault,
+};
+
+static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
+{
+	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	int ret;
+
+	if (!cookies_allowed(cdev, index))
+		return vfio_pci_core_mmap(&cdev->core.vdev, vma);
+	mutex_lock(&cdev->lock);
+	ret = cdev->wc_segs[index] ? -EBUSY : 0;
+	if (!ret)
+		cdev->legacy_vmas[index]++;	/* held across the core's mmap */
+	mutex_unlock(&cdev->lock);
+	if (ret)
+		return ret;
+	ret = vfio_pci_core_mmap(&cdev->core.vdev, vma);
+	if (!ret) {
+		legacy_wrap(vma);
+		return 0;
+	}
+	mutex_lock(&cdev->lock);
+	cdev->legacy_vmas[index]--;
+	mutex_unlock(&cdev->lock);
+	return ret;
+}
+
+#endif
 
 static const struct vfio_device_ops cookie_ops = {
 	.name		= "vfio-pci-cookie",
@@ -781,14 +1145,36 @@ static const struct vfio_device_ops cookie_ops = {
 	.release	= cookie_release_dev,
 	.open_device	= cookie_open_device,
 	.close_device	= cookie_close_device,
-	.ioctl		= cookie_ioctl,
+	.ioctl		= vfio_pci_core_ioctl,
 	.device_feature	= cookie_feature,
-	.read		= cookie_read,
-	.write		= cookie_write,
+	.read		= vfio_pci_core_read,
+	.write		= vfio_pci_core_write,
 	.mmap		= cookie_mmap,
 	.request	= vfio_pci_core_request,
 	.match		= vfio_pci_core_match,
+#if CORE_HAS_REGION_INFO_CAPS
+	.get_region_info_caps = vfio_pci_ioctl_get_region_info,
+#endif
+#if CORE_HAS_TOKEN_UUID
+	.match_token_uuid = vfio_pci_core_match_token_uuid,
+#endif
+#if CORE_HAS_PASID_OPS
+	.pasid_attach_ioas = vfio_iommufd_physical_pasid_attach_ioas,
+	.pasid_detach_ioas = vfio_iommufd_physical_pasid_detach_ioas,
+#endif
+#if CORE_HAS_IOMMUFD_OPS
+	.bind_iommufd	= vfio_iommufd_physical_bind,
+	.unbind_iommufd	= vfio_iommufd_physical_unbind,
+	.attach_ioas	= vfio_iommufd_physical_attach_ioas,
+	.detach_ioas	= vfio_iommufd_physical_detach_ioas,
+#endif
 };
+
+#if CORE_HAS_PCI_OPS
+static const struct vfio_pci_device_ops cookie_pci_ops = {
+	.get_dmabuf_phys = vfio_pci_core_get_dmabuf_phys,
+};
+#endif
 
 static int cookie_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
@@ -799,6 +1185,9 @@ static int cookie_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (IS_ERR(cdev))
 		return PTR_ERR(cdev);
 	dev_set_drvdata(&pdev->dev, &cdev->core);
+#if CORE_HAS_PCI_OPS
+	cdev->core.pci_ops = &cookie_pci_ops;
+#endif
 	ret = vfio_pci_core_register_device(&cdev->core);
 	if (ret)
 		vfio_put_device(&cdev->core.vdev);
@@ -813,6 +1202,12 @@ static void cookie_remove(struct pci_dev *pdev)
 	vfio_put_device(&core->vdev);
 }
 
+/* As vfio-pci: VFs are created for userspace drivers of the PF (untested here). */
+static int cookie_sriov_configure(struct pci_dev *pdev, int nr_virtfn)
+{
+	return vfio_pci_core_sriov_configure(dev_get_drvdata(&pdev->dev), nr_virtfn);
+}
+
 static const struct pci_device_id cookie_table[] = {
 	/* Any device, but only through driver_override, like vfio-pci. */
 	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_ANY_ID, PCI_ANY_ID) },
@@ -825,6 +1220,7 @@ static struct pci_driver cookie_driver = {
 	.id_table		= cookie_table,
 	.probe			= cookie_probe,
 	.remove			= cookie_remove,
+	.sriov_configure	= cookie_sriov_configure,
 	.err_handler		= &vfio_pci_core_err_handlers,
 	.driver_managed_dma	= true,
 };

@@ -241,6 +241,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         verbose=args.verbose,
         rwdirs=tuple(Path(d) for d in args.rwdir),
+        append=tuple(args.append),
     )
     result = run(command, options)
     if result.problems:
@@ -362,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", default="1G")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
+    p.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="add ARG to the guest kernel command line, e.g. nopat (repeatable)",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
     p.add_argument(

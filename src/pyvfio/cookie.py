@@ -77,6 +77,15 @@ def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
     return frozenset(a for a in MemoryAttr if arg.attrs & (1 << a))
 
 
+def wc_refused_ranges(device: Device, index: int) -> list[tuple[int, int]]:
+    """(offset, length) page ranges of region ``index`` where WC is refused (MSI-X)."""
+    if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
+        return []
+    arg = uapi.vfio_device_feature_mmap_attrs(index=index)
+    _feature(device, uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS, uapi.VFIO_DEVICE_FEATURE_GET, arg)
+    return [(r.offset, r.length) for r in arg.wc_refused[: arg.nr_wc_refused]]
+
+
 class Cookie:
     """One cookie on an open device; ``destroy()`` it when done (idempotent)."""
 
@@ -112,6 +121,16 @@ class Cookie:
                 exc.hint = (
                     "a page of the range is already mapped with another memory type; "
                     "unmap it (legacy mmaps and cookies alike) or pick other pages"
+                )
+            elif exc.errno == errno.EPERM:
+                exc.hint = (
+                    "the kernel maps these pages itself (MSI-X table or PBA) and they "
+                    "stay uncached; wc_refused_ranges() lists them"
+                )
+            elif exc.errno == errno.ENOSPC:
+                exc.hint = (
+                    f"an open device holds at most {uapi.VFIO_MMAP_COOKIE_MAX} cookies; "
+                    "destroy and unmap ones you no longer use"
                 )
             raise
         self.value: int = arg.cookie

@@ -103,6 +103,7 @@ VFIO_DEVICE_FEATURE_PROBE = 1 << 18
 VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0
 VFIO_DEVICE_FEATURE_MIGRATION = 1
 VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3
+VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5
 
 # IOMMU type1 info capabilities
 VFIO_IOMMU_INFO_PGSIZES = 1 << 0
@@ -261,6 +262,7 @@ VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE = 0x7C00
 VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY = 0x7C01
 VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY = 0x7C02
 VFIO_DEVICE_FEATURE_MMAP_ATTRS = 0x7C03
+VFIO_MMAP_COOKIE_MAX = 4096
 
 VFIO_MMAP_ATTR_UC = 0
 VFIO_MMAP_ATTR_WC = 1
@@ -312,8 +314,18 @@ class vfio_device_feature_mmap_cookie_query(ctypes.Structure):  # noqa: N801
     )
 
 
+class vfio_mmap_range(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("offset", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+    )
+
+
 class vfio_device_feature_mmap_attrs(ctypes.Structure):  # noqa: N801
     _fields_ = (
         ("index", ctypes.c_uint32),
         ("attrs", ctypes.c_uint32),
+        ("nr_wc_refused", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("wc_refused", vfio_mmap_range * 2),
     )

@@ -3,10 +3,8 @@
 
 Each probe is what an existing VFIO user does with a plain BAR mapping or the
 device fd, with no cookie in sight.  They run on both drivers with one
-expected answer: vfio-pci's.  Where today's module answers otherwise (the
-review behind issue #10, item 7), the probe is a strict xfail on the module
-only, so it turns into a failure the day the module is fixed and the marker
-must go.
+expected answer: vfio-pci's.  The first module failed four of them (issue
+#10, item 7); the second serves every legacy offset through vfio-pci-core.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import time
 import pytest
 
 from pyvfio import Device, VfioError
-from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.uapi import (
     VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
     VFIO_DEVICE_FEATURE_SET,
@@ -53,12 +50,6 @@ MAP_FAILED = ctypes.c_void_p(-1).value
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 
-def module_defect(request: pytest.FixtureRequest, driver: str, what: str) -> None:
-    """Mark the running probe a known defect of today's module (not of vfio-pci)."""
-    if driver == COOKIE_DRIVER:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"issue #10: {what}"))
-
-
 def map_raw(fd: int, offset: int, length: int) -> int:
     """mmap through libc, so the test can split and move what it maps."""
     addr = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, offset)
@@ -73,10 +64,7 @@ def syscall_errno(result: int) -> int:
     return 0 if result == 0 else ctypes.get_errno()
 
 
-def test_a_forked_child_reads_an_inherited_bar_mapping(
-    ivshmem: str, vfio_driver: str, request: pytest.FixtureRequest
-) -> None:
-    module_defect(request, vfio_driver, "legacy BAR mmaps are VM_DONTCOPY: the child faults")
+def test_a_forked_child_reads_an_inherited_bar_mapping(ivshmem: str, vfio_driver: str) -> None:
     with Device.open(ivshmem) as dev:
         ram = dev.region(IVSHMEM_RAM_BAR).map(0, PAGE)
         ram.write32(0, 0x5A5A1234)
@@ -88,10 +76,7 @@ def test_a_forked_child_reads_an_inherited_bar_mapping(
         assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_part_of_a_bar_mapping_can_be_unmapped(
-    ivshmem: str, vfio_driver: str, request: pytest.FixtureRequest
-) -> None:
-    module_defect(request, vfio_driver, "partial munmap of a legacy mapping is EINVAL")
+def test_part_of_a_bar_mapping_can_be_unmapped(ivshmem: str, vfio_driver: str) -> None:
     with Device.open(ivshmem) as dev:
         region = dev.region(IVSHMEM_RAM_BAR)
         region.write(PAGE, struct.pack("<I", 0xC0FFEE))
@@ -104,12 +89,9 @@ def test_part_of_a_bar_mapping_can_be_unmapped(
             _libc.munmap(addr, 2 * PAGE)
 
 
-def test_an_untouched_bar_mapping_can_be_moved(
-    ivshmem: str, vfio_driver: str, request: pytest.FixtureRequest
-) -> None:
+def test_an_untouched_bar_mapping_can_be_moved(ivshmem: str, vfio_driver: str) -> None:
     # Moved before any fault: moving a populated PFN mapping WARNs in 6.1's
     # untrack_pfn on vfio-pci itself (issue #10, item 8).
-    module_defect(request, vfio_driver, "mremap of a legacy mapping is refused")
     with Device.open(ivshmem) as dev:
         region = dev.region(IVSHMEM_RAM_BAR)
         region.write(0, struct.pack("<I", 0xFEED))
@@ -126,11 +108,8 @@ def test_an_untouched_bar_mapping_can_be_moved(
             _libc.munmap(addr if moved in (None, MAP_FAILED) else moved, PAGE)
 
 
-def test_pread_wakes_a_device_in_low_power(
-    nvme: str, vfio_driver: str, request: pytest.FixtureRequest
-) -> None:
+def test_pread_wakes_a_device_in_low_power(nvme: str, vfio_driver: str) -> None:
     # nvme has a PM capability, so low power really takes it to D3hot.
-    module_defect(request, vfio_driver, "BAR read/write skip runtime PM: EIO in low power")
     with Device.open(nvme) as dev:
         cap = dev.region(0).read(0, 8)
         dev.feature(VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, VFIO_DEVICE_FEATURE_SET)
@@ -140,3 +119,11 @@ def test_pread_wakes_a_device_in_low_power(
         except VfioError as exc:
             pytest.fail(f"pread in low power: {exc}")
         assert in_low_power == cap
+
+
+def test_read_advances_the_file_position(edu: str, vfio_driver: str) -> None:
+    # Device fds do not seek, so read() walks region 0 (edu's BAR0) from 0.
+    with Device.open(edu) as dev:
+        dev.region(0).write(4, struct.pack("<I", 0x12345678))  # liveness: reads back inverted
+        assert os.read(dev.fd, 4) == dev.region(0).read(0, 4)  # identification
+        assert os.read(dev.fd, 4) == struct.pack("<I", ~0x12345678 & 0xFFFFFFFF)

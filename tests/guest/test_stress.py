@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from pyvfio import Device, Sysfs, VfioError, kmod, uapi
@@ -246,6 +247,161 @@ def test_concurrent_cookies_against_reset_and_decode_toggling(
     )
     assert cycles > 50 and toggles > 50 and resets > 5
     assert pat_types(base, base + (16 << 20)) == []  # nothing leaked
+    sysfs.unbind(wc_nvme)
+    kmod.unload()  # no reference left behind
+    kmod.load()
+    sysfs.bind(wc_nvme, "vfio_pci_cookie")  # the fixture unbinds it again
+
+
+class _Gate:
+    """Many touchers or one disruptor: a touch while decode is off would SIGBUS the process."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._touching = 0
+        self._closed = False
+
+    def touch(self) -> _Touch:
+        return _Touch(self)
+
+    def enter(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._closed)
+            self._touching += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._touching -= 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._touching == 0)
+
+    def open(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
+
+
+class _Touch:
+    def __init__(self, gate: _Gate) -> None:
+        self._gate = gate
+
+    def __enter__(self) -> None:
+        self._gate.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._gate.leave()
+
+
+WATCHDOG_SECONDS = 10.0
+Step = Callable[[random.Random], None]
+
+
+class _ThreadStress:
+    """The steps each thread repeats, over one open device."""
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+        self.gate = _Gate()
+        self.counts = {"toggles": 0, "resets": 0, "low_power": 0}
+
+    def map_cycle(self, rng: random.Random) -> None:
+        page = rng.randrange(0, 1024)
+        attr = MemoryAttr.WC if page % 2 else MemoryAttr.UC
+        try:
+            cookie = Cookie(self.dev, 2, page * PAGE, PAGE, attr)
+        except VfioError as exc:
+            assert exc.errno == errno.EBUSY, exc  # a sibling's page of the other type
+            return
+        m = mmap.mmap(self.dev.fd, PAGE, offset=cookie.value)
+        with self.gate.touch():
+            m[0:4] = struct.pack("<I", page)
+            assert len(m[0:4]) == 4  # a read through the mapping
+        m.close()
+        cookie.destroy()
+
+    def table_churn(self, rng: random.Random) -> None:
+        c = Cookie(self.dev, 2, rng.randrange(1024, 2048) * PAGE, PAGE, MemoryAttr.UC)
+        c.query()
+        c.destroy()
+
+    def disrupt(self, rng: random.Random) -> None:
+        dev, set_ = self.dev, uapi.VFIO_DEVICE_FEATURE_SET
+        cmd = dev.config.read16(4)
+        self.gate.close()
+        try:
+            choice = rng.randrange(10)
+            if choice == 0:
+                dev.reset()
+                self.counts["resets"] += 1
+            elif choice == 1:
+                dev.feature(uapi.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, set_)
+                time.sleep(0.05)
+                dev.feature(uapi.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, set_)
+                self.counts["low_power"] += 1
+            else:
+                dev.config.write16(4, cmd & ~2)  # memory decode off: revoke
+                time.sleep(0.01)
+                self.counts["toggles"] += 1
+            dev.config.write16(4, cmd)
+        finally:
+            self.gate.open()
+        time.sleep(0.03)
+
+
+def _run_watched(
+    steps: dict[str, Callable[[random.Random], None]], deadline: float
+) -> dict[str, int]:
+    """Run each step in its own thread until ``deadline``; fail if one stalls for 10 s."""
+    progress = dict.fromkeys(steps, 0)
+    errors: list[str] = []
+
+    def run(name: str, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while time.monotonic() < deadline and not errors:
+                steps[name](rng)
+                progress[name] += 1
+        except BaseException:
+            errors.append(f"{name}:\n{traceback.format_exc()}")
+
+    threads = [
+        threading.Thread(target=run, args=(name, i), daemon=True) for i, name in enumerate(steps)
+    ]
+    for t in threads:
+        t.start()
+    seen = {name: (0, time.monotonic()) for name in steps}
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.5)
+        now = time.monotonic()
+        for name, (count, since) in list(seen.items()):
+            if progress[name] != count:
+                seen[name] = (progress[name], now)
+            elif now - since > WATCHDOG_SECONDS and now < deadline:
+                faulthandler.dump_traceback()
+                raise AssertionError(f"{name} made no progress for {WATCHDOG_SECONDS} s")
+    assert not errors, errors[0]
+    return progress
+
+
+def test_threads_of_one_process_against_reset_decode_and_low_power(
+    wc_nvme: str, sysfs: Sysfs
+) -> None:
+    """Threads share the device fd, the mm and the driver's locks: what deadlocked v1."""
+    base = bar_start(sysfs, wc_nvme, 2)
+    deadline = time.monotonic() + STRESS_SECONDS
+    with Device.open(wc_nvme) as dev:
+        stress = _ThreadStress(dev)
+        steps: dict[str, Step] = {f"map-{i}": stress.map_cycle for i in range(3)}
+        steps |= {"table": stress.table_churn, "disrupt": stress.disrupt}
+        progress = _run_watched(steps, deadline)
+        print(f"stress (threads): {progress} {stress.counts}")
+        assert all(count > 10 for count in progress.values()), progress
+        assert all(stress.counts.values()), stress.counts
+    assert pat_types(base, base + (16 << 20)) == []  # nothing left after close
     sysfs.unbind(wc_nvme)
     kmod.unload()  # no reference left behind
     kmod.load()

@@ -16,12 +16,16 @@
 #ifndef _UAPI_LINUX_VFIO_PCI_COOKIE_H
 #define _UAPI_LINUX_VFIO_PCI_COOKIE_H
 
+#include <linux/const.h>
 #include <linux/types.h>
 
 #define VFIO_DEVICE_FEATURE_MMAP_COOKIE_CREATE	0x7c00
 #define VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY	0x7c01
 #define VFIO_DEVICE_FEATURE_MMAP_COOKIE_QUERY	0x7c02
 #define VFIO_DEVICE_FEATURE_MMAP_ATTRS		0x7c03
+
+/* Live cookies per device open; CREATE answers -ENOSPC beyond. */
+#define VFIO_MMAP_COOKIE_MAX			4096
 
 /**
  * enum vfio_mmap_attr - memory attribute asked for a cookie mapping
@@ -77,8 +81,13 @@ enum vfio_memtype {
  * -EBUSY if a page of the range is already mapped, by this driver or anyone
  * else, with a conflicting memory type (the request is refused, never
  * silently given another type);
- * -EOPNOTSUPP if the platform cannot honour @attr for this region;
- * -ENOSPC if the cookie space is full.
+ * -EOPNOTSUPP if the platform cannot honour @attr for this region (no PAT);
+ * -EPERM for WC over a page the kernel maps itself (see
+ * &struct vfio_device_feature_mmap_attrs.wc_refused);
+ * -ENOSPC if the device open already has VFIO_MMAP_COOKIE_MAX cookies
+ * (destroyed ones that are still mapped count).
+ *
+ * The argsz given must cover the whole struct, outputs included (-EINVAL).
  */
 struct vfio_device_feature_mmap_cookie_create {
 	__u32 index;
@@ -111,7 +120,7 @@ struct vfio_device_feature_mmap_cookie_destroy {
 };
 
 /* vfio_device_feature_mmap_cookie_query.state */
-#define VFIO_MMAP_COOKIE_STATE_MAPPED	(1 << 0)	/* some vma maps it */
+#define VFIO_MMAP_COOKIE_STATE_MAPPED	_BITUL(0)	/* some vma maps it */
 
 /**
  * struct vfio_device_feature_mmap_cookie_query - what a cookie maps
@@ -143,18 +152,36 @@ struct vfio_device_feature_mmap_cookie_query {
 };
 
 /**
+ * struct vfio_mmap_range - a byte range of a region
+ * @offset: start, page aligned
+ * @length: bytes, whole pages
+ */
+struct vfio_mmap_range {
+	__u64 offset;
+	__u64 length;
+};
+
+/**
  * struct vfio_device_feature_mmap_attrs - attributes a region supports
  * @index: in: region index
  * @attrs: out: bit (1 << attr) set for each &enum vfio_mmap_attr that
  *	   CREATE accepts for this region (0: no cookies for it)
+ * @nr_wc_refused: out: entries of @wc_refused in use
+ * @__reserved: out: 0
+ * @wc_refused: out: page ranges of the region the kernel maps itself (the
+ *		MSI-X table and PBA); CREATE refuses WC over them with -EPERM
  *
- * VFIO_DEVICE_FEATURE_MMAP_ATTRS with VFIO_DEVICE_FEATURE_GET.
+ * VFIO_DEVICE_FEATURE_MMAP_ATTRS with VFIO_DEVICE_FEATURE_GET.  An older
+ * caller may pass only @index and @attrs.
  *
  * Return: 0, or -EINVAL for an index beyond the device's regions.
  */
 struct vfio_device_feature_mmap_attrs {
 	__u32 index;
 	__u32 attrs;
+	__u32 nr_wc_refused;
+	__u32 __reserved;
+	struct vfio_mmap_range wc_refused[2];
 };
 
 #endif /* _UAPI_LINUX_VFIO_PCI_COOKIE_H */

@@ -78,9 +78,11 @@ enum vfio_memtype {
  * Return: 0 on success;
  * -EINVAL for a bad index, attribute, flag, reserved field or alignment;
  * -ERANGE if the range leaves the region;
- * -EBUSY if a page of the range is already mapped, by this driver or anyone
- * else, with a conflicting memory type (the request is refused, never
- * silently given another type);
+ * -EBUSY if a page of the range already has another memory type: a cookie
+ * of the other attribute, another PAT record, or (6.1 only) a legacy mmap of
+ * the BAR; the request is refused, never silently given another type.  From
+ * 6.10 a legacy mmap of a page follows the page's type instead: its PTEs are
+ * zapped when a WC cookie comes or goes, and refault with the new type;
  * -EOPNOTSUPP if the platform cannot honour @attr for this region (no PAT);
  * -EPERM for WC over a page the kernel maps itself (see
  * &struct vfio_device_feature_mmap_attrs.wc_refused);

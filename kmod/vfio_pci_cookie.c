@@ -443,9 +443,13 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 		}
 		cover_cut(cdev, index, first, last, &lo, &hi);
 		/* PAT gives another type where one already holds a page. */
-		if (arch_io_reserve_memtype_wc(phys, length) ||
-		    pat_granted(phys) != VFIO_MEMTYPE_WC) {
-			arch_io_free_memtype_wc(phys, length);
+		if (arch_io_reserve_memtype_wc(phys, length)) {
+			cover_fill(cdev, index, lo, hi);
+			kfree(seg);
+			return ERR_PTR(-EBUSY);
+		}
+		if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
+			arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
 			cover_fill(cdev, index, lo, hi);
 			kfree(seg);
 			return ERR_PTR(-EBUSY);

@@ -68,21 +68,28 @@ def _feature(device: Device, feature: int, flags: int, arg: ctypes.Structure) ->
     ctypes.memmove(ctypes.addressof(arg), data, ctypes.sizeof(arg))
 
 
-def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
-    """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
+def _region_attrs(device: Device, index: int) -> uapi.vfio_device_feature_mmap_attrs | None:
+    """MMAP_ATTRS for region ``index``, or None if the driver has no cookies."""
     if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
-        return frozenset()
+        return None
     arg = uapi.vfio_device_feature_mmap_attrs(index=index)
     _feature(device, uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS, uapi.VFIO_DEVICE_FEATURE_GET, arg)
+    return arg
+
+
+def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
+    """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
+    arg = _region_attrs(device, index)
+    if arg is None:
+        return frozenset()
     return frozenset(a for a in MemoryAttr if arg.attrs & (1 << a))
 
 
 def wc_refused_ranges(device: Device, index: int) -> list[tuple[int, int]]:
     """(offset, length) page ranges of region ``index`` where WC is refused (MSI-X)."""
-    if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
+    arg = _region_attrs(device, index)
+    if arg is None:
         return []
-    arg = uapi.vfio_device_feature_mmap_attrs(index=index)
-    _feature(device, uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS, uapi.VFIO_DEVICE_FEATURE_GET, arg)
     return [(r.offset, r.length) for r in arg.wc_refused[: arg.nr_wc_refused]]
 
 

@@ -46,6 +46,20 @@
 #include "include/uapi/linux/vfio_pci_cookie.h"
 
 /*
+ * Built a second time as the module "vfio-pci" (vfio_pci_stand_in.c) for
+ * clients that accept a VFIO device only under that driver name: DPDK's EAL
+ * and dpdk-devbind, SPDK.  Opt-in, installed over the stock module by the
+ * administrator (docs/uapi.md, "Standing in for vfio-pci").
+ */
+#ifdef VFIO_PCI_COOKIE_STAND_IN
+#define COOKIE_DRIVER_NAME	"vfio-pci"
+#define COOKIE_OPS_NAME		"vfio-pci"
+#else
+#define COOKIE_DRIVER_NAME	KBUILD_MODNAME
+#define COOKIE_OPS_NAME		"vfio-pci-cookie"
+#endif
+
+/*
  * Kernel differences, all in one place: Kbuild defines CORE_HAS_* from the
  * core's headers.  6.1 revokes through a private vma_list; from 6.10 the core
  * zaps the device inode's address space.
@@ -1144,7 +1158,7 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
 #endif
 
 static const struct vfio_device_ops cookie_ops = {
-	.name		= "vfio-pci-cookie",
+	.name		= COOKIE_OPS_NAME,
 	.init		= cookie_init_dev,
 	.release	= cookie_release_dev,
 	.open_device	= cookie_open_device,
@@ -1220,7 +1234,7 @@ static const struct pci_device_id cookie_table[] = {
 MODULE_DEVICE_TABLE(pci, cookie_table);
 
 static struct pci_driver cookie_driver = {
-	.name			= KBUILD_MODNAME,
+	.name			= COOKIE_DRIVER_NAME,
 	.id_table		= cookie_table,
 	.probe			= cookie_probe,
 	.remove			= cookie_remove,

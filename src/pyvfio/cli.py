@@ -242,6 +242,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         rwdirs=tuple(Path(d) for d in args.rwdir),
         append=tuple(args.append),
+        nics=args.nics,
     )
     result = run(command, options)
     if result.problems:
@@ -369,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ARG",
         help="add ARG to the guest kernel command line, e.g. nopat (repeatable)",
+    )
+    p.add_argument(
+        "--nics",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N e1000e NICs on one QEMU hub (the DPDK tests use 2; default 0)",
     )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")

@@ -7,6 +7,15 @@ result.check()   # raises if the command failed or the kernel log is not clean
 """
 
 from .klog import find_problems
-from .runner import EDU_ID, IVSHMEM_ID, NVME_ID, GuestResult, VmOptions, run
+from .runner import E1000E_ID, EDU_ID, IVSHMEM_ID, NVME_ID, GuestResult, VmOptions, run
 
-__all__ = ["EDU_ID", "IVSHMEM_ID", "NVME_ID", "GuestResult", "VmOptions", "find_problems", "run"]
+__all__ = [
+    "E1000E_ID",
+    "EDU_ID",
+    "IVSHMEM_ID",
+    "NVME_ID",
+    "GuestResult",
+    "VmOptions",
+    "find_problems",
+    "run",
+]

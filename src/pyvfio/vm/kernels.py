@@ -487,7 +487,9 @@ class ModuleBuild:
         return self.error is not None and bool(COMPILE_ERROR.match(self.error))
 
 
-COMPILE_ERROR = re.compile(r"vfio_pci_cookie\.c:\d+:\d+: error: ")
+# The driver, and the same driver as the module vfio-pci (kmod/Kbuild's stand-in).
+MODULE_FILES = ("vfio_pci_cookie.ko", "vfio-pci.ko")
+COMPILE_ERROR = re.compile(r"vfio_pci_(cookie|stand_in)\.c:\d+:\d+: error: ")
 
 
 def first_error(log_text: str) -> str:
@@ -531,18 +533,21 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
         kernel.headers,
         f"M=/{work.relative_to(kernel.build_root)}",
         "W=1",
+        "VFIO_PCI_STAND_IN=y",  # the client tests load the vfio-pci stand-in too
         "modules",
     ]
     with _proc_mounted(kernel.build_root):  # 7.3's objtool reads /proc/self/limits
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_CHROOT_ENV)
     log_text = proc.stdout + proc.stderr
     (out / "build.log").write_text(log_text)
-    ko = work / "vfio_pci_cookie.ko"
-    if proc.returncode != 0 or not ko.exists():
+    built = [work / name for name in MODULE_FILES]
+    if proc.returncode != 0 or not all(ko.exists() for ko in built):
         error = first_error(log_text)
         (out / "error").write_text(error + "\n")
-        (out / "vfio_pci_cookie.ko").unlink(missing_ok=True)
+        for name in MODULE_FILES:
+            (out / name).unlink(missing_ok=True)
         return ModuleBuild(kernel, None, error)
     (out / "error").unlink(missing_ok=True)
-    shutil.copy2(ko, out / "vfio_pci_cookie.ko")
-    return ModuleBuild(kernel, out / "vfio_pci_cookie.ko", None)
+    for ko in built:
+        shutil.copy2(ko, out / ko.name)
+    return ModuleBuild(kernel, out / MODULE_FILES[0], None)

@@ -32,6 +32,7 @@ from .kernel import default_kernel
 # PCI IDs of the emulated devices, for finding them in the guest: addresses
 # shift with vng's options, IDs do not.
 EDU_ID = (0x1234, 0x11E8)
+E1000E_ID = (0x8086, 0x10D3)  # `--nics`: the DPDK tests' NICs
 IVSHMEM_ID = (0x1AF4, 0x1110)
 NVME_ID = (0x1B36, 0x0010)
 
@@ -47,7 +48,16 @@ NVME_IMAGE_BYTES = 16 << 20
 _TCG_OPTS = ["-accel", "tcg,thread=single"]
 
 
-def device_qemu_opts(nvme_image: Path) -> list[str]:
+def nic_qemu_opts(count: int) -> list[str]:
+    """``count`` e1000e NICs on one QEMU hub: what one port sends, the others receive."""
+    opts: list[str] = []
+    for n in range(count):
+        opts += ["-netdev", f"hubport,id=pyvfio-net{n},hubid=0"]
+        opts += ["-device", f"e1000e,netdev=pyvfio-net{n},mac=52:54:00:12:34:{0x60 + n:02x}"]
+    return opts
+
+
+def device_qemu_opts(nvme_image: Path, nics: int = 0) -> list[str]:
     """QEMU arguments for the machine and the emulated PCI devices."""
     return [
         # split irqchip is what intremap needs under KVM; TCG accepts it too
@@ -65,6 +75,7 @@ def device_qemu_opts(nvme_image: Path) -> list[str]:
         f"file={nvme_image},if=none,id=pyvfio-nvme,format=raw",
         "-device",
         f"nvme,serial=pyvfio0,drive=pyvfio-nvme,cmb_size_mb={NVME_CMB_MB}",
+        *nic_qemu_opts(nics),
     ]
 
 
@@ -77,6 +88,9 @@ class VmOptions:
     timeout: float = 1800.0
     verbose: bool = False  # show the guest console (boot messages, panics)
     append: tuple[str, ...] = ()
+    # e1000e NICs for the client tests (DPDK); added last, so the other
+    # devices keep their addresses
+    nics: int = 0
     rwdirs: tuple[Path, ...] = ()  # host directories the guest may write (results)
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -144,7 +158,7 @@ def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> l
     """The vng command line for running ``command`` in a fresh guest."""
     kernel = options.kernel or default_kernel()
     nvme_image = rundir / "nvme.img"
-    qemu_opts = device_qemu_opts(nvme_image) + ([] if options.kvm else _TCG_OPTS)
+    qemu_opts = device_qemu_opts(nvme_image, options.nics) + ([] if options.kvm else _TCG_OPTS)
     argv = [
         "--run",
         str(kernel),

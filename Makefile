@@ -13,7 +13,7 @@ KERNEL ?=
 KMOD_PENDING :=
 export KMOD_PENDING
 
-.PHONY: setup demo test lint host-test guest-test kmod bench clean
+.PHONY: setup demo test test-clients lint host-test guest-test kmod bench clean
 
 setup:
 	@tools/setup.sh
@@ -24,6 +24,11 @@ demo: setup
 
 test: setup
 	@tools/test.sh
+
+# DPDK and the kernel's VFIO selftests on both drivers, on every kernel of the
+# matrix (make test runs them on the first kernel only: docs/testing.md).
+test-clients: setup
+	@tools/test.sh --clients
 
 lint: setup
 	$(BIN)/ruff check src tests examples tools bench

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 
 # Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
 APT_PACKAGES=(qemu-system-x86 busybox-static file udev iproute2 debootstrap coreutils apt dpkg
-	kmod pciutils gcc make python3 python3-venv python3-dev)
+	kmod pciutils gcc make python3 python3-venv python3-dev
+	# the client tests: DPDK's testpmd, and building the kernel's VFIO selftests
+	dpdk-dev uuid-dev xz-utils)
 
 # apt, debootstrap and chroot (the module is built in a root of the kernel's
 # Debian release) all need root.
@@ -31,6 +33,15 @@ for pkg in "${APT_PACKAGES[@]}"; do
 done
 # Hosts with systemd have it; the standalone package would replace systemd.
 command -v systemd-tmpfiles >/dev/null || missing+=(systemd-standalone-tmpfiles)
+# testpmd's e1000e driver is a plugin whose package name carries DPDK's ABI
+# (librte-net-e1000-23 on Debian 12): take the one the dpdk package names.
+apt-cache show dpdk >/dev/null 2>&1 || apt-get update -qq
+e1000_pmd=$(apt-cache depends dpdk | grep -o 'librte-net-e1000-\?[0-9][0-9.]*' | head -n1)
+if [ -z "$e1000_pmd" ]; then
+	echo "setup: no librte-net-e1000 package among dpdk's dependencies" >&2
+	exit 1
+fi
+dpkg-query -W -f='${Status}' "$e1000_pmd" 2>/dev/null | grep -q 'ok installed' || missing+=("$e1000_pmd")
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	apt_install "${missing[@]}"
@@ -50,4 +61,5 @@ fi
 
 .venv/bin/pyvfio vm check
 .venv/bin/pyvfio vm fetch
+.venv/bin/pyvfio vm selftests
 echo "setup: ok (venv .venv, kernels: $(.venv/bin/pyvfio vm kernels --names | tr '\n' ' '))"

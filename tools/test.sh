@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The whole test suite: lint, host tests, the module built for every kernel,
-# then the guest suite once per kernel of the matrix ($KERNELS picks a subset)
-# and once more on the first kernel booted with nopat.
+# then the guest suite once per kernel of the matrix ($KERNELS picks a subset),
+# once more on the first kernel booted with nopat, and the outside clients
+# (DPDK, the kernel's VFIO selftests) on the first kernel.
+# `tools/test.sh --clients` runs only the clients, on every kernel (make test-clients).
 # Ends with a summary line per kernel and one over everything.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,31 +23,58 @@ step() {
 	"$@" || failed+=("$name")
 }
 
-step ruff "$BIN/ruff" check src tests examples tools bench
-step ruff-format "$BIN/ruff" format --check src tests examples tools bench
-step mypy "$BIN/mypy"
-step host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml
+clients_only=0
+[ "${1:-}" = --clients ] && clients_only=1
+
+# The client tests' boot: two e1000e NICs for DPDK, hugepages for DPDK and the
+# selftests' hugetlb variants (the 1 GiB page must be reserved at boot, and
+# needs a guest of 4 GiB to find an aligned one).
+clients() {
+	local s=$1 start=$SECONDS
+	step "clients-$s" "$BIN/pyvfio" vm run --kernel "$s" --nics 2 --memory 4G \
+		--append hugepagesz=1G --append hugepages=1 --rwdir build/junit -- \
+		"$BIN/python" -m pytest tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
+		-p no:cacheprovider -o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
+	echo "=== clients-$s took $((SECONDS - start)) s"
+	reports+=("clients-$s=build/junit/clients-$s.xml")
+}
+
+reports=()
+if [ "$clients_only" = 0 ]; then
+	step ruff "$BIN/ruff" check src tests examples tools bench
+	step ruff-format "$BIN/ruff" format --check src tests examples tools bench
+	step mypy "$BIN/mypy"
+	step host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml
+	reports+=(host=build/junit/host.xml)
+fi
 
 mapfile -t series < <("$BIN/pyvfio" vm kernels --names)
 [ "${#series[@]}" -gt 0 ] || failed+=("kernel-matrix")
-reports=(host=build/junit/host.xml)
 step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"
+if [ "$clients_only" = 1 ]; then
+	for s in "${series[@]}"; do clients "$s"; done
+	"$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"
+	exit
+fi
 for s in "${series[@]}"; do
 	start=$SECONDS
 	# The guest writes its report through a directory shared read-write with it.
 	step "guest-$s" "$BIN/pyvfio" vm run --kernel "$s" --rwdir build/junit -- \
 		"$BIN/python" -m pytest tests/guest -p no:cacheprovider \
+		--ignore-glob='tests/guest/test_clients_*' \
 		-o junit_suite_name="guest-$s" --junitxml="build/junit/guest-$s.xml"
 	echo "=== guest-$s took $((SECONDS - start)) s"
 	reports+=("$s=build/junit/guest-$s.xml")
 done
-# Once without PAT: legacy users and UC cookies must not notice (issue #10).
 if [ "${#series[@]}" -gt 0 ]; then
 	s=${series[0]}
+	# Once without PAT: legacy users and UC cookies must not notice (issue #10).
 	step "nopat-$s" "$BIN/pyvfio" vm run --kernel "$s" --append nopat --rwdir build/junit -- \
 		"$BIN/python" -m pytest tests/guest/test_nopat.py tests/guest/test_compat.py \
 		-p no:cacheprovider -o junit_suite_name="nopat-$s" --junitxml="build/junit/nopat-$s.xml"
 	reports+=("nopat-$s=build/junit/nopat-$s.xml")
+	# The full matrix of clients takes `make test-clients` (docs/testing.md: CI time).
+	clients "$s"
 fi
 
 "$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"

@@ -16,7 +16,7 @@ from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
-from .vm import VmOptions, kernels, run, tools
+from .vm import VmOptions, kernels, run, selftests, tools
 from .vm.kernel import resolve_kernel
 
 JSON_SCHEMA_VERSION = 1
@@ -268,6 +268,12 @@ def cmd_vm_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vm_selftests(args: argparse.Namespace) -> int:
+    built = selftests.fetch(*kernels.host_mirrors())
+    print(f"VFIO selftests of {selftests.PACKAGE} {built.version} in {built.dir}")
+    return 0
+
+
 def cmd_vm_kmod(args: argparse.Namespace) -> int:
     allowed = kernels.series_list(" ".join(args.allow_fail))
     status = 0
@@ -404,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a series where the module is known not to build yet (exit 0 all the same)",
     )
     p.set_defaults(func=cmd_vm_kmod)
+    p = vm.add_parser(
+        "selftests", help="build the kernel's VFIO selftests (from linux-source-7.3) into the cache"
+    )
+    p.set_defaults(func=cmd_vm_selftests)
     p = vm.add_parser("kernels", help="the kernel matrix: what is fetched and built")
     p.add_argument("series", nargs="*", help=series_help)
     p.add_argument("--names", action="store_true", help="only the series, one a line")

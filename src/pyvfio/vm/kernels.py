@@ -218,6 +218,12 @@ class PrivateApt:
         )
         return re.findall(r"^\s*Depends: (\S+)", out, re.M)
 
+    def candidate(self, package: str, release: str | None) -> str | None:
+        """The version apt would install of ``package``, None if it has none."""
+        out = _run(["apt-cache", *self._options(release), "policy", package], f"find {package}")
+        match = re.search(r"Candidate: (\S+)", out)
+        return match.group(1) if match and match.group(1) != "(none)" else None
+
     def download(self, packages: Sequence[str], release: str | None, into: Path) -> list[Path]:
         into.mkdir(parents=True, exist_ok=True)
         _run(

@@ -33,8 +33,11 @@ HOST_TOOLS: dict[str, str] = {
     "modprobe": "kmod",  # in the guest (the host's root is the guest's)
     "insmod": "kmod",
     "rmmod": "kmod",
-    "gcc": "gcc",  # pyvfio's C extension
+    "gcc": "gcc",  # pyvfio's C extension, the kernel's VFIO selftests
     "make": "make",
+    "xz": "xz-utils",  # unpacking linux-source for the selftests
+    "dpdk-testpmd": "dpdk-dev",  # the DPDK client tests, in the guest
+    "stdbuf": "coreutils",  # testpmd's output unbuffered on a pipe
 }
 # Installed into the virtualenv by pip, from pyvfio[vm]: vng shells out to virtme-run.
 VENV_TOOLS: dict[str, str] = {"vng": "virtme-ng", "virtme-run": "virtme-ng"}

@@ -30,6 +30,8 @@
  * at the end of this file).
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/interval_tree.h>
 #include <linux/kref.h>
 #include <linux/mm.h>
@@ -57,6 +59,38 @@
 #else
 #define COOKIE_DRIVER_NAME	KBUILD_MODNAME
 #define COOKIE_OPS_NAME		"vfio-pci-cookie"
+#endif
+
+/*
+ * vfio-pci's module parameters, so that a configuration written for it
+ * (vfio-pci.ids= on the command line, options in modprobe.d) keeps working.
+ * The three that vfio-pci hands to the core are the stand-in's only: before
+ * 7.3 they are core-global, and vfio-pci sets them when it loads.
+ */
+static char ids[1024] __initdata;
+module_param_string(ids, ids, sizeof(ids), 0);
+MODULE_PARM_DESC(ids, "PCI IDs to bind at load, as for vfio-pci: vendor:device[:subvendor[:subdevice[:class[:class_mask]]]], comma separated");
+
+static bool enable_sriov;
+module_param(enable_sriov, bool, 0644);
+MODULE_PARM_DESC(enable_sriov, "Allow creating VFs of a bound PF (as vfio-pci; off by default)");
+
+static bool disable_denylist;
+module_param(disable_denylist, bool, 0444);
+MODULE_PARM_DESC(disable_denylist, "Bind devices vfio-pci refuses for errata (as vfio-pci)");
+
+#ifdef VFIO_PCI_COOKIE_STAND_IN
+static bool nointxmask;
+module_param(nointxmask, bool, 0644);
+MODULE_PARM_DESC(nointxmask, "Disable PCI 2.3 INTx masking (as vfio-pci)");
+
+static bool disable_vga;
+module_param(disable_vga, bool, 0444);
+MODULE_PARM_DESC(disable_vga, "Disable VGA resource access (as vfio-pci)");
+
+static bool disable_idle_d3;
+module_param(disable_idle_d3, bool, 0644);
+MODULE_PARM_DESC(disable_idle_d3, "Keep idle devices out of D3 (as vfio-pci)");
 #endif
 
 /*
@@ -837,6 +871,14 @@ static int cookie_init_dev(struct vfio_device *vdev)
 		cdev->segs[i] = RB_ROOT_CACHED;
 		cdev->uc_cover[i] = RB_ROOT_CACHED;
 	}
+#if defined(VFIO_PCI_COOKIE_STAND_IN) && !CORE_HAS_SET_PARAMS
+	/* Per device from 7.3, latched here as vfio-pci does. */
+	cdev->core.nointxmask = nointxmask;
+	cdev->core.disable_idle_d3 = disable_idle_d3;
+#ifdef CONFIG_VFIO_PCI_VGA
+	cdev->core.disable_vga = disable_vga;
+#endif
+#endif
 	return vfio_pci_core_init_dev(vdev);
 }
 
@@ -1194,10 +1236,39 @@ static const struct vfio_pci_device_ops cookie_pci_ops = {
 };
 #endif
 
+/* Devices 7.3's vfio-pci will not bind: errata let their user harm the host. */
+static const struct pci_device_id cookie_denylist[] = {
+	{ PCI_VDEVICE(INTEL, 0x0435) },	/* QAT DH895XCC */
+	{ PCI_VDEVICE(INTEL, 0x0443) },	/* QAT DH895XCC VF */
+	{ PCI_VDEVICE(INTEL, 0x19e2) },	/* QAT C3XXX */
+	{ PCI_VDEVICE(INTEL, 0x19e3) },	/* QAT C3XXX VF */
+	{ PCI_VDEVICE(INTEL, 0x37c8) },	/* QAT C62X */
+	{ PCI_VDEVICE(INTEL, 0x37c9) },	/* QAT C62X VF */
+	{ PCI_VDEVICE(INTEL, 0x0b25) },	/* DSA (Sapphire Rapids) */
+	{ PCI_VDEVICE(INTEL, 0x0cfe) },	/* IAX (Sapphire Rapids) */
+	{}
+};
+
+static bool cookie_denied(struct pci_dev *pdev)
+{
+	if (!pci_match_id(cookie_denylist, pdev))
+		return false;
+	if (disable_denylist) {
+		pci_warn(pdev, "on the vfio-pci denylist, bound anyway (disable_denylist)\n");
+		return false;
+	}
+	pci_warn(pdev, "%04x:%04x is on the vfio-pci denylist: not binding\n",
+		 pdev->vendor, pdev->device);
+	return true;
+}
+
 static int cookie_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct cookie_dev *cdev;
 	int ret;
+
+	if (cookie_denied(pdev))
+		return -EINVAL;
 
 	cdev = vfio_alloc_device(cookie_dev, core.vdev, &pdev->dev, &cookie_ops);
 	if (IS_ERR(cdev))
@@ -1220,9 +1291,11 @@ static void cookie_remove(struct pci_dev *pdev)
 	vfio_put_device(&core->vdev);
 }
 
-/* As vfio-pci: VFs are created for userspace drivers of the PF (untested here). */
+/* As vfio-pci: VFs for userspace drivers of the PF, if enable_sriov (untested here). */
 static int cookie_sriov_configure(struct pci_dev *pdev, int nr_virtfn)
 {
+	if (!enable_sriov)
+		return -ENOENT;
 	return vfio_pci_core_sriov_configure(dev_get_drvdata(&pdev->dev), nr_virtfn);
 }
 
@@ -1242,7 +1315,53 @@ static struct pci_driver cookie_driver = {
 	.err_handler		= &vfio_pci_core_err_handlers,
 	.driver_managed_dma	= true,
 };
-module_pci_driver(cookie_driver);
+
+/* ids=: each entry becomes a dynamic ID of this driver, bound like any other. */
+static void __init cookie_add_ids(void)
+{
+	char *rest = ids, *entry;
+
+	while ((entry = strsep(&rest, ","))) {
+		unsigned int vendor, device, subvendor = PCI_ANY_ID;
+		unsigned int subdevice = PCI_ANY_ID, class = 0, class_mask = 0;
+		int ret;
+
+		if (!*entry)
+			continue;
+		if (sscanf(entry, "%x:%x:%x:%x:%x:%x", &vendor, &device, &subvendor,
+			   &subdevice, &class, &class_mask) < 2) {
+			pr_warn("ids: \"%s\" is not vendor:device[:...], skipped\n", entry);
+			continue;
+		}
+		ret = pci_add_dynid(&cookie_driver, vendor, device, subvendor,
+				    subdevice, class, class_mask, 0);
+		if (ret)
+			pr_warn("ids: cannot add %s (%d)\n", entry, ret);
+	}
+}
+
+static int __init cookie_init(void)
+{
+	int ret;
+
+#if defined(VFIO_PCI_COOKIE_STAND_IN) && CORE_HAS_SET_PARAMS
+	vfio_pci_core_set_params(nointxmask, disable_vga, disable_idle_d3);
+#endif
+	ret = pci_register_driver(&cookie_driver);
+	if (ret)
+		return ret;
+	if (disable_denylist)
+		pr_warn("device denylist disabled\n");
+	cookie_add_ids();
+	return 0;
+}
+module_init(cookie_init);
+
+static void __exit cookie_exit(void)
+{
+	pci_unregister_driver(&cookie_driver);
+}
+module_exit(cookie_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("vfio-pci with mmap cookies: write-combining and uncached mappings of BAR ranges");

@@ -20,6 +20,18 @@ from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
 IN_GUEST = os.environ.get("PYVFIO_GUEST") == "1"
 
 
+# Lines a test wants in the run's log whatever its outcome (the selftest cases
+# this kernel cannot run, and why): printed after the summary.
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORT:
+        terminalreporter.section("reported by the tests")
+        for line in REPORT:
+            terminalreporter.line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if IN_GUEST:
         return

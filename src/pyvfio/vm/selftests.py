@@ -12,6 +12,7 @@ the guest runs them from there (the guest sees the host's root).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ PROGRAMS = (
 )
 ROOT = CACHE / "selftests"
 _CURRENT = ROOT / "current.json"
+_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,16 @@ def _build(apt: PrivateApt, tests: Selftests) -> None:
         )
         _run(["tar", "-xJf", str(work / tarball), "-C", str(work)], f"unpack {PACKAGE}")
         tree = work / PACKAGE
+        # Not make's own variables from a calling make (`make setup`): with
+        # MAKELEVEL set, kselftest's lib.mk expects OUTPUT from its parent and,
+        # without it, writes the programs to /.
+        env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
         # the selftests include the uAPI headers of their own tree, from usr/include
-        _run(["make", "-C", str(tree), "-s", "headers"], f"make headers in {PACKAGE}")
+        _run(["make", "-C", str(tree), "-s", "headers"], f"make headers in {PACKAGE}", env=env)
         _run(
             ["make", "-C", str(tree / "tools/testing/selftests/vfio"), "-s"],
             f"build the VFIO selftests of {PACKAGE}",
+            env=env,
         )
         staging = work / "out"
         staging.mkdir()

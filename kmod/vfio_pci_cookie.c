@@ -1337,6 +1337,9 @@ static void __init cookie_add_ids(void)
 				    subdevice, class, class_mask, 0);
 		if (ret)
 			pr_warn("ids: cannot add %s (%d)\n", entry, ret);
+		else
+			pr_info("ids: added %04x:%04x sub %04x:%04x class %06x/%06x\n",
+				vendor, device, subvendor, subdevice, class, class_mask);
 	}
 }
 

@@ -491,16 +491,11 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 		}
 		cover_cut(cdev, index, first, last, &lo, &hi);
 		/* PAT gives another type where one already holds a page. */
-		if (arch_io_reserve_memtype_wc(phys, length)) {
-			cover_fill(cdev, index, lo, hi);
-			kfree(seg);
-			return ERR_PTR(-EBUSY);
-		}
+		if (arch_io_reserve_memtype_wc(phys, length))
+			goto refused;
 		if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
 			arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
-			cover_fill(cdev, index, lo, hi);
-			kfree(seg);
-			return ERR_PTR(-EBUSY);
+			goto refused;
 		}
 		seg->memtype = VFIO_MEMTYPE_WC;
 	}
@@ -513,6 +508,11 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 		up_write(&cdev->core.memory_lock);
 	}
 	return seg;
+
+refused:	/* the cover is given back to the pages PAT would not make WC */
+	cover_fill(cdev, index, lo, hi);
+	kfree(seg);
+	return ERR_PTR(-EBUSY);
 }
 
 static void seg_put(struct cookie_dev *cdev, struct seg *seg)

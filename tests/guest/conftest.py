@@ -41,6 +41,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(skip)
 
 
+def rmmod_vfio_pci() -> None:
+    """rmmod whichever vfio-pci is loaded, stock or stand-in: it must go once
+    no device is bound to it."""
+    if os.path.exists("/sys/module/vfio_pci"):
+        proc = subprocess.run(["rmmod", "vfio_pci"], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"rmmod vfio_pci: {proc.stderr}"
+
+
+def stand_in_ko() -> str:
+    """The vfio-pci stand-in built for the running kernel (kmod/Kbuild)."""
+    ko = kmod.built_for().parent / "vfio-pci.ko"
+    if not ko.exists():
+        pytest.fail(f"{ko} is not built: run `make kmod`")
+    return str(ko)
+
+
 @pytest.fixture(scope="session")
 def sysfs() -> Sysfs:
     subprocess.run(["modprobe", "vfio-pci"], check=True)

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import Device, Sysfs, kmod
+from pyvfio import Device, Sysfs
 from pyvfio.vm import E1000E_ID
 
+from .conftest import rmmod_vfio_pci, stand_in_ko
 from .test_cookies import pat_types
 
 TESTPMD = shutil.which("dpdk-testpmd")
@@ -52,13 +53,6 @@ def _modprobe(*argv: str) -> None:
     assert proc.returncode == 0, f"modprobe {' '.join(argv)}: {proc.stderr}"
 
 
-def _rmmod_vfio_pci() -> None:
-    """rmmod whichever vfio-pci is loaded: it must go once no device is bound."""
-    if Path("/sys/module/vfio_pci").exists():
-        proc = subprocess.run(["rmmod", "vfio_pci"], capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, f"rmmod vfio_pci: {proc.stderr}"
-
-
 @pytest.fixture(scope="module")
 def hugepages() -> Iterator[None]:
     HUGEPAGES.write_text("256")  # 512 MiB: testpmd's mbuf pool needs about 340
@@ -79,13 +73,10 @@ def _drop_dpdk_files() -> None:
 @pytest.fixture(scope="module", params=[STOCK, STAND_IN])
 def driver(request: pytest.FixtureRequest, hugepages: None) -> Iterator[str]:
     """Which vfio-pci the NICs get; the stock one is back afterwards."""
-    _rmmod_vfio_pci()
+    rmmod_vfio_pci()
     if request.param == STAND_IN:
-        ko = kmod.built_for().parent / "vfio-pci.ko"
-        if not ko.exists():
-            pytest.fail(f"{ko} is not built: run `make kmod`")
         _modprobe("vfio-pci-core")
-        subprocess.run(["insmod", str(ko)], check=True)
+        subprocess.run(["insmod", stand_in_ko()], check=True)
     else:
         _modprobe("vfio-pci")
     # DPDK sees the name vfio-pci either way; the module behind it is ours
@@ -93,7 +84,7 @@ def driver(request: pytest.FixtureRequest, hugepages: None) -> Iterator[str]:
     taint = Path("/sys/module/vfio_pci/taint").read_text()
     assert ("O" in taint) == (request.param == STAND_IN), taint
     yield str(request.param)
-    _rmmod_vfio_pci()  # rmmod works once testpmd is gone and the NICs are unbound
+    rmmod_vfio_pci()  # rmmod works once testpmd is gone and the NICs are unbound
     _modprobe("vfio-pci")
 
 

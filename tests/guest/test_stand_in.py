@@ -16,46 +16,35 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import Device, Sysfs, kmod
+from pyvfio import Device, Sysfs
 from pyvfio.cookie import MemoryAttr, supported_attrs
 from pyvfio.vm import EDU_ID, NVME_ID
 
+from .conftest import rmmod_vfio_pci, stand_in_ko
+
 PARAMS = Path("/sys/module/vfio_pci/parameters")
-
-
-def _stand_in() -> Path:
-    ko = kmod.built_for().parent / "vfio-pci.ko"
-    if not ko.exists():
-        pytest.fail(f"{ko} is not built: run `make kmod`")
-    return ko
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, check=False)
 
 
-def _rmmod_vfio_pci() -> None:
-    if Path("/sys/module/vfio_pci").exists():
-        proc = _run("rmmod", "vfio_pci")
-        assert proc.returncode == 0, proc.stderr
-
-
 @pytest.fixture
 def no_vfio_pci(sysfs: Sysfs) -> Iterator[None]:
     """Neither vfio-pci loaded; the stock one is back afterwards."""
-    _rmmod_vfio_pci()
+    rmmod_vfio_pci()
     _run("modprobe", "vfio-pci-core")
     yield
     for dev in sysfs.devices():
         if dev.driver == "vfio-pci":
             sysfs.unbind(dev.bdf)
-    _rmmod_vfio_pci()
+    rmmod_vfio_pci()
     assert _run("modprobe", "vfio-pci").returncode == 0
 
 
 def test_ids_parameter_binds_at_load_and_cookies_work(no_vfio_pci: None, sysfs: Sysfs) -> None:
     (edu,) = sysfs.find(*EDU_ID)
-    proc = _run("insmod", str(_stand_in()), f"ids={EDU_ID[0]:04x}:{EDU_ID[1]:04x}")
+    proc = _run("insmod", stand_in_ko(), f"ids={EDU_ID[0]:04x}:{EDU_ID[1]:04x}")
     assert proc.returncode == 0, proc.stderr
     assert "O" in Path("/sys/module/vfio_pci/taint").read_text()  # ours, out of tree
     assert sysfs.device(edu.bdf).driver == "vfio-pci"  # as vfio-pci.ids= does
@@ -66,14 +55,14 @@ def test_ids_parameter_binds_at_load_and_cookies_work(no_vfio_pci: None, sysfs: 
 def test_parameters_are_vfio_pcis(no_vfio_pci: None) -> None:
     assert _run("modprobe", "vfio-pci").returncode == 0
     stock = {p.name for p in PARAMS.iterdir()}
-    _rmmod_vfio_pci()
-    assert _run("insmod", str(_stand_in())).returncode == 0
+    rmmod_vfio_pci()
+    assert _run("insmod", stand_in_ko()).returncode == 0
     assert {p.name for p in PARAMS.iterdir()} == stock
 
 
 def test_cannot_load_beside_the_stock_module(no_vfio_pci: None, sysfs: Sysfs) -> None:
     assert _run("modprobe", "vfio-pci").returncode == 0
-    proc = _run("insmod", str(_stand_in()))
+    proc = _run("insmod", stand_in_ko())
     assert proc.returncode != 0  # the driver name vfio-pci is taken
     assert "File exists" in proc.stderr or "busy" in proc.stderr.lower(), proc.stderr
     assert "O" not in Path("/sys/module/vfio_pci/taint").read_text()  # stock still loaded
@@ -90,7 +79,7 @@ def test_core_parameters_reach_the_core(
     """disable_idle_d3 is one vfio-pci hands to the core (globally before 7.3, per
     device from 7.3): QEMU's nvme has PCI PM, so an idle bound one goes to D3hot."""
     param = f"disable_idle_d3={int(disable_idle_d3)}"
-    assert _run("insmod", str(_stand_in()), param).returncode == 0
+    assert _run("insmod", stand_in_ko(), param).returncode == 0
     (nvme,) = sysfs.find(*NVME_ID)
     sysfs.bind(nvme.bdf, "vfio-pci")
     assert _reaches_d3hot(nvme.bdf) == (not disable_idle_d3)

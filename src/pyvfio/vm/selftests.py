@@ -42,6 +42,10 @@ class Selftests:
     def program(self, name: str) -> Path:
         return self.dir / name
 
+    @property
+    def complete(self) -> bool:
+        return all(self.program(p).exists() for p in PROGRAMS)
+
 
 def installed() -> Selftests | None:
     """The built selftests ``make setup`` recorded, if any."""
@@ -50,7 +54,7 @@ def installed() -> Selftests | None:
     except (OSError, ValueError):
         return None
     tests = Selftests(record["version"], Path(record["dir"]))
-    return tests if all(tests.program(p).exists() for p in PROGRAMS) else None
+    return tests if tests.complete else None
 
 
 def fetch(archive: str, security: str) -> Selftests:
@@ -60,7 +64,7 @@ def fetch(archive: str, security: str) -> Selftests:
         apt.update(archive, security)
         version = _candidate(apt)
         tests = Selftests(version, ROOT / version.replace("~", "_"))
-        if not all(tests.program(p).exists() for p in PROGRAMS):
+        if not tests.complete:
             _build(apt, tests)
         _CURRENT.write_text(json.dumps({"version": version, "dir": str(tests.dir)}) + "\n")
         return tests

@@ -5,7 +5,8 @@
 #  2. the project into .venv;
 #  3. a check that every tool the runner and the matrix invoke is present;
 #  4. the matrix kernels ($KERNELS, default 6.1 6.12 7.3 + the host's own)
-#     fetched into the cache ($PYVFIO_CACHE, default /var/lib/pyvfio).
+#     fetched into the cache ($PYVFIO_CACHE, default /var/lib/pyvfio), and the
+#     debug kernel (7.3-debug) built there: tens of minutes, once per machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(qemu-system-x86 busybox-static file udev iproute2 debootstrap coreutils apt dpkg
 	kmod pciutils gcc make python3 python3-venv python3-dev
 	# the client tests: DPDK's testpmd, and building the kernel's VFIO selftests
-	dpdk-dev uuid-dev xz-utils)
+	dpdk-dev uuid-dev xz-utils
+	# building the debug kernel (7.3-debug: iommufd, VFIO cdev, lockdep)
+	flex bison bc perl libelf-dev libssl-dev)
 
 # apt, debootstrap and chroot (the module is built in a root of the kernel's
 # Debian release) all need root.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The whole test suite: lint, host tests, the module built for every kernel,
-# then the guest suite once per kernel of the matrix ($KERNELS picks a subset),
-# once more on the first kernel booted with nopat, and the outside clients
-# (DPDK, the kernel's VFIO selftests) on the first kernel.
+# then the guest suite once per kernel of the matrix ($KERNELS picks a subset)
+# and once per backend on the debug kernel (iommufd + cdev, then legacy; the
+# iommufd boot also runs the kernel's VFIO selftests), once more on the first
+# kernel booted with nopat, and the outside clients (DPDK, the kernel's VFIO
+# selftests) on the first kernel.
 # `tools/test.sh --clients` runs only the clients, on every kernel (make test-clients).
 # Ends with a summary line per kernel and one over everything.
 set -uo pipefail
@@ -56,15 +58,32 @@ if [ "$clients_only" = 1 ]; then
 	"$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"
 	exit
 fi
-for s in "${series[@]}"; do
-	start=$SECONDS
+# One guest run of the suite: guest SERIES NAME [BACKEND]; BACKEND sets
+# $PYVFIO_BACKEND in the guest (unset: the library picks).
+guest() {
+	local s=$1 name=$2 backend=${3:-} start=$SECONDS
+	local boot=() extra=()
+	if [ "$backend" = iommufd ]; then
+		# The selftests' iommufd variants and vfio_pci_device_test run only
+		# here; their hugetlb_1gb variants need the page reserved at boot.
+		boot=(--memory 4G --append hugepagesz=1G --append hugepages=1)
+		extra=(tests/guest/test_clients_selftests.py)
+	fi
 	# The guest writes its report through a directory shared read-write with it.
-	step "guest-$s" "$BIN/pyvfio" vm run --kernel "$s" --rwdir build/junit -- \
-		"$BIN/python" -m pytest tests/guest -p no:cacheprovider \
-		--ignore-glob='tests/guest/test_clients_*' \
-		-o junit_suite_name="guest-$s" --junitxml="build/junit/guest-$s.xml"
-	echo "=== guest-$s took $((SECONDS - start)) s"
-	reports+=("$s=build/junit/guest-$s.xml")
+	step "$name" "$BIN/pyvfio" vm run --kernel "$s" "${boot[@]}" --rwdir build/junit -- \
+		env ${backend:+PYVFIO_BACKEND=$backend} "$BIN/python" -m pytest tests/guest "${extra[@]}" \
+		-p no:cacheprovider --ignore-glob='tests/guest/test_clients_*' \
+		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
+	echo "=== $name took $((SECONDS - start)) s"
+	reports+=("${name#guest-}=build/junit/$name.xml")
+}
+for s in "${series[@]}"; do
+	if [ "$s" = 7.3-debug ]; then
+		guest "$s" "guest-$s-iommufd" iommufd
+		guest "$s" "guest-$s-legacy" legacy
+	else
+		guest "$s" "guest-$s"
+	fi
 done
 if [ "${#series[@]}" -gt 0 ]; then
 	s=${series[0]}

@@ -16,7 +16,7 @@ from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
-from .vm import VmOptions, kernels, run, selftests, tools
+from .vm import VmOptions, debugkernel, kernels, run, selftests, tools
 from .vm.kernel import resolve_kernel
 
 JSON_SCHEMA_VERSION = 1
@@ -168,6 +168,10 @@ def device_report(dev: Device) -> dict[str, Any]:
     return {
         "schema": JSON_SCHEMA_VERSION,
         "bdf": dev.bdf,
+        "driver": dev.driver,
+        # how the device was opened: "iommufd" (cdev) or "legacy" (group)
+        "backend": str(dev.backend),
+        "iommu": dev.iommu.name,
         "flags": [f.name.lower() for f in type(dev.info.flags) if f in dev.info.flags and f.name],
         "num_regions": dev.info.num_regions,
         "num_irqs": dev.info.num_irqs,
@@ -179,7 +183,7 @@ def device_report(dev: Device) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with Device.open(args.bdf, sysfs=Sysfs(Path(args.sysfs))) as dev:
+    with Device.open(args.bdf, sysfs=Sysfs(Path(args.sysfs)), backend=args.backend) as dev:
         report = device_report(dev)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -188,6 +192,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{report['bdf']}: flags {','.join(report['flags'])}, "
         f"{report['num_regions']} regions, {report['num_irqs']} IRQ indexes"
     )
+    print(f"  driver {report['driver']}, {report['backend']} backend ({report['iommu']})")
     print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  {'ATTRS':<6} CAPS")
     for r in report["regions"]:
         if not r["size"]:
@@ -256,6 +261,9 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 def cmd_vm_fetch(args: argparse.Namespace) -> int:
     archive, security = kernels.host_mirrors()
     for series in kernels.matrix(" ".join(args.series)):
+        if series == kernels.DEBUG_SERIES:
+            cmd_vm_debug_kernel(args)
+            continue
         try:
             kernel = kernels.fetch(series, archive, security)
         except VfioError as exc:
@@ -265,6 +273,22 @@ def cmd_vm_fetch(args: argparse.Namespace) -> int:
                 raise exc from None
             print(f"pyvfio vm: warning: {exc}; kept {kernel.release}", file=sys.stderr)
         print(f"{series}: {kernel.release} ({kernel.base}) in {kernel.root.parent}")
+    return 0
+
+
+def cmd_vm_debug_kernel(args: argparse.Namespace) -> int:
+    if debugkernel.installed() is None:
+        print(
+            f"{kernels.DEBUG_SERIES}: building from {selftests.PACKAGE} "
+            "(tens of minutes, once per machine)",
+            flush=True,
+        )
+    built = debugkernel.build(*kernels.host_mirrors())
+    kernel = built.kernel()
+    print(
+        f"{kernels.DEBUG_SERIES}: {kernel.release} ({selftests.PACKAGE} {built.version}, "
+        f"built in {built.build_seconds:.0f} s) in {kernel.root.parent}"
+    )
     return 0
 
 
@@ -300,7 +324,8 @@ def cmd_vm_check(args: argparse.Namespace) -> int:
     for tool, package in gone:
         print(f"pyvfio vm: {tool} is missing: install {package}", file=sys.stderr)
     if not gone:
-        print(f"pyvfio vm: all {len(tools.HOST_TOOLS) + len(tools.VENV_TOOLS)} tools present")
+        count = len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
+        print(f"pyvfio vm: all {count} tools present")
     return 1 if gone else 0
 
 
@@ -343,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="regions, IRQs, features of a VFIO-bound device")
     p.add_argument("bdf")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "iommufd", "legacy"],
+        default=None,
+        help="how to open the device (default: $PYVFIO_BACKEND, else auto: iommufd where "
+        "the kernel has it)",
+    )
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("bind", help="bind a device to a VFIO driver (driver_override)")
@@ -396,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     p.set_defaults(func=cmd_vm_run)
 
-    series_help = "kernel series (default: $KERNELS, else 6.1 6.12 7.3 and the host's own)"
+    series_help = (
+        "kernel series (default: $KERNELS, else 6.1 6.12 7.3 7.3-debug and the host's own)"
+    )
     p = vm.add_parser("fetch", help="fetch the matrix kernels and their headers into the cache")
     p.add_argument("series", nargs="*", help=series_help)
     p.set_defaults(func=cmd_vm_fetch)
@@ -410,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a series where the module is known not to build yet (exit 0 all the same)",
     )
     p.set_defaults(func=cmd_vm_kmod)
+    p = vm.add_parser(
+        "debug-kernel",
+        help="build the debug test kernel (7.3-debug: iommufd, VFIO cdev, lockdep) into the cache",
+    )
+    p.set_defaults(func=cmd_vm_debug_kernel)
     p = vm.add_parser(
         "selftests", help="build the kernel's VFIO selftests (from linux-source-7.3) into the cache"
     )

@@ -12,13 +12,10 @@ import ctypes
 import enum
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import uapi
+from .devfd import DeviceFd
 from .errors import InvalidArgumentError, UnsupportedError, VfioError
-
-if TYPE_CHECKING:
-    from .device import Device
 
 DRIVER = "vfio_pci_cookie"
 
@@ -63,12 +60,12 @@ class CookieInfo:
     mapped: bool
 
 
-def _feature(device: Device, feature: int, flags: int, arg: ctypes.Structure) -> None:
+def _feature(device: DeviceFd, feature: int, flags: int, arg: ctypes.Structure) -> None:
     data = device.feature(feature, flags, bytes(arg))
     ctypes.memmove(ctypes.addressof(arg), data, ctypes.sizeof(arg))
 
 
-def _region_attrs(device: Device, index: int) -> uapi.vfio_device_feature_mmap_attrs | None:
+def _region_attrs(device: DeviceFd, index: int) -> uapi.vfio_device_feature_mmap_attrs | None:
     """MMAP_ATTRS for region ``index``, or None if the driver has no cookies."""
     if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
         return None
@@ -77,7 +74,7 @@ def _region_attrs(device: Device, index: int) -> uapi.vfio_device_feature_mmap_a
     return arg
 
 
-def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
+def supported_attrs(device: DeviceFd, index: int) -> frozenset[MemoryAttr]:
     """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
     arg = _region_attrs(device, index)
     if arg is None:
@@ -85,7 +82,7 @@ def supported_attrs(device: Device, index: int) -> frozenset[MemoryAttr]:
     return frozenset(a for a in MemoryAttr if arg.attrs & (1 << a))
 
 
-def wc_refused_ranges(device: Device, index: int) -> list[tuple[int, int]]:
+def wc_refused_ranges(device: DeviceFd, index: int) -> list[tuple[int, int]]:
     """(offset, length) page ranges of region ``index`` where WC is refused (MSI-X)."""
     arg = _region_attrs(device, index)
     if arg is None:
@@ -97,7 +94,7 @@ class Cookie:
     """One cookie on an open device; ``destroy()`` it when done (idempotent)."""
 
     def __init__(
-        self, device: Device, index: int, offset: int, length: int, attr: MemoryAttr
+        self, device: DeviceFd, index: int, offset: int, length: int, attr: MemoryAttr
     ) -> None:
         self._device = device
         arg = uapi.vfio_device_feature_mmap_cookie_create(

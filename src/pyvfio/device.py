@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A VFIO device: the fd from its group; info, regions, IRQs, DMA, features, reset."""
+"""A VFIO device: opened through its group or its cdev; info, regions, IRQs, DMA, reset."""
 
 from __future__ import annotations
 
@@ -7,20 +7,30 @@ import ctypes
 import enum
 import logging
 import os
-import struct
 from dataclasses import dataclass
 
 from . import irq, uapi
-from ._sys import ioctl, retry_eagain
+from ._sys import ioctl, open_node, retry_eagain
 from .config import ConfigSpace
 from .container import Container
+from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace
-from .errors import BusyError, ClosedError, DriverError, UnsupportedError, VfioError
+from .errors import BusyError, DriverError, UnsupportedError, VfioError
 from .group import Group
+from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
 from .region import Region
 
 log = logging.getLogger(__name__)
+
+BACKEND_ENV = "PYVFIO_BACKEND"
+
+
+class Backend(enum.StrEnum):
+    """How a device is opened, and what its DMA is mapped into."""
+
+    LEGACY = "legacy"  # /dev/vfio/N group in a /dev/vfio/vfio type1 container
+    IOMMUFD = "iommufd"  # /dev/vfio/devices/vfioN cdev bound to an /dev/iommu IOAS
 
 
 class DeviceFlags(enum.IntFlag):
@@ -45,23 +55,61 @@ class DeviceInfo:
         return bool(self.flags & DeviceFlags.PCI)
 
 
-class Device:
+def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) -> Backend:
+    """``requested``, else $PYVFIO_BACKEND, else iommufd where the kernel offers
+    it for this device (``/dev/iommu`` and the device's cdev), else legacy."""
+    choice = requested or os.environ.get(BACKEND_ENV) or "auto"
+    if choice == "auto":
+        usable = cdev is not None and os.path.exists(IOMMUFD_PATH)
+        return Backend.IOMMUFD if usable else Backend.LEGACY
+    try:
+        backend = Backend(choice)
+    except ValueError:
+        raise VfioError(
+            f"unknown VFIO backend {choice!r}",
+            device=bdf,
+            operation="open",
+            hint=f"use one of auto, {', '.join(b.value for b in Backend)} "
+            f"(the backend argument or ${BACKEND_ENV})",
+        ) from None
+    if backend is Backend.IOMMUFD and (cdev is None or not os.path.exists(IOMMUFD_PATH)):
+        raise UnsupportedError(
+            "the kernel offers no VFIO device cdev and iommufd for this device",
+            device=bdf,
+            operation="open (iommufd backend)",
+            hint="it needs CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV; "
+            "use the legacy backend (backend='legacy' or PYVFIO_BACKEND=legacy)",
+        )
+    return backend
+
+
+class Device(DeviceFd):
     """An open VFIO device.
 
-    ``Device.open(bdf)`` does the legacy container/group dance (type1v2
-    IOMMU) and owns what it opened.  ``close()`` (or leaving the ``with``
-    block) releases, in order: interrupts, region mappings, DMA buffers, the
-    device fd, the group and the container; it is safe to call twice.
+    ``Device.open(bdf)`` opens it through the kernel's iommufd and the
+    device's cdev where the kernel has them, else through the legacy
+    container and group (type1v2 IOMMU); :attr:`backend` says which, and
+    :attr:`iommu` is the address space its DMA is mapped into (an iommufd
+    :class:`~pyvfio.iommufd.Ioas` or a legacy
+    :class:`~pyvfio.container.Container`).  The device owns what it opened.
+    ``close()`` (or leaving the ``with`` block) releases, in order:
+    interrupts, region mappings, DMA buffers, the device fd, then the group
+    and container or the iommufd; it is safe to call twice.
     """
 
     def __init__(
-        self, bdf: str, fd: int, group: Group, container: Container, driver: str | None = None
+        self,
+        bdf: str,
+        fd: int,
+        iommu: Container | Ioas,
+        driver: str | None = None,
+        *,
+        group: Group | None = None,
     ) -> None:
-        self.bdf = bdf
-        self.driver = driver
-        self._fd = fd
+        super().__init__(bdf, fd, driver)
         self._group = group
-        self._container = container
+        self._iommu = iommu
+        self.backend = Backend.IOMMUFD if isinstance(iommu, Ioas) else Backend.LEGACY
         self._regions: dict[int, Region] = {}
         self._irqs: dict[int, irq.Interrupts] = {}
         self._dma: DmaSpace | None = None
@@ -72,7 +120,19 @@ class Device:
         )
 
     @classmethod
-    def open(cls, bdf: str, *, sysfs: Sysfs | None = None) -> Device:
+    def open(
+        cls,
+        bdf: str,
+        *,
+        sysfs: Sysfs | None = None,
+        backend: Backend | str | None = None,
+    ) -> Device:
+        """Open ``bdf`` (bound to vfio-pci or a variant driver).
+
+        ``backend``: ``"iommufd"``, ``"legacy"`` or ``"auto"``; None reads
+        $PYVFIO_BACKEND, and auto (the default) takes iommufd where the kernel
+        offers it.  Everything after the open behaves the same on both.
+        """
         sysfs = sysfs or Sysfs()
         pci = sysfs.device(normalize_bdf(bdf))
         if pci.driver is None or "vfio" not in pci.driver:
@@ -89,13 +149,21 @@ class Device:
                 operation="open",
                 hint="boot with the IOMMU enabled (intel_iommu=on)",
             )
+        cdev = sysfs.vfio_cdev(pci.bdf)
+        if choose_backend(backend, pci.bdf, cdev) is Backend.IOMMUFD:
+            assert cdev is not None
+            return cls._open_cdev(pci.bdf, cdev, pci.driver)
+        return cls._open_group(pci.bdf, pci.iommu_group, pci.driver, sysfs)
+
+    @classmethod
+    def _open_group(cls, bdf: str, group_number: int, driver: str, sysfs: Sysfs) -> Device:
         container = Container()
         try:
-            group = Group(pci.iommu_group, container, sysfs)
+            group = Group(group_number, container, sysfs)
             try:
-                fd = group.device_fd(pci.bdf)
+                fd = group.device_fd(bdf)
                 try:
-                    return cls(pci.bdf, fd, group, container, pci.driver)
+                    return cls(bdf, fd, container, driver, group=group)
                 except BaseException:
                     os.close(fd)
                     raise
@@ -106,24 +174,34 @@ class Device:
             container.close()
             raise
 
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ClosedError(
-                "device is closed",
-                device=self.bdf,
-                operation="use",
-                hint="open it again with Device.open()",
-            )
-        return self._fd
+    @classmethod
+    def _open_cdev(cls, bdf: str, cdev: str, driver: str) -> Device:
+        path = f"/dev/vfio/devices/{cdev}"
+        ioas = Ioas()
+        try:
+            fd = open_node(path, device=bdf, operation=f"open {path}")
+            try:
+                # A device whose group a legacy user holds answers EBUSY here.
+                try:
+                    ioas.bind(fd, bdf)
+                except BusyError as exc:
+                    exc.hint = "another process (or a legacy container here) holds the device"
+                    raise
+                # The first open enables the device, with the same EAGAIN
+                # window as the group path's VFIO_GROUP_GET_DEVICE_FD.
+                retry_eagain(lambda: ioas.attach(fd, bdf), 1.0)
+                return cls(bdf, fd, ioas, driver)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            ioas.close()
+            raise
 
     @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    @property
-    def container(self) -> Container:
-        return self._container
+    def iommu(self) -> Container | Ioas:
+        """What the device's DMA is mapped into: an iommufd IOAS or a legacy container."""
+        return self._iommu
 
     # -- regions ---------------------------------------------------------
 
@@ -174,7 +252,7 @@ class Device:
     def dma(self) -> DmaSpace:
         if self._dma is None:
             self.fd  # noqa: B018 - raises ClosedError on a closed device
-            self._dma = DmaSpace(self._container)
+            self._dma = DmaSpace(self._iommu)
         return self._dma
 
     def dma_buffer(
@@ -190,32 +268,7 @@ class Device:
             size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
         )
 
-    # -- features and reset ----------------------------------------------
-
-    def feature(self, feature: int, flags: int, data: bytes = b"") -> bytes:
-        """VFIO_DEVICE_FEATURE: ``flags`` is GET/SET/PROBE; returns the data area after."""
-        header = ctypes.sizeof(uapi.vfio_device_feature)
-        buf = bytearray(header + len(data))
-        struct.pack_into("<II", buf, 0, len(buf), (feature & uapi.VFIO_DEVICE_FEATURE_MASK) | flags)
-        buf[header:] = data
-        ioctl(
-            self.fd,
-            uapi.VFIO_DEVICE_FEATURE,
-            buf,
-            device=self.bdf,
-            operation=f"VFIO_DEVICE_FEATURE({feature})",
-        )
-        return bytes(buf[header:])
-
-    def has_feature(self, feature: int, flags: int = uapi.VFIO_DEVICE_FEATURE_GET) -> bool:
-        """Probe: does the driver support ``feature`` with ``flags`` (GET and/or SET)?"""
-        try:
-            self.feature(feature, flags | uapi.VFIO_DEVICE_FEATURE_PROBE)
-        except ClosedError:
-            raise
-        except VfioError:
-            return False
-        return True
+    # -- reset ---------------------------------------------------------
 
     def reset(self, timeout: float = 1.0) -> None:
         """VFIO_DEVICE_RESET (function-level or other reset the kernel can do).
@@ -252,10 +305,13 @@ class Device:
         finally:
             self._irqs.clear()
             self._regions.clear()
+            # Closing the fd unbinds a cdev from its iommufd, or releases the
+            # device in its group; only then can the IOAS or container go.
             os.close(self._fd)
             self._fd = -1
-            self._group.close()
-            self._container.close()
+            if self._group is not None:
+                self._group.close()
+            self._iommu.close()
 
     def __enter__(self) -> Device:
         return self
@@ -265,4 +321,4 @@ class Device:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._fd}"
-        return f"<Device {self.bdf} {state}>"
+        return f"<Device {self.bdf} {self.backend} {state}>"

@@ -9,14 +9,11 @@ import os
 import select
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import uapi
 from ._sys import ioctl
+from .devfd import DeviceFd
 from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, UnsupportedError
-
-if TYPE_CHECKING:
-    from .device import Device
 
 
 class IrqIndex(enum.IntEnum):
@@ -56,7 +53,7 @@ class IrqInfo:
         return self.count > 0
 
 
-def query_irq_info(device: Device, index: int) -> IrqInfo:
+def query_irq_info(device: DeviceFd, index: int) -> IrqInfo:
     """VFIO_DEVICE_GET_IRQ_INFO; an index the device lacks reads as count 0.
 
     vfio-pci answers EINVAL for the ERR index on conventional PCI devices:
@@ -77,7 +74,7 @@ def query_irq_info(device: Device, index: int) -> IrqInfo:
 
 
 def _set_irqs(
-    device: Device, index: int, flags: int, start: int, count: int, *, data: bytes = b""
+    device: DeviceFd, index: int, flags: int, start: int, count: int, *, data: bytes = b""
 ) -> None:
     header = ctypes.sizeof(uapi.vfio_irq_set)
     buf = bytearray(header + len(data))
@@ -99,7 +96,7 @@ class Interrupts:
     fired; ``close()`` disables the index and closes the eventfds.
     """
 
-    def __init__(self, device: Device, info: IrqInfo, count: int) -> None:
+    def __init__(self, device: DeviceFd, info: IrqInfo, count: int) -> None:
         self._device = device
         self.info = info
         self.eventfds: list[int] = []
@@ -211,7 +208,7 @@ class Interrupts:
         self.close()
 
 
-def enable(device: Device, index: int, count: int | None = None) -> Interrupts:
+def enable(device: DeviceFd, index: int, count: int | None = None) -> Interrupts:
     info = query_irq_info(device, index)
     if not info.supported:
         raise UnsupportedError(

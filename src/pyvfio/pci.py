@@ -102,6 +102,11 @@ class Sysfs:
             )
         return path
 
+    def vfio_cdev(self, bdf: str) -> str | None:
+        """The device's VFIO cdev (``vfioN`` of /dev/vfio/devices), if the kernel made one."""
+        names = sorted(p.name for p in (self._dev(bdf) / "vfio-dev").glob("vfio*"))
+        return names[0] if names else None
+
     def addresses(self) -> list[str]:
         return sorted(p.name for p in (self.root / "devices").iterdir())
 

@@ -9,17 +9,14 @@ import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import uapi
 from ._sys import ioctl
 from .caps import MsixMappableCap, RegionCap, SparseMmapCap, TypeCap, parse_region_caps
 from .cookie import Cookie, MemoryAttr
+from .devfd import DeviceFd
 from .errors import InvalidArgumentError, OutOfRangeError, UnsupportedError, from_oserror
 from .mmio import Mapping
-
-if TYPE_CHECKING:
-    from .device import Device
 
 REGION_NAMES = {
     0: "BAR0",
@@ -113,7 +110,7 @@ def query_region_info(fd: int, index: int, device: str) -> RegionInfo:
 class Region:
     """One region of an open device; obtained with ``Device.region(index)``."""
 
-    def __init__(self, device: Device, index: int) -> None:
+    def __init__(self, device: DeviceFd, index: int) -> None:
         self._device = device
         self.index = index
         self.info = query_region_info(device.fd, index, device.bdf)

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Bindings for the subset of <linux/vfio.h> that pyvfio uses.
+"""Bindings for the subset of <linux/vfio.h> and <linux/iommufd.h> that pyvfio uses.
 
-Declarations only, no logic.  Names follow the kernel header so the two can
+Declarations only, no logic.  Names follow the kernel headers so the two can
 be read side by side; tests/host/test_uapi.py compiles a C program against
-the system header and checks every size, offset and number defined here.
+the headers and checks every size, offset and number defined here: against
+the system's <linux/vfio.h> for all but :data:`SINCE_6_6` (the VFIO device
+cdev) and the iommufd names, which bookworm's 6.1 headers lack; and against
+the headers of linux-source-7.3 (the debug kernel's tree) for all of it.
 """
 
 from __future__ import annotations
@@ -254,6 +257,129 @@ class vfio_iommu_type1_dma_unmap(ctypes.Structure):  # noqa: N801
         ("iova", ctypes.c_uint64),
         ("size", ctypes.c_uint64),
     )
+
+
+# ---- the VFIO device cdev (/dev/vfio/devices/vfioN, Linux 6.6+) ----
+
+VFIO_DEVICE_BIND_IOMMUFD = _io(18)
+VFIO_DEVICE_ATTACH_IOMMUFD_PT = _io(19)
+VFIO_DEVICE_DETACH_IOMMUFD_PT = _io(20)
+
+
+class vfio_device_bind_iommufd(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("iommufd", ctypes.c_int32),
+        ("out_devid", ctypes.c_uint32),
+        # 6.19+: a VF token; older kernels read only the fields above (argsz)
+        ("token_uuid_ptr", ctypes.c_uint64),
+    )
+
+
+class vfio_device_attach_iommufd_pt(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pt_id", ctypes.c_uint32),
+        ("pasid", ctypes.c_uint32),
+    )
+
+
+class vfio_device_detach_iommufd_pt(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pasid", ctypes.c_uint32),
+    )
+
+
+# ---- <linux/iommufd.h> (/dev/iommu, Linux 6.2+) ----
+
+IOMMUFD_TYPE = ord(";")
+
+
+def _iommufd(nr: int) -> int:
+    return (IOMMUFD_TYPE << 8) | nr
+
+
+IOMMU_DESTROY = _iommufd(0x80)
+IOMMU_IOAS_ALLOC = _iommufd(0x81)
+IOMMU_IOAS_IOVA_RANGES = _iommufd(0x84)
+IOMMU_IOAS_MAP = _iommufd(0x85)
+IOMMU_IOAS_UNMAP = _iommufd(0x86)
+
+# enum iommufd_ioas_map_flags
+IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0
+IOMMU_IOAS_MAP_WRITEABLE = 1 << 1
+IOMMU_IOAS_MAP_READABLE = 1 << 2
+
+
+class iommu_destroy(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+    )
+
+
+class iommu_ioas_alloc(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("out_ioas_id", ctypes.c_uint32),
+    )
+
+
+class iommu_iova_range(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("start", ctypes.c_uint64),
+        ("last", ctypes.c_uint64),
+    )
+
+
+class iommu_ioas_iova_ranges(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("ioas_id", ctypes.c_uint32),
+        ("num_iovas", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("allowed_iovas", ctypes.c_uint64),  # pointer to iommu_iova_range[num_iovas]
+        ("out_iova_alignment", ctypes.c_uint64),
+    )
+
+
+class iommu_ioas_map(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("ioas_id", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("user_va", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("iova", ctypes.c_uint64),
+    )
+
+
+class iommu_ioas_unmap(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("ioas_id", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+    )
+
+
+# What bookworm's 6.1 <linux/vfio.h> lacks (besides <linux/iommufd.h>).
+SINCE_6_6 = frozenset(
+    {
+        "VFIO_DEVICE_BIND_IOMMUFD",
+        "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+        "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+        "vfio_device_bind_iommufd",
+        "vfio_device_attach_iommufd_pt",
+        "vfio_device_detach_iommufd_pt",
+    }
+)
 
 
 # ---- kmod/include/uapi/linux/vfio_pci_cookie.h (the vfio_pci_cookie module) ----

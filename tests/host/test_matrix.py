@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pyvfio.errors import VmError
-from pyvfio.vm import kernels, tools
+from pyvfio.vm import debugkernel, kernels, tools
 
 ROOT = Path(__file__).resolve().parents[2]
 PYVFIO = [sys.executable, "-m", "pyvfio"]
@@ -50,6 +50,7 @@ def test_every_missing_tool_names_its_package(tmp_path: Path) -> None:
     assert gone["file"] == "file"  # virtme-ng runs `file -L busybox` (a fresh root lacked it)
     assert gone["depmod"] == "kmod"
     assert gone["vng"] == "virtme-ng (pip, pyvfio[vm])"
+    assert gone["flex"] == "flex"  # the debug kernel's build
 
 
 def test_pending_kernels_are_an_explicit_list() -> None:
@@ -75,14 +76,38 @@ def test_only_our_own_compile_error_counts_as_pending() -> None:
 def test_matrix_default_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KERNELS", raising=False)
     monkeypatch.setattr(kernels, "host_default_series", lambda: "6.12")
-    assert kernels.matrix() == ["6.1", "6.12", "7.3"]
+    assert kernels.matrix() == ["6.1", "6.12", "7.3", "7.3-debug"]
     monkeypatch.setattr(kernels, "host_default_series", lambda: None)
-    assert kernels.matrix() == ["6.1", "6.12", "7.3"]
+    assert kernels.matrix() == ["6.1", "6.12", "7.3", "7.3-debug"]
     assert kernels.matrix("7.3,6.1") == ["7.3", "6.1"]
+    assert kernels.matrix("7.3-debug") == ["7.3-debug"]
     monkeypatch.setenv("KERNELS", "6.12 6.12")
     assert kernels.matrix() == ["6.12"]
-    with pytest.raises(VmError, match=r"unknown kernel series '5\.10'.*6\.1, 6\.12, 7\.3"):
+    with pytest.raises(VmError, match=r"unknown kernel series '5\.10'.*6\.1, 6\.12, 7\.3, 7\.3-d"):
         kernels.matrix("6.1 5.10")
+
+
+def test_the_debug_kernel_is_built_not_fetched() -> None:
+    with pytest.raises(VmError, match=r"built here, not fetched.*pyvfio vm debug-kernel"):
+        kernels.choose_source("7.3-debug")
+
+
+def test_a_config_option_kconfig_dropped_is_reported() -> None:
+    fragment = "# comment\nCONFIG_IOMMUFD=m\nCONFIG_E1000E=m\n# CONFIG_MODULE_SIG is not set\n"
+    config = "CONFIG_IOMMUFD=m\n# CONFIG_E1000E is not set\nCONFIG_MODULE_SIG=y\n"
+    assert debugkernel.unmet_options(fragment, config) == [
+        "CONFIG_E1000E=m",
+        "# CONFIG_MODULE_SIG is not set",
+    ]
+    assert debugkernel.unmet_options(fragment, "CONFIG_IOMMUFD=m\nCONFIG_E1000E=m\n") == []
+
+
+def test_the_debug_kernel_key_follows_the_fragment() -> None:
+    one = debugkernel.cache_key("7.3.4-1~bpo13+1", b"CONFIG_A=y\n")
+    assert one.startswith("7.3.4-1_bpo13+1-")
+    assert one == debugkernel.cache_key("7.3.4-1~bpo13+1", b"CONFIG_A=y\n")
+    assert one != debugkernel.cache_key("7.3.4-1~bpo13+1", b"CONFIG_A=m\n")
+    assert one != debugkernel.cache_key("7.3.5-1~bpo13+1", b"CONFIG_A=y\n")
 
 
 def test_each_series_prefers_the_hosts_own_debian_release() -> None:

@@ -30,7 +30,7 @@ def default_kernel() -> Path:
 
 def resolve_kernel(value: str) -> Path:
     """A kernel image from a series (``6.12``), a fetched release, or a path."""
-    if value in kernels.SERIES:
+    if value in kernels.SERIES or value == kernels.DEBUG_SERIES:
         image = kernels.cached(value).image
     elif (kernels.CACHE / "kernels" / value).is_dir():
         image = kernels.image_path(value)

@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import VmError
@@ -66,7 +66,9 @@ SERIES: dict[str, tuple[Source, ...]] = {
         Source("trixie", "linux-image-amd64", "linux-headers-amd64", release="trixie-backports"),
     ),
 }
-DEFAULT_SERIES = ("6.1", "6.12", "7.3")
+# Built here, not fetched (debugkernel.py): iommufd, the VFIO cdev, lockdep.
+DEBUG_SERIES = "7.3-debug"
+DEFAULT_SERIES = ("6.1", "6.12", "7.3", DEBUG_SERIES)
 # The suites a base's private apt state lists.
 SUITES = {
     "bookworm": ("bookworm", "bookworm-updates"),
@@ -80,7 +82,8 @@ class Kernel:
 
     series: str
     release: str  # e.g. 6.12.117-amd64
-    base: str
+    base: str  # "" for a kernel built here (the debug kernel)
+    tree: str = ""  # a kernel built here: its build tree, which modules build against
 
     @property
     def root(self) -> Path:
@@ -96,8 +99,9 @@ class Kernel:
 
     @property
     def headers(self) -> str:
-        """The headers tree, as a path inside :attr:`build_root`."""
-        return f"/usr/src/linux-headers-{self.release}"
+        """The headers tree, as a path inside :attr:`build_root` (the host's
+        root for a kernel built here)."""
+        return self.tree or f"/usr/src/linux-headers-{self.release}"
 
 
 def image_path(release: str) -> Path:
@@ -261,13 +265,23 @@ def resolve(series: str, apt: PrivateApt, source: Source) -> str:
     return release
 
 
-def choose_source(series: str, base: str | None = None) -> Source:
-    sources = SERIES.get(series)
-    if sources is None:
+def check_series(series: str) -> None:
+    if series not in SERIES and series != DEBUG_SERIES:
         raise VmError(
             f"unknown kernel series {series!r}",
             operation="pick kernel",
-            hint=f"use one of {', '.join(SERIES)}",
+            hint=f"use one of {', '.join([*SERIES, DEBUG_SERIES])}",
+        )
+
+
+def choose_source(series: str, base: str | None = None) -> Source:
+    check_series(series)
+    sources = SERIES.get(series)
+    if sources is None:
+        raise VmError(
+            f"{series} is built here, not fetched",
+            operation="pick kernel",
+            hint="run `pyvfio vm debug-kernel`",
         )
     base = base if base is not None else host_base()
     return next((s for s in sources if s.base == base), sources[0])
@@ -431,8 +445,9 @@ def cached(series: str) -> Kernel:
     """A series fetched by ``make setup`` (``pyvfio vm fetch``)."""
     index = CACHE / "kernels" / f"{series}.json"
     try:
-        return Kernel(**json.loads(index.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
+        record = json.loads(index.read_text())
+        return Kernel(**{f.name: record[f.name] for f in fields(Kernel) if f.name in record})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         raise VmError(
             f"kernel {series} is not fetched ({index})",
             operation="pick kernel",
@@ -455,7 +470,7 @@ def series_list(words: str) -> set[str]:
     """An explicit set of series (empty string: none), each checked."""
     names = set(_words(words))
     for name in names:
-        choose_source(name)
+        check_series(name)
     return names
 
 
@@ -467,7 +482,7 @@ def matrix(requested: str | None = None) -> list[str]:
         names = []
         for word in _words(requested):
             name = (host_default_series() or "") if word == "default" else word
-            choose_source(name)  # validates
+            check_series(name)
             if name not in names:
                 names.append(name)
         return names
@@ -520,30 +535,43 @@ def _proc_mounted(root: Path) -> Iterator[None]:
 
 
 def build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
-    """Build kmod/ for ``kernel`` in its build root; the .ko and log go to ``out``."""
+    """Build kmod/ for ``kernel`` in its build root (a Debian kernel) or against
+    its tree (the debug kernel, built with the host's compiler); the .ko and
+    log go to ``out``."""
     with cache_lock():  # the work directory in the build root is shared
         return _build_module(kernel, src, out)
 
 
 def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
-    work = kernel.build_root / "var/tmp/pyvfio-kmod" / kernel.release
+    if kernel.tree:
+        work = Path(kernel.tree).parent / "kmod-work"
+    else:
+        work = kernel.build_root / "var/tmp/pyvfio-kmod" / kernel.release
     if work.exists():  # nothing stale: files gone from kmod/ must not build
         shutil.rmtree(work)
     shutil.copytree(src, work, ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd"))
     out.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "chroot",
-        str(kernel.build_root),
+    make = [
         "make",
         "-C",
         kernel.headers,
-        f"M=/{work.relative_to(kernel.build_root)}",
+        f"M={work}" if kernel.tree else f"M=/{work.relative_to(kernel.build_root)}",
         "W=1",
         "VFIO_PCI_STAND_IN=y",  # the client tests load the vfio-pci stand-in too
         "modules",
     ]
-    with _proc_mounted(kernel.build_root):  # 7.3's objtool reads /proc/self/limits
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=_CHROOT_ENV)
+    if kernel.tree:
+        env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS"}}
+        proc = subprocess.run(make, capture_output=True, text=True, check=False, env=env)
+    else:
+        with _proc_mounted(kernel.build_root):  # 7.3's objtool reads /proc/self/limits
+            proc = subprocess.run(
+                ["chroot", str(kernel.build_root), *make],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=_CHROOT_ENV,
+            )
     log_text = proc.stdout + proc.stderr
     (out / "build.log").write_text(log_text)
     built = [work / name for name in MODULE_FILES]

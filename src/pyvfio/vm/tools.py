@@ -38,6 +38,16 @@ HOST_TOOLS: dict[str, str] = {
     "xz": "xz-utils",  # unpacking linux-source for the selftests
     "dpdk-testpmd": "dpdk-dev",  # the DPDK client tests, in the guest
     "stdbuf": "coreutils",  # testpmd's output unbuffered on a pipe
+    # building the debug kernel (debugkernel.py)
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "perl": "perl",
+}
+# Headers the debug kernel's build needs (objtool, module signing tools).
+HOST_FILES: dict[str, str] = {
+    "/usr/include/gelf.h": "libelf-dev",
+    "/usr/include/openssl/evp.h": "libssl-dev",
 }
 # Installed into the virtualenv by pip, from pyvfio[vm]: vng shells out to virtme-run.
 VENV_TOOLS: dict[str, str] = {"vng": "virtme-ng", "virtme-run": "virtme-ng"}
@@ -53,6 +63,7 @@ def missing(path: str | None = None, venv_bin: str | None = None) -> list[tuple[
     gone = [
         (tool, pkg) for tool, pkg in HOST_TOOLS.items() if shutil.which(tool, path=path) is None
     ]
+    gone += [(file, pkg) for file, pkg in HOST_FILES.items() if not os.path.exists(file)]
     gone += [
         (tool, f"{pkg} (pip, pyvfio[vm])")
         for tool, pkg in VENV_TOOLS.items()

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""iommufd (/dev/iommu): an IO address space (IOAS) and devices bound to it.
+
+The backend of a device opened through its VFIO cdev
+(``/dev/vfio/devices/vfioN``): the device fd is bound to an iommufd
+(VFIO_DEVICE_BIND_IOMMUFD) and attached to an IOAS
+(VFIO_DEVICE_ATTACH_IOMMUFD_PT), and DMA is mapped into the IOAS
+(IOMMU_IOAS_MAP).  :class:`Ioas` implements :class:`pyvfio.dma.IommuBackend`,
+as the legacy :class:`~pyvfio.container.Container` does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Sequence
+
+from . import uapi
+from ._sys import ioctl, open_node
+from .errors import ClosedError, OutOfRangeError, VfioError
+
+IOMMUFD_PATH = "/dev/iommu"
+
+
+class Ioas:
+    """An iommufd of its own and one IOAS in it; devices attach to the IOAS."""
+
+    def __init__(self, path: str = IOMMUFD_PATH) -> None:
+        self.path = path
+        self._fd = open_node(
+            path,
+            device=path,
+            operation="open iommufd",
+            hint="the kernel needs CONFIG_IOMMUFD (or use the legacy backend)",
+        )
+        try:
+            alloc = uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc))
+            ioctl(self._fd, uapi.IOMMU_IOAS_ALLOC, alloc, device=path, operation="IOMMU_IOAS_ALLOC")
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.ioas_id = int(alloc.out_ioas_id)
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise ClosedError("iommufd is closed", device=self.path, operation="use")
+        return self._fd
+
+    @property
+    def name(self) -> str:
+        return f"{self.path} IOAS {self.ioas_id}"
+
+    # -- devices ---------------------------------------------------------
+
+    def bind(self, device_fd: int, bdf: str) -> int:
+        """Bind a device cdev fd to this iommufd; returns the device's object ID."""
+        arg = uapi.vfio_device_bind_iommufd(
+            argsz=ctypes.sizeof(uapi.vfio_device_bind_iommufd), iommufd=self.fd
+        )
+        ioctl(
+            device_fd,
+            uapi.VFIO_DEVICE_BIND_IOMMUFD,
+            arg,
+            device=bdf,
+            operation="VFIO_DEVICE_BIND_IOMMUFD",
+        )
+        return int(arg.out_devid)
+
+    def attach(self, device_fd: int, bdf: str) -> None:
+        """Attach a bound device to the IOAS: its DMA now goes through it."""
+        arg = uapi.vfio_device_attach_iommufd_pt(
+            argsz=ctypes.sizeof(uapi.vfio_device_attach_iommufd_pt), pt_id=self.ioas_id
+        )
+        ioctl(
+            device_fd,
+            uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+            arg,
+            device=bdf,
+            operation=f"VFIO_DEVICE_ATTACH_IOMMUFD_PT(ioas {self.ioas_id})",
+        )
+
+    def detach(self, device_fd: int, bdf: str) -> None:
+        arg = uapi.vfio_device_detach_iommufd_pt(
+            argsz=ctypes.sizeof(uapi.vfio_device_detach_iommufd_pt)
+        )
+        ioctl(
+            device_fd,
+            uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT,
+            arg,
+            device=bdf,
+            operation="VFIO_DEVICE_DETACH_IOMMUFD_PT",
+        )
+
+    # -- the IommuBackend calls -------------------------------------------
+
+    def iova_ranges(self) -> Sequence[tuple[int, int]]:
+        """Usable IOVA ranges (inclusive); they narrow as devices attach."""
+        count = 8
+        while True:
+            ranges = (uapi.iommu_iova_range * count)()
+            arg = uapi.iommu_ioas_iova_ranges(
+                size=ctypes.sizeof(uapi.iommu_ioas_iova_ranges),
+                ioas_id=self.ioas_id,
+                num_iovas=count,
+                allowed_iovas=ctypes.addressof(ranges),
+            )
+            try:
+                ioctl(
+                    self.fd,
+                    uapi.IOMMU_IOAS_IOVA_RANGES,
+                    arg,
+                    device=self.name,
+                    operation="IOMMU_IOAS_IOVA_RANGES",
+                )
+            except VfioError as exc:
+                # EMSGSIZE: more ranges than room; num_iovas says how many
+                if exc.errno == errno.EMSGSIZE and arg.num_iovas > count:
+                    count = int(arg.num_iovas)
+                    continue
+                raise
+            return [(int(r.start), int(r.last)) for r in ranges[: arg.num_iovas]]
+
+    def map_dma(
+        self, vaddr: int, iova: int, size: int, *, readable: bool = True, writable: bool = True
+    ) -> None:
+        flags = (
+            uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+            | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
+            | (uapi.IOMMU_IOAS_MAP_WRITEABLE if writable else 0)
+        )
+        arg = uapi.iommu_ioas_map(
+            size=ctypes.sizeof(uapi.iommu_ioas_map),
+            flags=flags,
+            ioas_id=self.ioas_id,
+            user_va=vaddr,
+            length=size,
+            iova=iova,
+        )
+        ioctl(
+            self.fd,
+            uapi.IOMMU_IOAS_MAP,
+            arg,
+            device=self.name,
+            operation=f"IOMMU_IOAS_MAP(iova={iova:#x}, size={size:#x})",
+        )
+
+    def unmap_dma(self, iova: int, size: int) -> None:
+        arg = uapi.iommu_ioas_unmap(
+            size=ctypes.sizeof(uapi.iommu_ioas_unmap), ioas_id=self.ioas_id, iova=iova, length=size
+        )
+        ioctl(
+            self.fd,
+            uapi.IOMMU_IOAS_UNMAP,
+            arg,
+            device=self.name,
+            operation=f"IOMMU_IOAS_UNMAP(iova={iova:#x})",
+        )
+        if arg.length != size:
+            raise OutOfRangeError(
+                f"unmapped {arg.length:#x} of {size:#x} bytes",
+                device=self.name,
+                operation="IOMMU_IOAS_UNMAP",
+            )
+
+    def close(self) -> None:
+        """Close the iommufd: the kernel destroys the IOAS with it."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Ioas:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

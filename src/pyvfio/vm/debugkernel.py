@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The debug test kernel: linux-source-7.3 with iommufd, the VFIO cdev and lockdep.
+
+No Debian kernel enables ``CONFIG_IOMMUFD``, so the iommufd backend and the
+module's cdev path have no kernel to run on; and lockdep, which reports a
+lock-order inversion the first time both orders are taken, is only in a
+debug build.  This kernel is built here, once per machine:
+
+1. Debian's ``linux-source-7.3`` (trixie-backports), the newest version;
+2. ``vng --kconfig``: virtme-ng's minimal guest config;
+3. ``tools/debug-kernel.config`` merged over it, then every option the
+   fragment sets is checked in the result (a dependency Kconfig silently
+   dropped is an error, not a different kernel);
+4. ``make bzImage modules headers``, then modules_install into the cache.
+
+The cache key is the source version plus a hash of the fragment and the
+virtme-ng version::
+
+    debug/KEY/linux-source-7.3/   the build tree, kept: the module builds
+                                  against it (M=), and its usr/include has
+                                  the 7.3 uAPI headers the bindings are
+                                  checked against
+    kernels/REL/root/             boot/vmlinuz-REL and lib/modules/REL, as
+                                  for the Debian kernels
+    kernels/7.3-debug.json        series, release, tree, key
+
+The build takes tens of minutes on two cores (docs/testing.md has the
+measured time); a second ``make setup`` finds it and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import VmError
+from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock
+from .selftests import BASE, PACKAGE, SUITE
+
+FRAGMENT = Path(__file__).resolve().parents[3] / "tools" / "debug-kernel.config"
+ROOT = CACHE / "debug"
+_INDEX = CACHE / "kernels" / f"{DEBUG_SERIES}.json"
+# Not make's own variables from a calling make (`make setup`).
+_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
+
+
+@dataclass(frozen=True)
+class DebugKernel:
+    version: str  # of the source package
+    key: str
+    release: str  # uname -r, e.g. 7.3.4-pyvfio-debug
+    build_seconds: float
+
+    @property
+    def tree(self) -> Path:
+        return ROOT / self.key / PACKAGE
+
+    @property
+    def uapi_include(self) -> Path:
+        """The tree's sanitized uAPI headers (``make headers``)."""
+        return self.tree / "usr" / "include"
+
+    def kernel(self) -> Kernel:
+        return Kernel(DEBUG_SERIES, self.release, "", str(self.tree))
+
+
+def _vng_version() -> str:
+    try:
+        return metadata.version("virtme-ng")
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_key(version: str, fragment: bytes) -> str:
+    digest = hashlib.sha256(fragment + f"virtme-ng=={_vng_version()}".encode()).hexdigest()
+    return f"{version.replace('~', '_')}-{digest[:12]}"
+
+
+def installed() -> DebugKernel | None:
+    """The debug kernel ``make setup`` built, if it is complete."""
+    try:
+        record = json.loads(_INDEX.read_text())
+        built = DebugKernel(**record["debug"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    complete = built.kernel().image.exists() and (built.uapi_include / "linux/iommufd.h").exists()
+    return built if complete else None
+
+
+def build(archive: str, security: str) -> DebugKernel:
+    """Build the debug kernel of the newest linux-source-7.3 unless already built."""
+    with cache_lock():
+        apt = PrivateApt(BASE)
+        apt.update(archive, security)
+        version = apt.candidate(PACKAGE, SUITE)
+        if version is None:
+            raise VmError(
+                f"{PACKAGE} is not in {SUITE}",
+                operation="build the debug kernel",
+                hint="update pyvfio.vm.selftests.PACKAGE",
+            )
+        key = cache_key(version, FRAGMENT.read_bytes())
+        current = installed()
+        if current is not None and current.key == key:
+            return current
+        return _build(apt, version, key)
+
+
+def _make_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
+    venv_bin = str(Path(sys.executable).parent)  # vng shells out to its own tools
+    env["PATH"] = f"{venv_bin}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
+    work = ROOT / key
+    tree = work / PACKAGE
+    env = _make_env()
+    start = time.monotonic()
+    if not (tree / "Makefile").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (deb,) = apt.download([f"{PACKAGE}={version}"], SUITE, work / "deb")
+        _run(
+            [
+                "sh",
+                "-c",
+                f"dpkg-deb --fsys-tarfile {deb} | tar -xO ./usr/src/{PACKAGE}.tar.xz"
+                f" | tar -xJ -C {work}",
+            ],
+            f"unpack {deb.name}",
+        )
+        shutil.rmtree(work / "deb")
+    stamp = tree / ".pyvfio-configured"
+    if not stamp.exists():
+        _configure(tree, env)
+        stamp.touch()
+    jobs = str((os.cpu_count() or 1) + 1)
+    _make(tree, env, ["-j", jobs, "bzImage", "modules"], "build the debug kernel")
+    _make(tree, env, ["headers"], "install the debug kernel's uAPI headers")
+    release = _make(tree, env, ["kernelrelease"], "read the debug kernel's release").strip()
+    kernel = Kernel(DEBUG_SERIES, release, "", str(tree))
+    staging = kernel.root.with_name("root.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    _make(
+        tree,
+        env,
+        [f"INSTALL_MOD_PATH={staging}", "INSTALL_MOD_STRIP=1", "modules_install"],
+        "install the debug kernel's modules",
+    )
+    (staging / "boot").mkdir()
+    shutil.copy2(tree / "arch/x86/boot/bzImage", staging / "boot" / f"vmlinuz-{release}")
+    if kernel.root.exists():
+        shutil.rmtree(kernel.root)
+    staging.rename(kernel.root)
+    built = DebugKernel(version, key, release, round(time.monotonic() - start, 1))
+    record = json.dumps({**_kernel_record(kernel), "debug": built.__dict__}, indent=1) + "\n"
+    (kernel.root.parent / "kernel.json").write_text(record)
+    _INDEX.write_text(record)
+    return built
+
+
+def _kernel_record(kernel: Kernel) -> dict[str, str]:
+    return {
+        "series": kernel.series,
+        "release": kernel.release,
+        "base": kernel.base,
+        "tree": kernel.tree,
+    }
+
+
+def _make(tree: Path, env: dict[str, str], args: list[str], what: str) -> str:
+    return _run(["make", "-C", str(tree), "-s", *args], what, env=env)
+
+
+def _configure(tree: Path, env: dict[str, str]) -> None:
+    """virtme-ng's guest config, the fragment over it, and a check of the result."""
+    _run(["vng", "--kconfig"], "vng --kconfig", cwd=tree, env=env)
+    _run(
+        ["scripts/kconfig/merge_config.sh", "-m", ".config", str(FRAGMENT)],
+        "merge tools/debug-kernel.config",
+        cwd=tree,
+        env=env,
+    )
+    _make(tree, env, ["olddefconfig"], "make olddefconfig")
+    dropped = unmet_options(FRAGMENT.read_text(), (tree / ".config").read_text())
+    if dropped:
+        raise VmError(
+            "the debug kernel's config did not take: " + ", ".join(dropped),
+            operation="configure the debug kernel",
+            hint="a dependency of these is missing from tools/debug-kernel.config",
+        )
+
+
+def unmet_options(fragment: str, config: str) -> list[str]:
+    """The fragment's settings that ``config`` (a .config) does not have as written."""
+    have = set(config.splitlines())
+    unmet = []
+    for line in (raw.strip() for raw in fragment.splitlines()):
+        if line.startswith("CONFIG_"):
+            if line not in have:
+                unmet.append(line)
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            name = line[2:].split()[0]
+            if any(c.startswith(name + "=") for c in have):
+                unmet.append(line)
+    return unmet

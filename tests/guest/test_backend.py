@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The two ways to open a device: iommufd + the VFIO cdev, or the legacy group.
+
+`make test` runs the whole guest suite on the debug kernel (the one with
+IOMMUFD) once per backend, with $PYVFIO_BACKEND set; on the Debian kernels
+only the legacy backend exists.  These tests pin down the choice itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pyvfio import Device, Sysfs, UnsupportedError, VfioError
+from pyvfio.device import BACKEND_ENV, Backend
+from pyvfio.iommufd import Ioas
+
+HAS_IOMMUFD = os.path.exists("/dev/iommu")
+needs_iommufd = pytest.mark.skipif(not HAS_IOMMUFD, reason="the kernel has no IOMMUFD")
+
+
+def _open_fds() -> set[str]:
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")} - {""}
+
+
+def test_the_run_uses_the_backend_it_asked_for(edu: str) -> None:
+    requested = os.environ.get(BACKEND_ENV)
+    with Device.open(edu) as dev:
+        expected = Backend(requested) if requested else Backend.LEGACY
+        if not requested and HAS_IOMMUFD:
+            expected = Backend.IOMMUFD
+        assert dev.backend is expected
+        assert isinstance(dev.iommu, Ioas) == (expected is Backend.IOMMUFD)
+
+
+def test_auto_takes_iommufd_where_the_kernel_has_it(edu: str, sysfs: Sysfs) -> None:
+    assert (sysfs.vfio_cdev(edu) is not None) == HAS_IOMMUFD
+    with Device.open(edu, backend="auto") as dev:
+        assert dev.backend is (Backend.IOMMUFD if HAS_IOMMUFD else Backend.LEGACY)
+    with Device.open(edu, backend="legacy") as dev:
+        assert dev.backend is Backend.LEGACY
+
+
+def test_iommufd_without_the_kernel_support_is_refused(edu: str) -> None:
+    if HAS_IOMMUFD:
+        with Device.open(edu, backend=Backend.IOMMUFD) as dev:
+            assert dev.iommu.name.startswith("/dev/iommu IOAS ")
+        return
+    before = _open_fds()
+    with pytest.raises(UnsupportedError, match="CONFIG_IOMMUFD") as info:
+        Device.open(edu, backend="iommufd")
+    assert "legacy" in (info.value.hint or "")
+    assert _open_fds() == before
+
+
+def test_an_unknown_backend_is_an_error_and_opens_nothing(edu: str) -> None:
+    before = _open_fds()
+    with pytest.raises(VfioError, match="unknown VFIO backend 'vfio'") as info:
+        Device.open(edu, backend="vfio")
+    assert "iommufd" in (info.value.hint or "")
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_close_releases_every_fd(edu: str, backend: Backend) -> None:
+    if backend is Backend.IOMMUFD and not HAS_IOMMUFD:
+        pytest.skip("the kernel has no IOMMUFD")
+    before = _open_fds()
+    dev = Device.open(edu, backend=backend)
+    opened = _open_fds() - before
+    nodes = {"/dev/iommu"} if backend is Backend.IOMMUFD else {"/dev/vfio/vfio"}
+    assert nodes <= opened, opened
+    dev.dma_buffer(4096).close()
+    dev.close()
+    assert _open_fds() == before
+
+
+@needs_iommufd
+@pytest.mark.parametrize("first", list(Backend))
+def test_one_backend_holds_the_device_against_the_other(edu: str, first: Backend) -> None:
+    other = Backend.LEGACY if first is Backend.IOMMUFD else Backend.IOMMUFD
+    with Device.open(edu, backend=first):
+        with pytest.raises(VfioError) as info:
+            Device.open(edu, backend=other)
+        assert info.value.errno is not None, info.value
+    # Released: the other backend opens it now.
+    with Device.open(edu, backend=other) as dev:
+        assert dev.backend is other
+
+
+@needs_iommufd
+def test_iommufd_dma_ranges_and_unmap(edu: str) -> None:
+    with Device.open(edu, backend=Backend.IOMMUFD) as dev:
+        ranges = dev.iommu.iova_ranges()
+        # Attaching the device narrowed the IOAS: the interrupt window is out.
+        assert ranges and not any(start <= 0xFEE00000 <= end for start, end in ranges)
+        buf = dev.dma_buffer(3 * 4096)
+        with pytest.raises(VfioError):  # the range is taken: FIXED_IOVA does not replace
+            dev.iommu.map_dma(buf.vaddr, buf.iova, 4096, readable=True, writable=True)
+        buf.close()
+        with pytest.raises(VfioError):  # nothing left to unmap there
+            dev.iommu.unmap_dma(buf.iova, buf.size)

@@ -84,9 +84,14 @@ static bool nointxmask;
 module_param(nointxmask, bool, 0644);
 MODULE_PARM_DESC(nointxmask, "Disable PCI 2.3 INTx masking (as vfio-pci)");
 
+#ifdef CONFIG_VFIO_PCI_VGA
 static bool disable_vga;
 module_param(disable_vga, bool, 0444);
 MODULE_PARM_DESC(disable_vga, "Disable VGA resource access (as vfio-pci)");
+#elif CORE_HAS_SET_PARAMS
+/* As vfio-pci: no such parameter without VGA support, and VGA stays off. */
+static const bool disable_vga = true;
+#endif
 
 static bool disable_idle_d3;
 module_param(disable_idle_d3, bool, 0644);

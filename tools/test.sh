@@ -7,6 +7,7 @@
 # kernel booted with nopat, and the outside clients (DPDK, the kernel's VFIO
 # selftests) on the first kernel.
 # `tools/test.sh --clients` runs only the clients, on every kernel (make test-clients).
+# Guest boots run two at a time ($PYVFIO_TEST_JOBS).
 # Ends with a summary line per kernel and one over everything.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,20 +26,80 @@ step() {
 	"$@" || failed+=("$name")
 }
 
+# Guest boots run $PYVFIO_TEST_JOBS at a time (default 2): each TCG guest keeps
+# about one host core busy, so two boots share these 2-core machines with
+# little loss, and the whole suite fits CI's time (docs/testing.md).  A boot's
+# output goes to build/logs/NAME.log and is printed when it ends.
+JOBS=${PYVFIO_TEST_JOBS:-2}
+rm -rf build/logs && mkdir -p build/logs
+boots=()
+running=0
+
+# Print the log of every boot that ended since the last call.
+reap() {
+	local name rc took
+	for name in "${boots[@]}"; do
+		[ -f "build/logs/$name.rc" ] && [ ! -f "build/logs/$name.shown" ] || continue
+		read -r rc took <"build/logs/$name.rc"
+		echo "=== $name"
+		cat "build/logs/$name.log"
+		echo "=== $name took $took s (exit $rc)"
+		touch "build/logs/$name.shown"
+		[ "$rc" = 0 ] || failed+=("$name")
+	done
+}
+
+# boot NAME LABEL -- pyvfio vm run arguments...: one guest boot in the
+# background, its JUnit report build/junit/NAME.xml summarised as LABEL.
+boot() {
+	local name=$1 label=$2
+	shift 3
+	while [ "$running" -ge "$JOBS" ]; do
+		wait -n || true
+		running=$((running - 1))
+		reap
+	done
+	echo "=== $name: started"
+	(
+		start=$SECONDS
+		"$BIN/pyvfio" vm run "$@" >"build/logs/$name.log" 2>&1
+		echo "$? $((SECONDS - start))" >"build/logs/$name.rc"
+	) &
+	running=$((running + 1))
+	boots+=("$name")
+	reports+=("$label=build/junit/$name.xml")
+}
+
 clients_only=0
 [ "${1:-}" = --clients ] && clients_only=1
+PYTEST=("$BIN/python" -m pytest -p no:cacheprovider)
 
 # The client tests' boot: two e1000e NICs for DPDK, hugepages for DPDK and the
 # selftests' hugetlb variants (the 1 GiB page must be reserved at boot, and
 # needs a guest of 4 GiB to find an aligned one).
+HUGE=(--memory 4G --append hugepagesz=1G --append hugepages=1)
 clients() {
-	local s=$1 start=$SECONDS
-	step "clients-$s" "$BIN/pyvfio" vm run --kernel "$s" --nics 2 --memory 4G \
-		--append hugepagesz=1G --append hugepages=1 --rwdir build/junit -- \
-		"$BIN/python" -m pytest tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
-		-p no:cacheprovider -o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
-	echo "=== clients-$s took $((SECONDS - start)) s"
-	reports+=("clients-$s=build/junit/clients-$s.xml")
+	local s=$1
+	boot "clients-$s" "clients-$s" -- --kernel "$s" --nics 2 "${HUGE[@]}" --rwdir build/junit -- \
+		"${PYTEST[@]}" tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
+		-o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
+}
+
+# The guest suite: guest SERIES NAME [BACKEND]; BACKEND sets $PYVFIO_BACKEND
+# in the guest (unset: the library picks).
+guest() {
+	local s=$1 name=$2 backend=${3:-}
+	local boot=() skip=(--ignore-glob='tests/guest/test_clients_*')
+	if [ "$backend" = iommufd ]; then
+		# The selftests' iommufd variants and vfio_pci_device_test run only
+		# here; their hugetlb_1gb variants need the page reserved at boot.
+		boot=("${HUGE[@]}")
+		skip=(--ignore=tests/guest/test_clients_dpdk.py)
+	fi
+	# The guest writes its report through a directory shared read-write with it.
+	boot "$name" "${name#guest-}" -- --kernel "$s" "${boot[@]}" --rwdir build/junit -- \
+		env ${backend:+PYVFIO_BACKEND=$backend} "${PYTEST[@]}" tests/guest "${skip[@]}" \
+		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
 }
 
 reports=()
@@ -55,45 +116,28 @@ mapfile -t series < <("$BIN/pyvfio" vm kernels --names)
 step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"
 if [ "$clients_only" = 1 ]; then
 	for s in "${series[@]}"; do clients "$s"; done
-	"$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"
-	exit
-fi
-# One guest run of the suite: guest SERIES NAME [BACKEND]; BACKEND sets
-# $PYVFIO_BACKEND in the guest (unset: the library picks).
-guest() {
-	local s=$1 name=$2 backend=${3:-} start=$SECONDS
-	local boot=() extra=()
-	if [ "$backend" = iommufd ]; then
-		# The selftests' iommufd variants and vfio_pci_device_test run only
-		# here; their hugetlb_1gb variants need the page reserved at boot.
-		boot=(--memory 4G --append hugepagesz=1G --append hugepages=1)
-		extra=(tests/guest/test_clients_selftests.py)
+else
+	# Longest boots first, so the two lanes end together.
+	for s in "${series[@]}"; do
+		if [ "$s" = 7.3-debug ]; then
+			guest "$s" "guest-$s-iommufd" iommufd
+			guest "$s" "guest-$s-legacy" legacy
+		fi
+	done
+	for s in "${series[@]}"; do
+		[ "$s" = 7.3-debug ] || guest "$s" "guest-$s"
+	done
+	if [ "${#series[@]}" -gt 0 ]; then
+		s=${series[0]}
+		# The full matrix of clients takes `make test-clients` (docs/testing.md: CI time).
+		clients "$s"
+		# Once without PAT: legacy users and UC cookies must not notice (issue #10).
+		boot "nopat-$s" "nopat-$s" -- --kernel "$s" --append nopat --rwdir build/junit -- \
+			"${PYTEST[@]}" tests/guest/test_nopat.py tests/guest/test_compat.py \
+			-o junit_suite_name="nopat-$s" --junitxml="build/junit/nopat-$s.xml"
 	fi
-	# The guest writes its report through a directory shared read-write with it.
-	step "$name" "$BIN/pyvfio" vm run --kernel "$s" "${boot[@]}" --rwdir build/junit -- \
-		env ${backend:+PYVFIO_BACKEND=$backend} "$BIN/python" -m pytest tests/guest "${extra[@]}" \
-		-p no:cacheprovider --ignore-glob='tests/guest/test_clients_*' \
-		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
-	echo "=== $name took $((SECONDS - start)) s"
-	reports+=("${name#guest-}=build/junit/$name.xml")
-}
-for s in "${series[@]}"; do
-	if [ "$s" = 7.3-debug ]; then
-		guest "$s" "guest-$s-iommufd" iommufd
-		guest "$s" "guest-$s-legacy" legacy
-	else
-		guest "$s" "guest-$s"
-	fi
-done
-if [ "${#series[@]}" -gt 0 ]; then
-	s=${series[0]}
-	# Once without PAT: legacy users and UC cookies must not notice (issue #10).
-	step "nopat-$s" "$BIN/pyvfio" vm run --kernel "$s" --append nopat --rwdir build/junit -- \
-		"$BIN/python" -m pytest tests/guest/test_nopat.py tests/guest/test_compat.py \
-		-p no:cacheprovider -o junit_suite_name="nopat-$s" --junitxml="build/junit/nopat-$s.xml"
-	reports+=("nopat-$s=build/junit/nopat-$s.xml")
-	# The full matrix of clients takes `make test-clients` (docs/testing.md: CI time).
-	clients "$s"
 fi
+wait
+reap
 
 "$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"

@@ -15,7 +15,7 @@ from .config import ConfigSpace
 from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace
-from .errors import BusyError, DriverError, UnsupportedError, VfioError
+from .errors import BusyError, DriverError, InvalidArgumentError, UnsupportedError, VfioError
 from .group import Group
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
@@ -181,15 +181,19 @@ class Device(DeviceFd):
         try:
             fd = open_node(path, device=bdf, operation=f"open {path}")
             try:
-                # A device whose group a legacy user holds answers EBUSY here.
+                # Binding opens the device: its first open resets it, with the
+                # same EAGAIN window as the group path's GET_DEVICE_FD.  A
+                # device whose group a legacy user holds answers EBUSY.
                 try:
-                    ioas.bind(fd, bdf)
+                    retry_eagain(lambda: ioas.bind(fd, bdf), 1.0)
                 except BusyError as exc:
-                    exc.hint = "another process (or a legacy container here) holds the device"
+                    exc.hint = "a legacy user (a process holding its group) has the device"
                     raise
-                # The first open enables the device, with the same EAGAIN
-                # window as the group path's VFIO_GROUP_GET_DEVICE_FD.
-                retry_eagain(lambda: ioas.attach(fd, bdf), 1.0)
+                except InvalidArgumentError as exc:
+                    # vfio_df_open(): a cdev opens a device once, unlike a group
+                    exc.hint = "the device is already open through its cdev; close that first"
+                    raise
+                ioas.attach(fd, bdf)
                 return cls(bdf, fd, ioas, driver)
             except BaseException:
                 os.close(fd)

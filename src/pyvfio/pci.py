@@ -103,9 +103,12 @@ class Sysfs:
         return path
 
     def vfio_cdev(self, bdf: str) -> str | None:
-        """The device's VFIO cdev (``vfioN`` of /dev/vfio/devices), if the kernel made one."""
-        names = sorted(p.name for p in (self._dev(bdf) / "vfio-dev").glob("vfio*"))
-        return names[0] if names else None
+        """The device's VFIO cdev (``vfioN`` of /dev/vfio/devices), if the kernel made one.
+
+        Kernels from 6.1 list the device under ``vfio-dev/`` either way; only
+        with ``CONFIG_VFIO_DEVICE_CDEV`` is it a char device (a ``dev`` file)."""
+        found = sorted((self._dev(bdf) / "vfio-dev").glob("vfio*/dev"))
+        return found[0].parent.name if found else None
 
     def addresses(self) -> list[str]:
         return sorted(p.name for p in (self.root / "devices").iterdir())

@@ -12,38 +12,54 @@ import os
 
 import pytest
 
-from pyvfio import Device, Sysfs, UnsupportedError, VfioError
+from pyvfio import Device, InvalidArgumentError, Sysfs, UnsupportedError, VfioError
 from pyvfio.device import BACKEND_ENV, Backend
 from pyvfio.iommufd import Ioas
 
-HAS_IOMMUFD = os.path.exists("/dev/iommu")
-needs_iommufd = pytest.mark.skipif(not HAS_IOMMUFD, reason="the kernel has no IOMMUFD")
+
+def has_iommufd() -> bool:
+    # /dev/iommu appears with iommufd.ko, which loading vfio brings in: ask once
+    # the sysfs fixture has loaded vfio-pci, never at import.
+    return os.path.exists("/dev/iommu")
+
+
+@pytest.fixture
+def iommufd(sysfs: Sysfs) -> None:
+    if not has_iommufd():
+        pytest.skip("the kernel has no IOMMUFD")
 
 
 def _open_fds() -> set[str]:
-    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")} - {""}
+    """What this process's fds point at (the fd listdir itself used is gone)."""
+    targets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.add(f"{fd} {os.readlink(f'/proc/self/fd/{fd}')}")
+        except FileNotFoundError:
+            continue
+    return targets
 
 
 def test_the_run_uses_the_backend_it_asked_for(edu: str) -> None:
     requested = os.environ.get(BACKEND_ENV)
     with Device.open(edu) as dev:
         expected = Backend(requested) if requested else Backend.LEGACY
-        if not requested and HAS_IOMMUFD:
+        if not requested and has_iommufd():
             expected = Backend.IOMMUFD
         assert dev.backend is expected
         assert isinstance(dev.iommu, Ioas) == (expected is Backend.IOMMUFD)
 
 
 def test_auto_takes_iommufd_where_the_kernel_has_it(edu: str, sysfs: Sysfs) -> None:
-    assert (sysfs.vfio_cdev(edu) is not None) == HAS_IOMMUFD
+    assert (sysfs.vfio_cdev(edu) is not None) == has_iommufd()
     with Device.open(edu, backend="auto") as dev:
-        assert dev.backend is (Backend.IOMMUFD if HAS_IOMMUFD else Backend.LEGACY)
+        assert dev.backend is (Backend.IOMMUFD if has_iommufd() else Backend.LEGACY)
     with Device.open(edu, backend="legacy") as dev:
         assert dev.backend is Backend.LEGACY
 
 
 def test_iommufd_without_the_kernel_support_is_refused(edu: str) -> None:
-    if HAS_IOMMUFD:
+    if has_iommufd():
         with Device.open(edu, backend=Backend.IOMMUFD) as dev:
             assert dev.iommu.name.startswith("/dev/iommu IOAS ")
         return
@@ -64,11 +80,11 @@ def test_an_unknown_backend_is_an_error_and_opens_nothing(edu: str) -> None:
 
 @pytest.mark.parametrize("backend", list(Backend))
 def test_close_releases_every_fd(edu: str, backend: Backend) -> None:
-    if backend is Backend.IOMMUFD and not HAS_IOMMUFD:
+    if backend is Backend.IOMMUFD and not has_iommufd():  # edu loaded vfio
         pytest.skip("the kernel has no IOMMUFD")
     before = _open_fds()
     dev = Device.open(edu, backend=backend)
-    opened = _open_fds() - before
+    opened = {target.split(" ", 1)[1] for target in _open_fds() - before}
     nodes = {"/dev/iommu"} if backend is Backend.IOMMUFD else {"/dev/vfio/vfio"}
     assert nodes <= opened, opened
     dev.dma_buffer(4096).close()
@@ -76,7 +92,7 @@ def test_close_releases_every_fd(edu: str, backend: Backend) -> None:
     assert _open_fds() == before
 
 
-@needs_iommufd
+@pytest.mark.usefixtures("iommufd")
 @pytest.mark.parametrize("first", list(Backend))
 def test_one_backend_holds_the_device_against_the_other(edu: str, first: Backend) -> None:
     other = Backend.LEGACY if first is Backend.IOMMUFD else Backend.IOMMUFD
@@ -89,7 +105,7 @@ def test_one_backend_holds_the_device_against_the_other(edu: str, first: Backend
         assert dev.backend is other
 
 
-@needs_iommufd
+@pytest.mark.usefixtures("iommufd")
 def test_iommufd_dma_ranges_and_unmap(edu: str) -> None:
     with Device.open(edu, backend=Backend.IOMMUFD) as dev:
         ranges = dev.iommu.iova_ranges()
@@ -101,3 +117,13 @@ def test_iommufd_dma_ranges_and_unmap(edu: str) -> None:
         buf.close()
         with pytest.raises(VfioError):  # nothing left to unmap there
             dev.iommu.unmap_dma(buf.iova, buf.size)
+
+
+@pytest.mark.usefixtures("iommufd")
+def test_a_second_cdev_open_is_refused_with_a_hint(edu: str) -> None:
+    with Device.open(edu, backend=Backend.IOMMUFD):
+        before = _open_fds()
+        with pytest.raises(InvalidArgumentError) as info:
+            Device.open(edu, backend=Backend.IOMMUFD)
+        assert "already open through its cdev" in (info.value.hint or "")
+        assert _open_fds() == before

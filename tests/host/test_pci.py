@@ -67,3 +67,15 @@ def test_find_by_id_and_driver(sysfs_root: Path, fake_device: FakeDevice) -> Non
 def test_missing_device_names_it(sysfs_root: Path) -> None:
     with pytest.raises(DeviceNotFoundError, match=r"0000:00:05\.0.*no such PCI device"):
         Sysfs(sysfs_root).device("00:05.0")
+
+
+def test_vfio_cdev_only_where_the_kernel_made_a_char_device(
+    sysfs_root: Path, fake_device: FakeDevice
+) -> None:
+    dev = fake_device("0000:00:0b.0", 0x1234, 0x11E8, 0x00FF00, driver="vfio-pci", group=10)
+    sysfs = Sysfs(sysfs_root)
+    assert sysfs.vfio_cdev("0000:00:0b.0") is None  # not bound to VFIO yet
+    (dev / "vfio-dev" / "vfio0").mkdir(parents=True)
+    assert sysfs.vfio_cdev("0000:00:0b.0") is None  # 6.1-6.5, or no VFIO_DEVICE_CDEV
+    (dev / "vfio-dev" / "vfio0" / "dev").write_text("238:0\n")
+    assert sysfs.vfio_cdev("0000:00:0b.0") == "vfio0"

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 VENV := .venv
 BIN := $(VENV)/bin
-# The kernel matrix (docs/testing.md): empty means 6.1 6.12 7.3 plus the host's
-# own series; e.g. `make test KERNELS=6.12`.
+# The kernel matrix (docs/testing.md): empty means 6.1 6.12 7.3 7.3-debug plus
+# the host's own series; e.g. `make test KERNELS=6.12`.
 KERNELS ?=
 export KERNELS
 # The kernel `make demo` and `make guest-test` boot: empty means the host's own series.

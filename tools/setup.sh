@@ -4,7 +4,7 @@
 #  1. the Debian packages the host needs (only those missing are installed);
 #  2. the project into .venv;
 #  3. a check that every tool the runner and the matrix invoke is present;
-#  4. the matrix kernels ($KERNELS, default 6.1 6.12 7.3 + the host's own)
+#  4. the matrix kernels ($KERNELS, default 6.1 6.12 7.3 7.3-debug + the host's own)
 #     fetched into the cache ($PYVFIO_CACHE, default /var/lib/pyvfio), and the
 #     debug kernel (7.3-debug) built there: tens of minutes, once per machine.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
 APT_PACKAGES=(qemu-system-x86 busybox-static file udev iproute2 debootstrap coreutils apt dpkg
-	kmod pciutils gcc make python3 python3-venv python3-dev
+	kmod pciutils procps gcc make python3 python3-venv python3-dev
 	# the client tests: DPDK's testpmd, and building the kernel's VFIO selftests
 	dpdk-dev uuid-dev xz-utils
 	# building the debug kernel (7.3-debug: iommufd, VFIO cdev, lockdep)

@@ -31,9 +31,20 @@ step() {
 # little loss, and the whole suite fits CI's time (docs/testing.md).  A boot's
 # output goes to build/logs/NAME.log and is printed when it ends.
 JOBS=${PYVFIO_TEST_JOBS:-2}
+if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
+	echo "test.sh: PYVFIO_TEST_JOBS must be a positive number, not '$JOBS'" >&2
+	exit 2
+fi
 rm -rf build/logs && mkdir -p build/logs
 boots=()
 running=0
+# Interrupted: no guest (vng, QEMU) is left running behind us.
+kill_tree() {
+	local child
+	for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+	kill "$1" 2>/dev/null
+}
+trap 'trap - TERM INT; for j in $(jobs -p); do kill_tree "$j"; done; exit 130' TERM INT
 
 # Print the log of every boot that ended since the last call.
 reap() {
@@ -63,7 +74,9 @@ boot() {
 	(
 		start=$SECONDS
 		"$BIN/pyvfio" vm run "$@" >"build/logs/$name.log" 2>&1
-		echo "$? $((SECONDS - start))" >"build/logs/$name.rc"
+		# Whole or not at all: reap may look while another boot ends.
+		echo "$? $((SECONDS - start))" >"build/logs/$name.rc.tmp"
+		mv "build/logs/$name.rc.tmp" "build/logs/$name.rc"
 	) &
 	running=$((running + 1))
 	boots+=("$name")
@@ -139,5 +152,8 @@ else
 fi
 wait
 reap
+for name in "${boots[@]}"; do  # a lane that died before writing its status
+	[ -f "build/logs/$name.shown" ] || { cat "build/logs/$name.log"; failed+=("$name"); }
+done
 
 "$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"

@@ -2,7 +2,7 @@
 """pyvfio: drive PCI devices from Python through Linux VFIO."""
 
 from .container import Container
-from .device import Device, DeviceInfo
+from .device import Backend, Device, DeviceInfo
 from .errors import (
     BusyError,
     ClosedError,
@@ -17,6 +17,7 @@ from .errors import (
     VmError,
 )
 from .group import Group
+from .iommufd import Ioas
 from .mmio import Mapping
 from .pci import Bar, PciDevice, Sysfs, normalize_bdf
 from .region import Region, RegionInfo
@@ -24,6 +25,7 @@ from .region import Region, RegionInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
     "Bar",
     "BusyError",
     "ClosedError",
@@ -35,6 +37,7 @@ __all__ = [
     "Group",
     "GroupNotViableError",
     "InvalidArgumentError",
+    "Ioas",
     "Mapping",
     "OutOfRangeError",
     "PciDevice",

@@ -16,7 +16,7 @@ from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace
 from .errors import BusyError, DriverError, InvalidArgumentError, UnsupportedError, VfioError
-from .group import Group
+from .group import Group, group_offenders, not_viable
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
 from .region import Region
@@ -24,6 +24,7 @@ from .region import Region
 log = logging.getLogger(__name__)
 
 BACKEND_ENV = "PYVFIO_BACKEND"
+CDEV_DIR = "/dev/vfio/devices"
 
 
 class Backend(enum.StrEnum):
@@ -60,7 +61,11 @@ def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) 
     it for this device (``/dev/iommu`` and the device's cdev), else legacy."""
     choice = requested or os.environ.get(BACKEND_ENV) or "auto"
     if choice == "auto":
-        usable = cdev is not None and os.path.exists(IOMMUFD_PATH)
+        # Only what this process may open: a user given /dev/vfio/N but not
+        # /dev/iommu keeps working through the group.
+        usable = cdev is not None and all(
+            os.access(path, os.R_OK | os.W_OK) for path in (IOMMUFD_PATH, f"{CDEV_DIR}/{cdev}")
+        )
         return Backend.IOMMUFD if usable else Backend.LEGACY
     try:
         backend = Backend(choice)
@@ -152,6 +157,10 @@ class Device(DeviceFd):
         cdev = sysfs.vfio_cdev(pci.bdf)
         if choose_backend(backend, pci.bdf, cdev) is Backend.IOMMUFD:
             assert cdev is not None
+            # The kernel refuses the cdev with a bare EPERM while the group
+            # has a device on a host driver; the group path says which.
+            if group_offenders(sysfs, pci.iommu_group):
+                raise not_viable(sysfs, pci.iommu_group, pci.bdf, "open (iommufd backend)")
             return cls._open_cdev(pci.bdf, cdev, pci.driver)
         return cls._open_group(pci.bdf, pci.iommu_group, pci.driver, sysfs)
 
@@ -176,7 +185,7 @@ class Device(DeviceFd):
 
     @classmethod
     def _open_cdev(cls, bdf: str, cdev: str, driver: str) -> Device:
-        path = f"/dev/vfio/devices/{cdev}"
+        path = f"{CDEV_DIR}/{cdev}"
         ioas = Ioas()
         try:
             fd = open_node(path, device=bdf, operation=f"open {path}")
@@ -201,6 +210,18 @@ class Device(DeviceFd):
         except BaseException:
             ioas.close()
             raise
+
+    @property
+    def container(self) -> Container:
+        """The legacy backend's container (deprecated: use :attr:`iommu`)."""
+        if not isinstance(self._iommu, Container):
+            raise UnsupportedError(
+                "a device opened through iommufd has no VFIO container",
+                device=self.bdf,
+                operation="container",
+                hint="use dev.iommu (an Ioas here), or open with backend='legacy'",
+            )
+        return self._iommu
 
     @property
     def iommu(self) -> Container | Ioas:

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """DMA buffers: host memory mapped into the device's IOMMU address space.
 
-The IOMMU side is behind :class:`IommuBackend` (today the legacy type1
-container; an iommufd IOAS can implement the same four calls), so buffers
-and the IOVA allocator do not care which kernel interface is underneath.
+The IOMMU side is behind :class:`IommuBackend`, which the legacy type1
+:class:`~pyvfio.container.Container` and the iommufd
+:class:`~pyvfio.iommufd.Ioas` both implement, so buffers and the IOVA
+allocator do not care which kernel interface is underneath.
 """
 
 from __future__ import annotations

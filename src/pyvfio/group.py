@@ -13,6 +13,27 @@ from .errors import BusyError, ClosedError, GroupNotViableError
 from .pci import Sysfs
 
 
+def group_offenders(sysfs: Sysfs, number: int) -> list[str]:
+    """Devices of IOMMU group ``number`` on a host driver: while one is, no
+    device of the group may be handed to userspace (either backend)."""
+    offenders = []
+    for bdf in sysfs.group_members(number):
+        driver = sysfs.device(bdf).driver
+        if driver is not None and not driver.startswith("vfio") and driver != "pcieport":
+            offenders.append(f"{bdf} is also in it and bound to {driver}")
+    return offenders
+
+
+def not_viable(sysfs: Sysfs, number: int, device: str, operation: str) -> GroupNotViableError:
+    offenders = group_offenders(sysfs, number)
+    return GroupNotViableError(
+        f"IOMMU group {number} is not viable: " + ("; ".join(offenders) or "see sysfs"),
+        device=device,
+        operation=operation,
+        hint="bind every device of the group to vfio-pci (`pyvfio bind BDF`) or unbind it",
+    )
+
+
 class Group:
     """An open IOMMU group attached to ``container``."""
 
@@ -51,17 +72,7 @@ class Group:
         )
         if status.flags & uapi.VFIO_GROUP_FLAGS_VIABLE:
             return
-        offenders = []
-        for bdf in self._sysfs.group_members(self.number):
-            driver = self._sysfs.device(bdf).driver
-            if driver is not None and not driver.startswith("vfio") and driver != "pcieport":
-                offenders.append(f"{bdf} is also in it and bound to {driver}")
-        raise GroupNotViableError(
-            f"IOMMU group {self.number} is not viable: " + ("; ".join(offenders) or "see sysfs"),
-            device=self.path,
-            operation="open group",
-            hint="bind every device of the group to vfio-pci (`pyvfio bind BDF`) or unbind it",
-        )
+        raise not_viable(self._sysfs, self.number, self.path, "open group")
 
     @property
     def fd(self) -> int:

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from . import uapi
 from ._sys import ioctl, open_node
-from .errors import ClosedError, OutOfRangeError, VfioError
+from .errors import ClosedError, DeviceNotFoundError, OutOfRangeError, VfioError
 
 IOMMUFD_PATH = "/dev/iommu"
+FIRST_RANGES = 8  # room for this many IOVA ranges at first; EMSGSIZE says if more
 
 
 class Ioas:
@@ -28,12 +29,16 @@ class Ioas:
 
     def __init__(self, path: str = IOMMUFD_PATH) -> None:
         self.path = path
-        self._fd = open_node(
-            path,
-            device=path,
-            operation="open iommufd",
-            hint="the kernel needs CONFIG_IOMMUFD (or use the legacy backend)",
+        # Missing: the kernel lacks iommufd.  Present but refused: the
+        # permission hint open_node gives.
+        missing = not os.path.exists(path)
+        hint = (
+            "the kernel needs CONFIG_IOMMUFD; use the legacy backend "
+            "(backend='legacy' or PYVFIO_BACKEND=legacy)"
+            if missing
+            else None
         )
+        self._fd = open_node(path, device=path, operation="open iommufd", hint=hint)
         try:
             alloc = uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc))
             ioctl(self._fd, uapi.IOMMU_IOAS_ALLOC, alloc, device=path, operation="IOMMU_IOAS_ALLOC")
@@ -97,7 +102,7 @@ class Ioas:
 
     def iova_ranges(self) -> Sequence[tuple[int, int]]:
         """Usable IOVA ranges (inclusive); they narrow as devices attach."""
-        count = 8
+        count = FIRST_RANGES
         while True:
             ranges = (uapi.iommu_iova_range * count)()
             arg = uapi.iommu_ioas_iova_ranges(
@@ -150,13 +155,13 @@ class Ioas:
         arg = uapi.iommu_ioas_unmap(
             size=ctypes.sizeof(uapi.iommu_ioas_unmap), ioas_id=self.ioas_id, iova=iova, length=size
         )
-        ioctl(
-            self.fd,
-            uapi.IOMMU_IOAS_UNMAP,
-            arg,
-            device=self.name,
-            operation=f"IOMMU_IOAS_UNMAP(iova={iova:#x})",
-        )
+        operation = f"IOMMU_IOAS_UNMAP(iova={iova:#x})"
+        try:
+            ioctl(self.fd, uapi.IOMMU_IOAS_UNMAP, arg, device=self.name, operation=operation)
+        except DeviceNotFoundError as exc:  # ENOENT: not a missing device
+            raise OutOfRangeError(
+                f"nothing is mapped at {iova:#x}", device=self.name, operation=operation
+            ) from exc
         if arg.length != size:
             raise OutOfRangeError(
                 f"unmapped {arg.length:#x} of {size:#x} bytes",

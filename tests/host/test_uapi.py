@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pyvfio import uapi
-from pyvfio.vm import debugkernel
+from pyvfio.vm import debugkernel, kernels
 
 SYSTEM_INCLUDE = Path("/usr/include")
 KMOD_HEADER = (
@@ -119,9 +119,10 @@ def test_bindings_match_the_system_and_kmod_headers(tmp_path: Path) -> None:
 
 
 def test_bindings_match_the_linux_7_3_headers(tmp_path: Path) -> None:
+    if kernels.DEBUG_SERIES not in kernels.matrix():
+        pytest.skip(f"$KERNELS leaves out {kernels.DEBUG_SERIES}, whose tree has the headers")
     built = debugkernel.installed()
-    # `make setup` builds the debug kernel; without it this check cannot run.
-    assert built is not None, "no debug kernel built: run `make setup`"
+    assert built is not None, "no debug kernel built: run `pyvfio vm debug-kernel` (make setup)"
     _compare(tmp_path, built.uapi_include, frozenset())
 
 

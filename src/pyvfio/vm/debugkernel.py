@@ -25,13 +25,15 @@ virtme-ng version::
     kernels/7.3-debug.json        series, release, tree, key
 
 The build takes tens of minutes on two cores (docs/testing.md has the
-measured time); a second ``make setup`` finds it and does nothing.
+measured time); a second ``make setup`` finds it and only refreshes the
+package lists.  An interrupted build resumes where make stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -43,6 +45,8 @@ from pathlib import Path
 from ..errors import VmError
 from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock
 from .selftests import BASE, PACKAGE, SUITE
+
+log = logging.getLogger(__name__)
 
 FRAGMENT = Path(__file__).resolve().parents[3] / "tools" / "debug-kernel.config"
 ROOT = CACHE / "debug"
@@ -95,11 +99,23 @@ def installed() -> DebugKernel | None:
 
 
 def build(archive: str, security: str) -> DebugKernel:
-    """Build the debug kernel of the newest linux-source-7.3 unless already built."""
+    """Build the debug kernel of the newest linux-source-7.3 unless already built.
+
+    A new upload of the source package, or a changed fragment, builds a new
+    kernel (and removes the old tree).  If the package lists cannot be
+    refreshed (offline), a kernel already built is kept, with a warning.
+    """
     with cache_lock():
         apt = PrivateApt(BASE)
-        apt.update(archive, security)
-        version = apt.candidate(PACKAGE, SUITE)
+        current = installed()
+        try:
+            apt.update(archive, security)
+            version = apt.candidate(PACKAGE, SUITE)
+        except VmError as exc:
+            if current is None:
+                raise
+            log.warning("%s; keeping the debug kernel built from %s", exc, current.version)
+            return current
         if version is None:
             raise VmError(
                 f"{PACKAGE} is not in {SUITE}",
@@ -107,10 +123,13 @@ def build(archive: str, security: str) -> DebugKernel:
                 hint="update pyvfio.vm.selftests.PACKAGE",
             )
         key = cache_key(version, FRAGMENT.read_bytes())
-        current = installed()
         if current is not None and current.key == key:
             return current
-        return _build(apt, version, key)
+        built = _build(apt, version, key)
+        for old in ROOT.iterdir():  # the trees of earlier keys (a GiB or more each)
+            if old.name != key and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return built
 
 
 def _make_env() -> dict[str, str]:
@@ -125,20 +144,26 @@ def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
     tree = work / PACKAGE
     env = _make_env()
     start = time.monotonic()
-    if not (tree / "Makefile").exists():
+    if not (work / ".pyvfio-unpacked").exists():  # an interrupted unpack starts over
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (deb,) = apt.download([f"{PACKAGE}={version}"], SUITE, work / "deb")
+        tarball = f"./usr/src/{PACKAGE}.tar.xz"
         _run(
             [
                 "sh",
                 "-c",
-                f"dpkg-deb --fsys-tarfile {deb} | tar -xO ./usr/src/{PACKAGE}.tar.xz"
-                f" | tar -xJ -C {work}",
+                'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "$3"',
+                "-",
+                str(deb),
+                str(work / "deb"),
+                tarball,
             ],
             f"unpack {deb.name}",
         )
+        _run(["tar", "-xJf", str(work / "deb" / tarball), "-C", str(work)], f"unpack {PACKAGE}")
         shutil.rmtree(work / "deb")
+        (work / ".pyvfio-unpacked").touch()
     stamp = tree / ".pyvfio-configured"
     if not stamp.exists():
         _configure(tree, env)
@@ -158,13 +183,19 @@ def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
     )
     (staging / "boot").mkdir()
     shutil.copy2(tree / "arch/x86/boot/bzImage", staging / "boot" / f"vmlinuz-{release}")
+    # The release name does not change with the fragment: no index may point
+    # at another tree while the image is swapped (a crash here rebuilds).
+    _INDEX.unlink(missing_ok=True)
     if kernel.root.exists():
         shutil.rmtree(kernel.root)
     staging.rename(kernel.root)
+    # Seconds of this run: a resumed build counts only what it still did.
     built = DebugKernel(version, key, release, round(time.monotonic() - start, 1))
     record = json.dumps({**_kernel_record(kernel), "debug": built.__dict__}, indent=1) + "\n"
     (kernel.root.parent / "kernel.json").write_text(record)
-    _INDEX.write_text(record)
+    tmp = _INDEX.with_suffix(".tmp")
+    tmp.write_text(record)
+    tmp.rename(_INDEX)
     return built
 
 

@@ -38,6 +38,7 @@ HOST_TOOLS: dict[str, str] = {
     "xz": "xz-utils",  # unpacking linux-source for the selftests
     "dpdk-testpmd": "dpdk-dev",  # the DPDK client tests, in the guest
     "stdbuf": "coreutils",  # testpmd's output unbuffered on a pipe
+    "pgrep": "procps",  # tools/test.sh stops its guest boots when interrupted
     # building the debug kernel (debugkernel.py)
     "flex": "flex",
     "bison": "bison",

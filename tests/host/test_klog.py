@@ -50,3 +50,21 @@ def test_lockdep_and_atomic_sleep_reports_are_named() -> None:
         "lockdep inconsistent",
         "sleep in atomic",
     ]
+
+
+@pytest.mark.parametrize(
+    ("sample", "first"),
+    [
+        # A module taking two mutexes in both orders, then sleeping under a
+        # spinlock (the second report: "scheduling while atomic", a BUG).
+        ("captured-7.3-debug-circular.log", "lockdep circular"),
+        # A mutex taken under a spinlock: DEBUG_ATOMIC_SLEEP's report, then
+        # lockdep's "Invalid wait context".
+        ("captured-7.3-debug-atomic.log", "sleep in atomic"),
+    ],
+)
+def test_reports_captured_on_the_debug_kernel_are_caught(sample: str, first: str) -> None:
+    # Captured from the 7.3-debug guest (`pyvfio vm run --kernel 7.3-debug`)
+    # with a throw-away module doing just that; nothing of pyvfio's.
+    problems = find_problems((DATA / sample).read_text())
+    assert problems and problems[0].startswith(f"{first}: "), problems

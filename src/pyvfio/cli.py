@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,13 +91,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{'BDF':<13} {'ID':<9} {'CLASS':<6} {'GROUP':>5} {'DRIVER':<12} BARS")
+    # The driver column is as wide as its longest name ("i6300ESB timer" has a
+    # space: the columns must still line up, one device a line).
+    width = max([12, *(len(d.driver or "-") for d in devices)])
+    print(f"{'BDF':<13} {'ID':<9} {'CLASS':<6} {'GROUP':>5} {'DRIVER':<{width}} BARS")
     for d in devices:
         group = "-" if d.iommu_group is None else str(d.iommu_group)
         bars = " ".join(_bar_text(b) for b in d.bars) or "-"
         print(
             f"{d.bdf:<13} {d.id:<9} {d.class_code >> 8:04x}   {group:>5} "
-            f"{d.driver or '-':<12} {bars}"
+            f"{d.driver or '-':<{width}} {bars}"
         )
     return 0
 
@@ -469,3 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VfioError as exc:
         print(f"pyvfio: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `pyvfio list --json | head`: the reader left; say nothing more, and
+        # keep Python from failing again on flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a writer killed by SIGPIPE

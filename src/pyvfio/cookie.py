@@ -26,6 +26,9 @@ class MemoryAttr(enum.IntEnum):
     UC = uapi.VFIO_MMAP_ATTR_UC
     WC = uapi.VFIO_MMAP_ATTR_WC
 
+    def __str__(self) -> str:  # the name: IntEnum would print the number
+        return self.name
+
 
 class MemoryType(enum.IntEnum):
     """What the platform applies, as x86 PAT names it in pat_memtype_list."""
@@ -48,6 +51,9 @@ class MemoryType(enum.IntEnum):
             MemoryType.WT: "write-through",
             MemoryType.WP: "write-protect",
         }.get(self, "unknown")
+
+    def __str__(self) -> str:  # the name: IntEnum would print the number
+        return self.name
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ class IrqIndex(enum.IntEnum):
     ERR = uapi.VFIO_PCI_ERR_IRQ_INDEX
     REQ = uapi.VFIO_PCI_REQ_IRQ_INDEX
 
+    def __str__(self) -> str:  # the name: IntEnum would print the number
+        return self.name
+
 
 class IrqFlags(enum.IntFlag):
     EVENTFD = uapi.VFIO_IRQ_INFO_EVENTFD

@@ -111,7 +111,14 @@ class Sysfs:
         return found[0].parent.name if found else None
 
     def addresses(self) -> list[str]:
-        return sorted(p.name for p in (self.root / "devices").iterdir())
+        try:
+            return sorted(p.name for p in (self.root / "devices").iterdir())
+        except FileNotFoundError:
+            raise DeviceNotFoundError(
+                f"no PCI devices directory under {self.root}",
+                operation="list devices",
+                hint="is sysfs mounted, and is the path /sys/bus/pci?",
+            ) from None
 
     def device(self, bdf: str) -> PciDevice:
         path = self._dev(bdf)

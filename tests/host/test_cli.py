@@ -2,6 +2,8 @@
 """The CLI on a fake sysfs: listing, JSON schema, filters, errors."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,36 @@ def test_unknown_device_is_a_clear_error(
     assert main(["--sysfs", str(two_devices), "bind", "0000:00:1f.0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pyvfio: error: 0000:00:1f.0: no such PCI device")
+
+
+def test_list_keeps_its_columns_with_a_driver_name_with_a_space(
+    sysfs_root: Path, fake_device: FakeDevice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_device("0000:00:03.0", 0x8086, 0x25AB, 0x088000, driver="i6300ESB timer", group=3)
+    fake_device("0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00, group=10)
+    assert main(["--sysfs", str(sysfs_root), "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    bars = header.index("BARS")
+    assert [row[bars:].strip() for row in rows] == ["-", "-"]
+    assert rows[0][header.index("DRIVER") : bars].strip() == "i6300ESB timer"
+
+
+def test_list_into_a_closed_pipe_ends_quietly(two_devices: Path) -> None:
+    # `pyvfio list --json | head -1`: no BrokenPipeError traceback.
+    proc = subprocess.run(
+        f"{sys.executable} -m pyvfio --sysfs {two_devices} list --json | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout == "{\n"
+    assert proc.stderr == ""
+
+
+def test_a_missing_sysfs_is_an_error_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--sysfs", str(tmp_path / "nonexistent"), "list"]) == 1
+    err = capsys.readouterr().err
+    assert "no PCI devices directory" in err and "is sysfs mounted" in err

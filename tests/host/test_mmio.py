@@ -4,12 +4,15 @@
 (Access width on a real device register is proven in tests/guest.)
 """
 
+import json
 import mmap
 from collections.abc import Iterator
 
 import pytest
 
-from pyvfio import ClosedError, OutOfRangeError, UnsupportedError, mmio
+from pyvfio import ClosedError, OutOfRangeError, UnsupportedError, mmio, uapi
+from pyvfio.cookie import MemoryAttr, MemoryType
+from pyvfio.irq import IrqIndex
 from pyvfio.mmio import Mapping, _PyWindow
 
 BACKENDS = ["c", "python"]
@@ -117,3 +120,9 @@ def test_close_with_a_live_view_still_closes(caplog: pytest.LogCaptureFixture) -
     with pytest.raises(ClosedError):
         mapping.read32(0)
     view.release()
+
+
+def test_enums_print_their_names() -> None:
+    # print(mapping.memory_type) said "2"; the numbers stay for ==, JSON and ioctls.
+    assert (str(MemoryType.WC), f"{MemoryAttr.UC}", str(IrqIndex.MSIX)) == ("WC", "UC", "MSIX")
+    assert MemoryType.WC == uapi.VFIO_MEMTYPE_WC and json.dumps(IrqIndex.MSIX) == "2"

@@ -25,14 +25,29 @@ typedef struct {
 	PyObject *name;	/* for error messages */
 } Window;
 
+/*
+ * An int no access can take (negative for a value, beyond 64 bits) is the
+ * caller's range error, as 1 << 32 for write32 is, not Python's OverflowError.
+ * Only on the error path: the accessors' fast path is unchanged.
+ */
+static void overflow_to_range(Window *self, const char *op, const char *what, PyObject *arg)
+{
+	if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+		return;
+	PyErr_Clear();
+	PyErr_Format(out_of_range_error, "%S: %s: %s %R is out of range", self->name, op, what, arg);
+}
+
 /* Return the address of [offset, offset + width), or NULL with an error set. */
 static inline volatile char *
 window_at(Window *self, PyObject *arg, Py_ssize_t width, const char *op)
 {
 	Py_ssize_t offset = PyLong_AsSsize_t(arg);
 
-	if (offset == -1 && PyErr_Occurred())
+	if (offset == -1 && PyErr_Occurred()) {
+		overflow_to_range(self, op, "offset", arg);
 		return NULL;
+	}
 	if (!self->base) {
 		PyErr_Format(closed_error, "%S: %s: mapping is closed", self->name, op);
 		return NULL;
@@ -75,8 +90,10 @@ window_write##bits(Window *self, PyObject *const *args, Py_ssize_t nargs)	\
 		return NULL;							\
 	}									\
 	value = PyLong_AsUnsignedLongLong(args[1]);				\
-	if (value == (unsigned long long)-1 && PyErr_Occurred())		\
+	if (value == (unsigned long long)-1 && PyErr_Occurred()) {		\
+		overflow_to_range(self, "write" #bits, "value", args[1]);	\
 		return NULL;							\
+	}									\
 	if (bits < 64 && value >> (bits % 64)) {				\
 		PyErr_Format(out_of_range_error,				\
 			     "%S: write" #bits ": value %llu does not fit in "	\

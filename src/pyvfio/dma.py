@@ -72,10 +72,12 @@ class IovaAllocator:
         + 1); ``align`` a power of two, at least the page size.
         """
         if size <= 0:
-            raise ValueError("size must be positive")
+            raise OutOfRangeError(f"size must be positive, not {size}", operation="allocate IOVA")
         align = max(align or self.page_size, self.page_size)
         if align & (align - 1):
-            raise ValueError("align must be a power of two")
+            raise OutOfRangeError(
+                f"align must be a power of two, not {align:#x}", operation="allocate IOVA"
+            )
         size = _align_up(size, self.page_size)
         for i, (start, end) in enumerate(self._free):
             iova = _align_up(start, align)
@@ -127,6 +129,13 @@ class DmaBuffer:
         writable_by_device: bool = True,
     ) -> None:
         self._dma = dma
+        if size <= 0:
+            raise OutOfRangeError(
+                f"a DMA buffer of {size} bytes",
+                device=dma.backend.name,
+                operation="allocate DMA buffer",
+                hint="ask for a positive size",
+            )
         page = HUGEPAGE_SIZE if hugepages else mmap.PAGESIZE
         self.size = _align_up(size, page)
         flags = mmap.MAP_SHARED | (MAP_HUGETLB if hugepages else 0)

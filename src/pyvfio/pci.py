@@ -35,7 +35,7 @@ NUM_BARS = 6
 
 def normalize_bdf(bdf: str) -> str:
     """Return the full ``DDDD:BB:DD.F`` form of a PCI address, lower case."""
-    m = _BDF_RE.match(bdf.strip())
+    m = _BDF_RE.match(bdf.strip()) if isinstance(bdf, str) else None
     if not m:
         raise DeviceNotFoundError(
             f"{bdf!r} is not a PCI address",

@@ -3,7 +3,7 @@
 
 import pytest
 
-from pyvfio.dma import IovaAllocator
+from pyvfio.dma import DmaSpace, IovaAllocator
 from pyvfio.errors import OutOfRangeError
 
 PAGE = 4096
@@ -64,3 +64,33 @@ def test_bad_requests() -> None:
         alloc.allocate(PAGE, align=3 * PAGE)
     with pytest.raises(ValueError, match="not allocated"):
         alloc.free(0x1234000)
+
+
+class _FakeIommu:
+    """An IommuBackend that records maps: DMA bookkeeping without a device."""
+
+    name = "fake-iommu"
+
+    def __init__(self) -> None:
+        self.maps: list[tuple[int, int]] = []
+
+    def iova_ranges(self) -> list[tuple[int, int]]:
+        return list(X86_RANGES)
+
+    def map_dma(self, vaddr: int, iova: int, size: int, *, readable: bool, writable: bool) -> None:
+        self.maps.append((iova, size))
+
+    def unmap_dma(self, iova: int, size: int) -> None:
+        self.maps.remove((iova, size))
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_buffer_of_no_size_is_refused_and_nothing_is_mapped(size: int) -> None:
+    iommu = _FakeIommu()
+    space = DmaSpace(iommu)
+    with pytest.raises(OutOfRangeError, match=f"a DMA buffer of {size} bytes") as info:
+        space.allocate(size)
+    assert info.value.hint == "ask for a positive size"
+    assert iommu.maps == [] and space.buffers == []
+    space.allocate(1).close()  # the space is unharmed
+    assert iommu.maps == []

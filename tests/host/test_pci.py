@@ -25,10 +25,13 @@ def test_normalize_bdf(text: str, full: str) -> None:
     assert normalize_bdf(text) == full
 
 
-@pytest.mark.parametrize("bad", ["", "0:3.0", "00:03", "00:20.0", "00:03.8", "zz:03.0"])
-def test_bad_bdf_is_refused_with_hint(bad: str) -> None:
-    with pytest.raises(DeviceNotFoundError, match="pyvfio list"):
-        normalize_bdf(bad)
+@pytest.mark.parametrize(
+    "bad", ["", "0:3.0", "00:03", "00:20.0", "00:03.8", "zz:03.0", None, 3, b"00:03.0"]
+)
+def test_bad_bdf_is_refused_with_hint(bad: object) -> None:
+    # Device.open(None) once gave a raw AttributeError.
+    with pytest.raises(DeviceNotFoundError, match="is not a PCI address.*pyvfio list"):
+        normalize_bdf(bad)  # type: ignore[arg-type]
 
 
 def test_device_snapshot(sysfs_root: Path, fake_device: FakeDevice) -> None:

@@ -30,7 +30,7 @@ def test_normalize_bdf(text: str, full: str) -> None:
 )
 def test_bad_bdf_is_refused_with_hint(bad: object) -> None:
     # Device.open(None) once gave a raw AttributeError.
-    with pytest.raises(DeviceNotFoundError, match="is not a PCI address.*pyvfio list"):
+    with pytest.raises(DeviceNotFoundError, match=r"is not a PCI address.*pyvfio list"):
         normalize_bdf(bad)  # type: ignore[arg-type]
 
 

@@ -232,6 +232,13 @@ class Device(DeviceFd):
 
     def region(self, index: int) -> Region:
         """Region ``index``: 0-5 BARs, 6 ROM, 7 config space, 8 VGA, then device-specific."""
+        if not isinstance(index, int):
+            raise InvalidArgumentError(
+                f"a region index is an int, not {index!r}",
+                device=self.bdf,
+                operation="region",
+                hint="0-5 for the BARs, 7 for config space (pyvfio.uapi.VFIO_PCI_*_REGION_INDEX)",
+            )
         if not 0 <= index < self.info.num_regions:
             raise UnsupportedError(
                 f"region {index} does not exist (the device has {self.info.num_regions})",

@@ -188,7 +188,12 @@ class Region:
         """
         if wc:
             if attr not in (None, MemoryAttr.WC):
-                raise ValueError("wc=True contradicts attr")
+                raise InvalidArgumentError(
+                    f"wc=True contradicts attr={getattr(attr, 'name', attr)}",
+                    device=self._device.bdf,
+                    operation=self._where("map"),
+                    hint="pass wc=True or attr=MemoryAttr.X, not both",
+                )
             attr = MemoryAttr.WC
         bdf = self._device.bdf
         areas = self.info.mmap_areas

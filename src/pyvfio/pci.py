@@ -9,10 +9,12 @@ ID.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +175,29 @@ class Sysfs:
             )
         log.info("%s: bound to %s (was %s)", dev.bdf, driver, dev.driver)
         return dev.driver
+
+    @contextlib.contextmanager
+    def bound(self, bdf: str, driver: str = "vfio-pci") -> Iterator[PciDevice]:
+        """Bind ``bdf`` to ``driver`` for a ``with`` block; afterwards (error or
+        not) the device is back as it was: on its previous driver with its
+        previous driver_override, or unbound if it had none."""
+        before = self.device(bdf)
+        self.bind(before.bdf, driver)
+        try:
+            yield self.device(before.bdf)
+        finally:
+            if before.driver != driver:
+                self._return_to(before)
+
+    def _return_to(self, before: PciDevice) -> None:
+        path = self._dev(before.bdf)
+        if before.driver is not None:
+            self.bind(before.bdf, before.driver)
+        elif (path / "driver").exists():
+            _write(path / "driver" / "unbind", before.bdf, before.bdf, "unbind")
+        # driver_override only steers the next probe: the binding stays.
+        override = before.driver_override or "\n"
+        _write(path / "driver_override", override, before.bdf, "restore driver_override")
 
     def unbind(self, bdf: str) -> str | None:
         """Release ``bdf`` from its driver and let the kernel pick its default one.

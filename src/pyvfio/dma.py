@@ -12,12 +12,14 @@ from __future__ import annotations
 import bisect
 import ctypes
 import mmap
+import struct
 from collections.abc import Sequence
 from typing import Protocol
 
 from ._sys import close_mmap
 from .errors import ClosedError, OutOfRangeError, VfioError
 
+_U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
 MAP_HUGETLB = 0x40000  # <linux/mman.h>; Python's mmap module does not export it
 HUGEPAGE_SIZE = 2 << 20
 
@@ -169,6 +171,55 @@ class DmaBuffer:
     @property
     def closed(self) -> bool:
         return self._mm is None
+
+    # Little-endian fields, as descriptors and queue entries are laid out
+    # (struct.pack_into by hand otherwise).  They are ordinary stores: the
+    # README's "DMA and ordering" says when the device sees them.
+
+    def _at(self, offset: int, width: int, op: str) -> int:
+        if self._mm is None:
+            raise ClosedError("DMA buffer is closed", device=self._dma.backend.name, operation=op)
+        if not 0 <= offset <= self.size - width:
+            raise OutOfRangeError(
+                f"offset {offset:#x} width {width} is outside the {self.size:#x}-byte buffer",
+                device=self._dma.backend.name,
+                operation=op,
+            )
+        return offset
+
+    def read8(self, offset: int) -> int:
+        return self.view[self._at(offset, 1, "read8")]
+
+    def read16(self, offset: int) -> int:
+        return int(_U16.unpack_from(self.view, self._at(offset, 2, "read16"))[0])
+
+    def read32(self, offset: int) -> int:
+        return int(_U32.unpack_from(self.view, self._at(offset, 4, "read32"))[0])
+
+    def read64(self, offset: int) -> int:
+        return int(_U64.unpack_from(self.view, self._at(offset, 8, "read64"))[0])
+
+    def write8(self, offset: int, value: int) -> None:
+        self._store(_U8, offset, value, "write8")
+
+    def write16(self, offset: int, value: int) -> None:
+        self._store(_U16, offset, value, "write16")
+
+    def write32(self, offset: int, value: int) -> None:
+        self._store(_U32, offset, value, "write32")
+
+    def write64(self, offset: int, value: int) -> None:
+        self._store(_U64, offset, value, "write64")
+
+    def _store(self, fmt: struct.Struct, offset: int, value: int, op: str) -> None:
+        at = self._at(offset, fmt.size, op)
+        if not 0 <= value < 1 << (8 * fmt.size):
+            raise OutOfRangeError(
+                f"value {value} does not fit in {8 * fmt.size} bits",
+                device=self._dma.backend.name,
+                operation=op,
+            )
+        fmt.pack_into(self.view, at, value)
 
     def close(self) -> None:
         if self._mm is None:

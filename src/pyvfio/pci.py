@@ -145,6 +145,12 @@ class Sysfs:
         """All functions with this vendor:device ID, in address order."""
         return [d for d in self.devices() if (d.vendor, d.device) == (vendor, device)]
 
+    def find_class(self, class_code: int, mask: int = 0xFFFF00) -> list[PciDevice]:
+        """All functions of a class, in address order: ``0x010800`` with the
+        default mask is every NVMe controller (class 01, subclass 08, any
+        prog-if); ``mask=0xFF0000`` matches the base class only."""
+        return [d for d in self.devices() if d.class_code & mask == class_code & mask]
+
     def group_members(self, group: int) -> list[str]:
         path = self.root.parent.parent / "kernel" / "iommu_groups" / str(group) / "devices"
         return sorted(p.name for p in path.iterdir()) if path.exists() else []

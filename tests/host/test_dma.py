@@ -4,7 +4,7 @@
 import pytest
 
 from pyvfio.dma import DmaSpace, IovaAllocator
-from pyvfio.errors import OutOfRangeError
+from pyvfio.errors import ClosedError, OutOfRangeError
 
 PAGE = 4096
 # What type1 reports under an Intel IOMMU: everything but the MSI window.
@@ -94,3 +94,27 @@ def test_a_buffer_of_no_size_is_refused_and_nothing_is_mapped(size: int) -> None
     assert iommu.maps == [] and space.buffers == []
     space.allocate(1).close()  # the space is unharmed
     assert iommu.maps == []
+
+
+def test_buffer_accessors_are_little_endian_and_checked() -> None:
+    iommu = _FakeIommu()
+    with DmaSpace(iommu).allocate(4096) as buf:
+        buf.write32(8, 0x11223344)
+        buf.write64(16, 0x0102030405060708)
+        buf.write16(2, 0xBEEF)
+        buf.write8(0, 0xA5)
+        assert bytes(buf.view[:4]) == b"\xa5\x00\xef\xbe"
+        assert bytes(buf.view[8:12]) == b"\x44\x33\x22\x11"
+        assert (buf.read8(0), buf.read16(2), buf.read32(8)) == (0xA5, 0xBEEF, 0x11223344)
+        assert buf.read64(16) == 0x0102030405060708
+        for call in (
+            lambda: buf.write32(4094, 0),  # crosses the end
+            lambda: buf.read64(-8),
+            lambda: buf.write16(0, 1 << 16),
+            lambda: buf.write8(0, -1),
+        ):
+            with pytest.raises(OutOfRangeError):
+                call()
+        assert buf.read32(4092) == 0 and buf.read8(0) == 0xA5  # nothing written
+    with pytest.raises(ClosedError):
+        buf.read32(0)

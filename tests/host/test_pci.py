@@ -82,3 +82,16 @@ def test_vfio_cdev_only_where_the_kernel_made_a_char_device(
     assert sysfs.vfio_cdev("0000:00:0b.0") is None  # 6.1-6.5, or no VFIO_DEVICE_CDEV
     (dev / "vfio-dev" / "vfio0" / "dev").write_text("238:0\n")
     assert sysfs.vfio_cdev("0000:00:0b.0") == "vfio0"
+
+
+def test_find_by_class(sysfs_root: Path, fake_device: FakeDevice) -> None:
+    fake_device("0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00)
+    fake_device("0000:00:0c.0", 0x1B36, 0x0010, 0x010802)
+    fake_device("0000:00:0d.0", 0x8086, 0x2922, 0x010601)
+    sysfs = Sysfs(sysfs_root)
+    assert [d.bdf for d in sysfs.find_class(0x010800)] == ["0000:00:0c.0"]
+    assert [d.bdf for d in sysfs.find_class(0x010000, 0xFF0000)] == [
+        "0000:00:0c.0",
+        "0000:00:0d.0",
+    ]
+    assert sysfs.find_class(0x020000) == []

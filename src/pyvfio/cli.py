@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import kmod, uapi
+from . import __version__, kmod, mmio, uapi
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
 from .cookie import supported_attrs
 from .device import Device
@@ -352,8 +352,27 @@ def cmd_vm_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def version_text() -> str:
+    """`pyvfio --version`: the package, how registers are accessed, the module's state."""
+    if mmio.BACKEND == "c":
+        access = "C extension (pyvfio._mmio)"
+    else:
+        access = f"pure-Python fallback, no write_barrier: {mmio.FALLBACK_HINT}"
+    release = os.uname().release
+    if kmod.is_loaded():
+        module = "loaded"
+    elif kmod.built_for(release).exists():
+        module = f"built for {release} ({kmod.built_for(release)}), not loaded"
+    else:
+        module = f"not built for {release} (make kmod)"
+    return f"pyvfio {__version__}\nregister access: {access}\nvfio_pci_cookie: {module}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyvfio", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pyvfio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--sysfs", default="/sys/bus/pci", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -390,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bdf")
     p.set_defaults(func=cmd_unbind)
 
+    _add_vm_parser(sub)
+    return parser
+
+
+def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vm = sub.add_parser("vm", help="the test VM").add_subparsers(dest="vm_verb", required=True)
     p = vm.add_parser(
         "run",
@@ -463,7 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vm_kernels)
     p = vm.add_parser("check", help="check that every tool the VM and the matrix use is present")
     p.set_defaults(func=cmd_vm_check)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ issue a store fence, so ``write_barrier()`` raises UnsupportedError.
 
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
 import sys
@@ -145,7 +146,7 @@ class _PyWindow:
             "write_barrier needs the C helper pyvfio._mmio",
             device=self._name,
             operation="write_barrier",
-            hint="reinstall pyvfio with a C compiler available",
+            hint=FALLBACK_HINT,
         )
 
     def _release(self) -> None:
@@ -173,7 +174,23 @@ else:
     except ImportError:
         _Window = _PyWindow
         BACKEND = "python"
-        log.warning("pyvfio._mmio not built: using the pure-Python MMIO fallback")
+
+FALLBACK_HINT = (
+    "install gcc and python3-dev, then `pip install --no-cache-dir --force-reinstall pyvfio` "
+    "(pip reuses its cached wheel otherwise)"
+)
+
+
+@functools.cache
+def _warn_fallback_once() -> None:
+    """Said once per process (cached), and only where it matters: when a region
+    is mapped, not at import, so `pyvfio list` and `info` stay quiet."""
+    if BACKEND == "python":
+        log.warning(
+            "pyvfio._mmio is not built: register access uses the pure-Python fallback, "
+            "which cannot fence (write_barrier); %s",
+            FALLBACK_HINT,
+        )
 
 
 class Mapping(_Window):
@@ -189,6 +206,7 @@ class Mapping(_Window):
     def __init__(
         self, mm: mmap.mmap, name: str, region_offset: int = 0, cookie: Cookie | None = None
     ) -> None:
+        _warn_fallback_once()
         super().__init__(mm, name)
         self._mm: mmap.mmap | None = mm
         self.name = name

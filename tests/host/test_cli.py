@@ -128,3 +128,14 @@ def test_a_missing_sysfs_is_an_error_with_a_hint(
     assert main(["--sysfs", str(tmp_path / "nonexistent"), "list"]) == 1
     err = capsys.readouterr().err
     assert "no PCI devices directory" in err and "is sysfs mounted" in err
+
+
+def test_version_says_how_registers_are_accessed_and_where_the_module_is() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvfio", "--version"], capture_output=True, text=True, check=True
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("pyvfio 0.")
+    assert lines[1] == "register access: C extension (pyvfio._mmio)"  # built by make setup
+    assert lines[2].startswith("vfio_pci_cookie: ")
+    assert proc.stderr == ""

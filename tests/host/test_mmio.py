@@ -131,3 +131,19 @@ def test_enums_print_their_names() -> None:
     # print(mapping.memory_type) said "2"; the numbers stay for ==, JSON and ioctls.
     assert (str(MemoryType.WC), f"{MemoryAttr.UC}", str(IrqIndex.MSIX)) == ("WC", "UC", "MSIX")
     assert MemoryType.WC == uapi.VFIO_MEMTYPE_WC and json.dumps(IrqIndex.MSIX) == "2"
+
+
+def test_the_fallback_is_announced_once_and_only_when_mapping(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(mmio, "BACKEND", "python")
+    mmio._warn_fallback_once.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="pyvfio.mmio"):
+            assert caplog.records == []  # importing and listing say nothing
+            for _ in range(3):
+                Mapping(mmap.mmap(-1, 4096), "anon").close()
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1 and "--no-cache-dir --force-reinstall" in warnings[0]
+    finally:
+        mmio._warn_fallback_once.cache_clear()

@@ -134,8 +134,9 @@ def _cap_text(doc: dict[str, Any]) -> str:
     return str(doc["kind"])
 
 
-def device_report(dev: Device) -> dict[str, Any]:
-    """What `pyvfio info` shows, as a JSON-ready dict (schema JSON_SCHEMA_VERSION)."""
+def device_report(dev: Device, pci: PciDevice) -> dict[str, Any]:
+    """What `pyvfio info` shows, as a JSON-ready dict (schema JSON_SCHEMA_VERSION);
+    ``pci`` is the device's sysfs snapshot, so the report names what it describes."""
     regions = []
     for region in dev.regions():
         info = region.info
@@ -172,6 +173,9 @@ def device_report(dev: Device) -> dict[str, Any]:
     return {
         "schema": JSON_SCHEMA_VERSION,
         "bdf": dev.bdf,
+        "vendor": f"{pci.vendor:04x}",
+        "device": f"{pci.device:04x}",
+        "class": f"{pci.class_code:06x}",
         "driver": dev.driver,
         # how the device was opened: "iommufd" (cdev) or "legacy" (group)
         "backend": str(dev.backend),
@@ -187,8 +191,9 @@ def device_report(dev: Device) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with Device.open(args.bdf, sysfs=Sysfs(Path(args.sysfs)), backend=args.backend) as dev:
-        report = device_report(dev)
+    sysfs = Sysfs(Path(args.sysfs))
+    with Device.open(args.bdf, sysfs=sysfs, backend=args.backend) as dev:
+        report = device_report(dev, sysfs.device(dev.bdf))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -196,7 +201,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{report['bdf']}: flags {','.join(report['flags'])}, "
         f"{report['num_regions']} regions, {report['num_irqs']} IRQ indexes"
     )
-    print(f"  driver {report['driver']}, {report['backend']} backend ({report['iommu']})")
+    print(
+        f"  {report['vendor']}:{report['device']} class {report['class']}, "
+        f"driver {report['driver']}, {report['backend']} backend ({report['iommu']})"
+    )
     print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  {'ATTRS':<6} CAPS")
     for r in report["regions"]:
         if not r["size"]:

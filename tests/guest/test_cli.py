@@ -28,7 +28,16 @@ def test_info_json_matches_the_kernel(any_device: str) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["schema"] == 1 and report["bdf"] == any_device
+    pci = Sysfs().device(any_device)
+    # The report says what it describes, and how it was opened.
+    assert (report["vendor"], report["device"], report["class"]) == (
+        f"{pci.vendor:04x}",
+        f"{pci.device:04x}",
+        f"{pci.class_code:06x}",
+    )
+    assert report["driver"] == pci.driver
     with Device.open(any_device) as dev:
+        assert report["backend"] == str(dev.backend) and report["iommu"]
         assert report["num_regions"] == dev.info.num_regions
         assert [(r["index"], r["size"], r["offset"]) for r in report["regions"]] == [
             (r.index, r.size, r.info.offset) for r in dev.regions()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import uapi
 from ._sys import ioctl, open_node
 from .caps import IommuInfo, parse_iommu_info
-from .errors import ClosedError, OutOfRangeError, UnsupportedError
+from .errors import ClosedError, OutOfRangeError, UnsupportedError, VfioError, explain_overlap
 
 CONTAINER_PATH = "/dev/vfio/vfio"
 
@@ -120,13 +120,17 @@ class Container:
             iova=iova,
             size=size,
         )
-        ioctl(
-            self.fd,
-            uapi.VFIO_IOMMU_MAP_DMA,
-            arg,
-            device=self.path,
-            operation=f"VFIO_IOMMU_MAP_DMA(iova={iova:#x}, size={size:#x})",
-        )
+        try:
+            ioctl(
+                self.fd,
+                uapi.VFIO_IOMMU_MAP_DMA,
+                arg,
+                device=self.path,
+                operation=f"VFIO_IOMMU_MAP_DMA(iova={iova:#x}, size={size:#x})",
+            )
+        except VfioError as exc:
+            explain_overlap(exc)
+            raise
 
     def unmap_dma(self, iova: int, size: int) -> None:
         arg = uapi.vfio_iommu_type1_dma_unmap(

@@ -274,6 +274,19 @@ class Device(DeviceFd):
                 operation="enable irq",
                 hint="close() the Interrupts object first",
             )
+        # A function signals through one of INTx, MSI and MSI-X at a time; the
+        # kernel's EINVAL for a second one does not say why.
+        exclusive = (irq.IrqIndex.INTX, irq.IrqIndex.MSI, irq.IrqIndex.MSIX)
+        if index in exclusive:
+            for other, ints in self._irqs.items():
+                if other != index and other in exclusive and ints.eventfds:
+                    raise BusyError(
+                        f"{ints.info.name} is enabled: a device interrupts through one of "
+                        "INTx, MSI and MSI-X at a time",
+                        device=self.bdf,
+                        operation=f"enable {irq.irq_name(index)}",
+                        hint=f"close() the {ints.info.name} Interrupts object first",
+                    )
         ints = irq.enable(self, index, count)
         self._irqs[index] = ints
         return ints

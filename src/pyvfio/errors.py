@@ -107,3 +107,13 @@ def from_oserror(
     if cls is PermissionDeniedError and hint is None:
         hint = "run as root or give your user access to /dev/vfio"
     return cls(message, device=device, operation=operation, errno=exc.errno, hint=hint)
+
+
+def explain_overlap(exc: VfioError) -> None:
+    """A DMA map over IOVAs already mapped answers EEXIST, which reads as
+    "file exists": say what it means (either backend)."""
+    if exc.errno == _errno.EEXIST and exc.hint is None:
+        exc.hint = (
+            "part of this IOVA range is already mapped: unmap it first, or let "
+            "dev.dma_buffer() choose free IOVAs"
+        )

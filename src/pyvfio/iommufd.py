@@ -18,7 +18,13 @@ from collections.abc import Sequence
 
 from . import uapi
 from ._sys import ioctl, open_node
-from .errors import ClosedError, DeviceNotFoundError, OutOfRangeError, VfioError
+from .errors import (
+    ClosedError,
+    DeviceNotFoundError,
+    OutOfRangeError,
+    VfioError,
+    explain_overlap,
+)
 
 IOMMUFD_PATH = "/dev/iommu"
 FIRST_RANGES = 8  # room for this many IOVA ranges at first; EMSGSIZE says if more
@@ -143,13 +149,17 @@ class Ioas:
             length=size,
             iova=iova,
         )
-        ioctl(
-            self.fd,
-            uapi.IOMMU_IOAS_MAP,
-            arg,
-            device=self.name,
-            operation=f"IOMMU_IOAS_MAP(iova={iova:#x}, size={size:#x})",
-        )
+        try:
+            ioctl(
+                self.fd,
+                uapi.IOMMU_IOAS_MAP,
+                arg,
+                device=self.name,
+                operation=f"IOMMU_IOAS_MAP(iova={iova:#x}, size={size:#x})",
+            )
+        except VfioError as exc:
+            explain_overlap(exc)
+            raise
 
     def unmap_dma(self, iova: int, size: int) -> None:
         arg = uapi.iommu_ioas_unmap(

@@ -146,14 +146,25 @@ class Interrupts:
         self._check(vector)
         _set_irqs(self._device, self.info.index, uapi.VFIO_IRQ_SET_DATA_NONE | action, vector, 1)
 
-    def mask(self, vector: int = 0) -> None:
+    def _maskable(self, operation: str) -> None:
+        # vfio-pci masks only INTx (which it masks itself when it fires); MSI
+        # and MSI-X answer ENOTTY, which says nothing to a reader.
         if not self.info.flags & IrqFlags.MASKABLE:
             raise UnsupportedError(
-                f"{self.info.name} is not maskable", device=self._device.bdf, operation="mask"
+                f"{self.info.name} is not maskable through VFIO",
+                device=self._device.bdf,
+                operation=operation,
+                hint="mask it at the device (MSI-X vector control, or a device register); "
+                "VFIO masks and unmasks INTx only",
             )
+
+    def mask(self, vector: int = 0) -> None:
+        self._maskable("mask")
         self._action(vector, uapi.VFIO_IRQ_SET_ACTION_MASK)
 
     def unmask(self, vector: int = 0) -> None:
+        """Unmask INTx after handling it (vfio-pci masks it when it fires)."""
+        self._maskable("unmask")
         self._action(vector, uapi.VFIO_IRQ_SET_ACTION_UNMASK)
 
     def trigger(self, vector: int = 0) -> None:

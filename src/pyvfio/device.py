@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import logging
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -312,6 +313,13 @@ class Device(DeviceFd):
         return self.dma.allocate(
             size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
         )
+
+    def dma_map(
+        self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
+    ) -> DmaBuffer:
+        """Map memory you already have (an mmap of whole pages) for the device's
+        DMA; the buffer's ``close()`` unmaps it from the IOMMU and leaves it yours."""
+        return self.dma.map_memory(memory, limit=limit, writable_by_device=writable_by_device)
 
     # -- reset ---------------------------------------------------------
 

@@ -115,10 +115,13 @@ class IovaAllocator:
 
 
 class DmaBuffer:
-    """Anonymous host memory mapped for device DMA at ``iova``.
+    """Host memory mapped for device DMA at ``iova``.
 
-    ``view`` is a writable memoryview of the buffer.  Release any views taken
-    from it before ``close()``, which unmaps it from the IOMMU and the process.
+    Anonymous memory of its own, or the caller's ``memory`` (an mmap of whole
+    pages: ``DmaSpace.map_memory``).  ``view`` is a writable memoryview of the
+    buffer.  Release any views taken from it before ``close()``, which unmaps
+    it from the IOMMU and, if the buffer made it, from the process; the
+    caller's mmap stays the caller's (and cannot be closed while mapped).
     """
 
     def __init__(
@@ -129,8 +132,19 @@ class DmaBuffer:
         hugepages: bool = False,
         limit: int | None = None,
         writable_by_device: bool = True,
+        memory: mmap.mmap | None = None,
     ) -> None:
         self._dma = dma
+        self._owned = memory is None
+        if memory is not None:
+            size = len(memory)
+            if size % mmap.PAGESIZE:
+                raise OutOfRangeError(
+                    f"an mmap of {size:#x} bytes is not whole pages",
+                    device=dma.backend.name,
+                    operation="map memory for DMA",
+                    hint=f"map a multiple of {mmap.PAGESIZE} bytes",
+                )
         if size <= 0:
             raise OutOfRangeError(
                 f"a DMA buffer of {size} bytes",
@@ -142,7 +156,9 @@ class DmaBuffer:
         self.size = _align_up(size, page)
         flags = mmap.MAP_SHARED | (MAP_HUGETLB if hugepages else 0)
         try:
-            self._mm: mmap.mmap | None = mmap.mmap(-1, self.size, flags=flags)
+            self._mm: mmap.mmap | None = (
+                memory if memory is not None else mmap.mmap(-1, self.size, flags=flags)
+            )
         except OSError as exc:
             hint = (
                 "reserve hugepages first: echo N > /proc/sys/vm/nr_hugepages" if hugepages else None
@@ -164,7 +180,8 @@ class DmaBuffer:
             )
         except BaseException:
             dma.allocator.free(self.iova)
-            self._mm.close()
+            if self._owned:
+                self._mm.close()
             raise
         self.view = memoryview(self._mm)
 
@@ -230,7 +247,8 @@ class DmaBuffer:
             self._dma.allocator.free(self.iova)
             self._dma.forget(self)
             self.view.release()
-            close_mmap(self._mm, f"DMA buffer at IOVA {self.iova:#x}")
+            if self._owned:
+                close_mmap(self._mm, f"DMA buffer at IOVA {self.iova:#x}")
             self._mm = None
 
     def __enter__(self) -> DmaBuffer:
@@ -267,6 +285,19 @@ class DmaSpace:
         buf = DmaBuffer(
             self, size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
         )
+        self._buffers.append(buf)
+        return buf
+
+    def map_memory(
+        self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
+    ) -> DmaBuffer:
+        """Map memory the caller already has (an mmap of whole pages: anonymous,
+        a file, hugetlbfs) for DMA; ``close()`` unmaps it from the IOMMU only."""
+        if self._closed:
+            raise ClosedError(
+                "DMA space is closed", device=self.backend.name, operation="map memory for DMA"
+            )
+        buf = DmaBuffer(self, 0, limit=limit, writable_by_device=writable_by_device, memory=memory)
         self._buffers.append(buf)
         return buf
 

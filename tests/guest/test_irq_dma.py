@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import time
 from pathlib import Path
 
@@ -85,13 +86,18 @@ def test_iova_ranges_exclude_the_msi_window(edu: str) -> None:
         assert not any(start <= 0xFEE00000 <= end for start, end in ranges)
 
 
-def test_edu_dma_both_ways(edu: str) -> None:
+@pytest.mark.parametrize("memory", ["own", "callers"])
+def test_edu_dma_both_ways(edu: str, memory: str) -> None:
     pattern = bytes(range(256)) * 4
+    mine = mmap.mmap(-1, 4096)  # the caller's memory (dev.dma_map)
     with Device.open(edu) as dev:
         bar0 = dev.region(0).map()
         dev.config.enable_bus_master()
         src = dev.dma_buffer(4096, limit=1 << 28)
-        dst = dev.dma_buffer(4096, limit=1 << 28)
+        if memory == "own":
+            dst = dev.dma_buffer(4096, limit=1 << 28)
+        else:
+            dst = dev.dma_map(mine, limit=1 << 28)
         assert src.iova != dst.iova and max(src.iova, dst.iova) + 4096 <= 1 << 28
         src.view[: len(pattern)] = pattern
         for s, d, direction in ((src.iova, 0x40000, 0), (0x40000, dst.iova, 2)):
@@ -105,6 +111,8 @@ def test_edu_dma_both_ways(edu: str) -> None:
                 time.sleep(0.01)
             assert not bar0.read64(0x98) & 1, "DMA did not complete"
         assert bytes(dst.view[: len(pattern)]) == pattern
+    if memory == "callers":  # the device wrote into it; closing left it ours
+        assert not mine.closed and mine[: len(pattern)] == pattern
 
 
 def _free_hugepages() -> int:

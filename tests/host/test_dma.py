@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The IOVA allocator: valid ranges, holes, DMA limits, alignment, reuse."""
 
+import mmap
+
 import pytest
 
 from pyvfio.dma import DmaSpace, IovaAllocator
@@ -118,3 +120,21 @@ def test_buffer_accessors_are_little_endian_and_checked() -> None:
         assert buf.read32(4092) == 0 and buf.read8(0) == 0xA5  # nothing written
     with pytest.raises(ClosedError):
         buf.read32(0)
+
+
+def test_memory_the_caller_has_is_mapped_and_stays_theirs() -> None:
+    iommu = _FakeIommu()
+    space = DmaSpace(iommu)
+    mine = mmap.mmap(-1, 2 * PAGE)
+    buf = space.map_memory(mine, writable_by_device=False)
+    assert iommu.maps == [(buf.iova, 2 * PAGE)] and buf.size == 2 * PAGE
+    buf.write32(PAGE, 0xCAFEF00D)
+    assert mine[PAGE : PAGE + 4] == b"\x0d\xf0\xfe\xca"  # the same pages
+    with pytest.raises(BufferError):  # mapped for DMA: not closable under the device
+        mine.close()
+    buf.close()
+    assert iommu.maps == [] and not mine.closed
+    mine[0] = 1  # still the caller's
+    with pytest.raises(OutOfRangeError, match="not whole pages"):
+        space.map_memory(mmap.mmap(-1, 100))
+    assert iommu.maps == []

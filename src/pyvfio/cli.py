@@ -21,6 +21,10 @@ from .vm import VmOptions, debugkernel, kernels, run, selftests, tools
 from .vm.kernel import resolve_kernel
 
 JSON_SCHEMA_VERSION = 1
+FORCE_HELP = (
+    "even if it is in use (a filesystem mounted, an interface up, a process holding it "
+    "through VFIO): its users lose the device, or the kernel waits for them"
+)
 
 
 def human_size(size: int) -> str:
@@ -235,13 +239,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bind(args: argparse.Namespace) -> int:
-    previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver)
+    previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver, force=args.force)
     print(f"{args.bdf}: bound to {args.driver} (was {previous or 'unbound'})")
     return 0
 
 
 def cmd_unbind(args: argparse.Namespace) -> int:
-    now = Sysfs(Path(args.sysfs)).unbind(args.bdf)
+    now = Sysfs(Path(args.sysfs)).unbind(args.bdf, force=args.force)
     print(f"{args.bdf}: released; now on {now or 'no driver'}")
     return 0
 
@@ -411,10 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bind", help="bind a device to a VFIO driver (driver_override)")
     p.add_argument("bdf")
     p.add_argument("--driver", default="vfio-pci")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_bind)
 
     p = sub.add_parser("unbind", help="release a device back to its default driver")
     p.add_argument("bdf")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_unbind)
 
     _add_vm_parser(sub)

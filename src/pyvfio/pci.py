@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeviceNotFoundError, DriverError, VfioError
+from . import usage
+from .errors import BusyError, DeviceNotFoundError, DriverError, VfioError
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +156,52 @@ class Sysfs:
         path = self.root.parent.parent / "kernel" / "iommu_groups" / str(group) / "devices"
         return sorted(p.name for p in path.iterdir()) if path.exists() else []
 
-    def bind(self, bdf: str, driver: str = "vfio-pci") -> str | None:
+    def users(self, bdf: str) -> list[str]:
+        """What uses the device now, as sentences: its block devices mounted,
+        swapped on or held, its network interfaces up, processes holding its
+        VFIO group or cdev.  Empty: taking it from its driver breaks nothing."""
+        dev = self.device(bdf)
+        path = self._dev(dev.bdf)
+        return [
+            *usage.block_users(self.root, path),
+            *usage.net_users(self.root, path),
+            *usage.vfio_holders(dev.iommu_group, self.vfio_cdev(dev.bdf)),
+        ]
+
+    def _refuse_if_used(self, dev: PciDevice, operation: str, force: bool) -> None:
+        if force or dev.driver is None:
+            return
+        users = self.users(dev.bdf)
+        if not users:
+            return
+        holders = [u.split()[1] for u in users if u.startswith("process ")]
+        if holders:
+            hint = (
+                f"stop process {', '.join(holders)} first (kill {' '.join(holders)}): "
+                "the kernel would wait for it"
+            )
+        else:
+            hint = f"stop using it first: {dev.driver} would lose it"
+        raise BusyError(
+            f"in use: {'; '.join(users)}",
+            device=dev.bdf,
+            operation=operation,
+            hint=f"{hint}; or force it (--force, force=True)",
+        )
+
+    def bind(self, bdf: str, driver: str = "vfio-pci", *, force: bool = False) -> str | None:
         """Bind ``bdf`` to ``driver``; return the driver it had before.
 
-        If the new driver does not take the device, the previous one is
-        restored before the error is raised, so a failed bind loses nothing.
+        A device in use (:meth:`users`: a mounted filesystem, an interface up,
+        a process holding it through VFIO) is refused with BusyError naming
+        the user, unless ``force``.  If the new driver does not take the
+        device, the previous one is restored before the error is raised, so
+        a failed bind loses nothing.
         """
         dev = self.device(bdf)
         if dev.driver == driver:
             return driver
+        self._refuse_if_used(dev, f"bind to {driver}", force)
         self._ensure_driver_loaded(driver, dev.bdf)
         path = self._dev(dev.bdf)
         _write(path / "driver_override", driver, dev.bdf, "set driver_override")
@@ -183,12 +221,14 @@ class Sysfs:
         return dev.driver
 
     @contextlib.contextmanager
-    def bound(self, bdf: str, driver: str = "vfio-pci") -> Iterator[PciDevice]:
+    def bound(
+        self, bdf: str, driver: str = "vfio-pci", *, force: bool = False
+    ) -> Iterator[PciDevice]:
         """Bind ``bdf`` to ``driver`` for a ``with`` block; afterwards (error or
         not) the device is back as it was: on its previous driver with its
         previous driver_override, or unbound if it had none."""
         before = self.device(bdf)
-        self.bind(before.bdf, driver)
+        self.bind(before.bdf, driver, force=force)
         try:
             yield self.device(before.bdf)
         finally:
@@ -205,12 +245,15 @@ class Sysfs:
         override = before.driver_override or "\n"
         _write(path / "driver_override", override, before.bdf, "restore driver_override")
 
-    def unbind(self, bdf: str) -> str | None:
+    def unbind(self, bdf: str, *, force: bool = False) -> str | None:
         """Release ``bdf`` from its driver and let the kernel pick its default one.
 
+        Refused like :meth:`bind` while the device is in use, unless ``force``.
         Returns the driver the device ends up with (None if none claims it).
         """
-        self._restore(self.device(bdf).bdf)
+        dev = self.device(bdf)
+        self._refuse_if_used(dev, "unbind", force)
+        self._restore(dev.bdf)
         return self.device(bdf).driver
 
     def _restore(self, bdf: str) -> None:

@@ -1,11 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Sysfs.bound(): a device lent to a VFIO driver for a block comes back as it was."""
+"""Binding safely: Sysfs.bound() gives a device back as it was; bind and unbind
+refuse a device in use, naming the user."""
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from pyvfio import Device, Sysfs
+from pyvfio import BusyError, Device, Sysfs
 from pyvfio.vm import EDU_ID, NVME_ID
 
 
@@ -31,3 +37,61 @@ def test_a_device_with_no_driver_is_left_with_none(sysfs: Sysfs) -> None:
         assert dev.driver == "vfio-pci"
     after = sysfs.device(edu.bdf)
     assert (after.driver, after.driver_override) == (None, None)
+
+
+def _namespace(sysfs: Sysfs, bdf: str) -> str:
+    """The nvme controller's namespace block device (nvme0n1)."""
+    device_dir = (sysfs.root / "devices" / bdf).resolve()
+    names = [
+        p.name
+        for p in Path("/sys/class/block").iterdir()
+        if str(p.resolve()).startswith(f"{device_dir}/") and not (p / "partition").exists()
+    ]
+    assert names, f"no block device under {bdf}"
+    return sorted(names)[0]
+
+
+def test_bind_refuses_a_disk_with_a_mounted_filesystem(sysfs: Sysfs, tmp_path: Path) -> None:
+    (nvme,) = sysfs.find(*NVME_ID)
+    disk = _namespace(sysfs, nvme.bdf)
+    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True)
+    run(["mkfs.ext4", "-q", "-F", f"/dev/{disk}"])
+    run(["mount", f"/dev/{disk}", str(tmp_path)])
+    try:
+        with pytest.raises(BusyError, match=f"{disk} is mounted on {tmp_path}") as info:
+            sysfs.bind(nvme.bdf)
+        assert "--force" in (info.value.hint or "")
+        assert sysfs.device(nvme.bdf).driver == "nvme"  # nothing changed
+        cli = run([sys.executable, "-m", "pyvfio", "bind", nvme.bdf], check=False)
+        assert cli.returncode == 1 and f"{disk} is mounted on" in cli.stderr
+        (tmp_path / "still-writable").write_text("the filesystem kept its disk")
+    finally:
+        run(["umount", str(tmp_path)])
+    with sysfs.bound(nvme.bdf) as dev:  # unmounted: nothing in the way
+        assert dev.driver == "vfio-pci"
+
+
+def test_unbind_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, edu.bdf], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            with pytest.raises(BusyError, match=f"process {holder.pid} \\(python") as info:
+                sysfs.unbind(edu.bdf)  # would block in the kernel until the holder closes
+            assert f"kill {holder.pid}" in (info.value.hint or "")
+            assert sysfs.device(edu.bdf).driver == "vfio-pci"
+        finally:
+            holder.kill()
+            holder.wait()
+
+
+HOLD = """
+import sys, time
+from pyvfio import Device
+dev = Device.open(sys.argv[1])
+print("open", flush=True)
+time.sleep(60)
+"""

@@ -51,23 +51,38 @@ def _namespace(sysfs: Sysfs, bdf: str) -> str:
     return sorted(names)[0]
 
 
-def test_bind_refuses_a_disk_with_a_mounted_filesystem(sysfs: Sysfs, tmp_path: Path) -> None:
+def _has_ext4() -> bool:
+    subprocess.run(["modprobe", "ext4"], capture_output=True, check=False)
+    return "\text4\n" in Path("/proc/filesystems").read_text()
+
+
+@pytest.mark.parametrize("use", ["mounted", "swap"])
+def test_bind_refuses_a_disk_in_use(sysfs: Sysfs, tmp_path: Path, use: str) -> None:
+    if use == "mounted" and not _has_ext4():
+        pytest.skip("this kernel has no ext4 (the debug kernel's minimal config)")
     (nvme,) = sysfs.find(*NVME_ID)
     disk = _namespace(sysfs, nvme.bdf)
     run = functools.partial(subprocess.run, check=True, capture_output=True, text=True)
-    run(["mkfs.ext4", "-q", "-F", f"/dev/{disk}"])
-    run(["mount", f"/dev/{disk}", str(tmp_path)])
+    if use == "mounted":
+        run(["mkfs.ext4", "-q", "-F", f"/dev/{disk}"])
+        run(["mount", f"/dev/{disk}", str(tmp_path)])
+        user, release = f"{disk} is mounted on {tmp_path}", ["umount", str(tmp_path)]
+    else:
+        run(["mkswap", f"/dev/{disk}"])
+        run(["swapon", f"/dev/{disk}"])
+        user, release = f"{disk} is in use as swap", ["swapoff", f"/dev/{disk}"]
     try:
-        with pytest.raises(BusyError, match=f"{disk} is mounted on {tmp_path}") as info:
+        with pytest.raises(BusyError, match=user) as info:
             sysfs.bind(nvme.bdf)
         assert "--force" in (info.value.hint or "")
         assert sysfs.device(nvme.bdf).driver == "nvme"  # nothing changed
         cli = run([sys.executable, "-m", "pyvfio", "bind", nvme.bdf], check=False)
-        assert cli.returncode == 1 and f"{disk} is mounted on" in cli.stderr
-        (tmp_path / "still-writable").write_text("the filesystem kept its disk")
+        assert cli.returncode == 1 and user in cli.stderr
+        if use == "mounted":
+            (tmp_path / "still-writable").write_text("the filesystem kept its disk")
     finally:
-        run(["umount", str(tmp_path)])
-    with sysfs.bound(nvme.bdf) as dev:  # unmounted: nothing in the way
+        run(release)
+    with sysfs.bound(nvme.bdf) as dev:  # released: nothing in the way
         assert dev.driver == "vfio-pci"
 
 

@@ -160,8 +160,9 @@ class Device(DeviceFd):
             assert cdev is not None
             # The kernel refuses the cdev with a bare EPERM while the group
             # has a device on a host driver; the group path says which.
-            if group_offenders(sysfs, pci.iommu_group):
-                raise not_viable(sysfs, pci.iommu_group, pci.bdf, "open (iommufd backend)")
+            offenders = group_offenders(sysfs, pci.iommu_group)
+            if offenders:
+                raise not_viable(pci.iommu_group, offenders, pci.bdf, "open (iommufd backend)")
             return cls._open_cdev(pci.bdf, cdev, pci.driver)
         return cls._open_group(pci.bdf, pci.iommu_group, pci.driver, sysfs)
 

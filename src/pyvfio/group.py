@@ -24,8 +24,10 @@ def group_offenders(sysfs: Sysfs, number: int) -> list[str]:
     return offenders
 
 
-def not_viable(sysfs: Sysfs, number: int, device: str, operation: str) -> GroupNotViableError:
-    offenders = group_offenders(sysfs, number)
+def not_viable(
+    number: int, offenders: list[str], device: str, operation: str
+) -> GroupNotViableError:
+    """The error for group ``number``, naming its ``offenders`` (group_offenders())."""
     return GroupNotViableError(
         f"IOMMU group {number} is not viable: " + ("; ".join(offenders) or "see sysfs"),
         device=device,
@@ -72,7 +74,8 @@ class Group:
         )
         if status.flags & uapi.VFIO_GROUP_FLAGS_VIABLE:
             return
-        raise not_viable(self._sysfs, self.number, self.path, "open group")
+        offenders = group_offenders(self._sysfs, self.number)
+        raise not_viable(self.number, offenders, self.path, "open group")
 
     @property
     def fd(self) -> int:

@@ -160,7 +160,9 @@ class Sysfs:
         """What uses the device now, as sentences: its block devices mounted,
         swapped on or held, its network interfaces up, processes holding its
         VFIO group or cdev.  Empty: taking it from its driver breaks nothing."""
-        dev = self.device(bdf)
+        return self._users(self.device(bdf))
+
+    def _users(self, dev: PciDevice) -> list[str]:
         path = self._dev(dev.bdf)
         return [
             *usage.block_users(self.root, path),
@@ -171,7 +173,7 @@ class Sysfs:
     def _refuse_if_used(self, dev: PciDevice, operation: str, force: bool) -> None:
         if force or dev.driver is None:
             return
-        users = self.users(dev.bdf)
+        users = self._users(dev)
         if not users:
             return
         holders = [u.split()[1] for u in users if u.startswith("process ")]

@@ -38,12 +38,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import VmError
-from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock
+from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock, top_level_make_env
 from .selftests import BASE, PACKAGE, SUITE
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 FRAGMENT = Path(__file__).resolve().parents[3] / "tools" / "debug-kernel.config"
 ROOT = CACHE / "debug"
 _INDEX = CACHE / "kernels" / f"{DEBUG_SERIES}.json"
-# Not make's own variables from a calling make (`make setup`).
-_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ def build(archive: str, security: str) -> DebugKernel:
 
 
 def _make_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
+    env = top_level_make_env()
     venv_bin = str(Path(sys.executable).parent)  # vng shells out to its own tools
     env["PATH"] = f"{venv_bin}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
@@ -191,21 +189,12 @@ def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
     staging.rename(kernel.root)
     # Seconds of this run: a resumed build counts only what it still did.
     built = DebugKernel(version, key, release, round(time.monotonic() - start, 1))
-    record = json.dumps({**_kernel_record(kernel), "debug": built.__dict__}, indent=1) + "\n"
+    record = json.dumps({**asdict(kernel), "debug": asdict(built)}, indent=1) + "\n"
     (kernel.root.parent / "kernel.json").write_text(record)
     tmp = _INDEX.with_suffix(".tmp")
     tmp.write_text(record)
     tmp.rename(_INDEX)
     return built
-
-
-def _kernel_record(kernel: Kernel) -> dict[str, str]:
-    return {
-        "series": kernel.series,
-        "release": kernel.release,
-        "base": kernel.base,
-        "tree": kernel.tree,
-    }
 
 
 def _make(tree: Path, env: dict[str, str], args: list[str], what: str) -> str:

@@ -400,6 +400,17 @@ def cache_lock() -> Iterator[None]:
         yield
 
 
+# Make's own variables, which a make run from `make setup` inherits: a build
+# started here is a top-level make (kselftest's lib.mk, with MAKELEVEL set,
+# expects OUTPUT from its parent and writes the programs to / without it).
+_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
+
+
+def top_level_make_env() -> dict[str, str]:
+    """This process's environment without make's own variables."""
+    return {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
+
+
 # What runs in a build root sees its own tools, not the caller's environment.
 _CHROOT_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -561,8 +572,9 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
         "modules",
     ]
     if kernel.tree:
-        env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS"}}
-        proc = subprocess.run(make, capture_output=True, text=True, check=False, env=env)
+        proc = subprocess.run(
+            make, capture_output=True, text=True, check=False, env=top_level_make_env()
+        )
     else:
         with _proc_mounted(kernel.build_root):  # 7.3's objtool reads /proc/self/limits
             proc = subprocess.run(

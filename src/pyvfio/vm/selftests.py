@@ -12,14 +12,13 @@ the guest runs them from there (the guest sees the host's root).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VmError
-from .kernels import CACHE, PrivateApt, _run, cache_lock
+from .kernels import CACHE, PrivateApt, _run, cache_lock, top_level_make_env
 
 PACKAGE = "linux-source-7.3"
 BASE, SUITE = "trixie", "trixie-backports"
@@ -31,7 +30,6 @@ PROGRAMS = (
 )
 ROOT = CACHE / "selftests"
 _CURRENT = ROOT / "current.json"
-_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
 
 
 @dataclass(frozen=True)
@@ -94,10 +92,7 @@ def _build(apt: PrivateApt, tests: Selftests) -> None:
         )
         _run(["tar", "-xJf", str(work / tarball), "-C", str(work)], f"unpack {PACKAGE}")
         tree = work / PACKAGE
-        # Not make's own variables from a calling make (`make setup`): with
-        # MAKELEVEL set, kselftest's lib.mk expects OUTPUT from its parent and,
-        # without it, writes the programs to /.
-        env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
+        env = top_level_make_env()  # not `make setup`'s MAKELEVEL (kernels.py)
         # the selftests include the uAPI headers of their own tree, from usr/include
         _run(["make", "-C", str(tree), "-s", "headers"], f"make headers in {PACKAGE}", env=env)
         _run(

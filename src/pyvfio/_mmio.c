@@ -23,6 +23,7 @@ typedef struct {
 	char *base;	/* NULL once released */
 	Py_ssize_t size;
 	PyObject *name;	/* for error messages */
+	PyObject *closed_reason;	/* why it was released; NULL: closed */
 } Window;
 
 /*
@@ -38,6 +39,14 @@ static void overflow_to_range(Window *self, const char *op, const char *what, Py
 	PyErr_Format(out_of_range_error, "%S: %s: %s %R is out of range", self->name, op, what, arg);
 }
 
+static void raise_closed(Window *self, const char *op)
+{
+	if (self->closed_reason)
+		PyErr_Format(closed_error, "%S: %s: %S", self->name, op, self->closed_reason);
+	else
+		PyErr_Format(closed_error, "%S: %s: mapping is closed", self->name, op);
+}
+
 /* Return the address of [offset, offset + width), or NULL with an error set. */
 static inline volatile char *
 window_at(Window *self, PyObject *arg, Py_ssize_t width, const char *op)
@@ -49,7 +58,7 @@ window_at(Window *self, PyObject *arg, Py_ssize_t width, const char *op)
 		return NULL;
 	}
 	if (!self->base) {
-		PyErr_Format(closed_error, "%S: %s: mapping is closed", self->name, op);
+		raise_closed(self, op);
 		return NULL;
 	}
 	if (offset < 0 || offset > self->size - width) {
@@ -137,7 +146,7 @@ static void copy_io(volatile char *dst, const volatile char *src, Py_ssize_t n)
 static int check_span(Window *self, Py_ssize_t offset, Py_ssize_t n, const char *op)
 {
 	if (!self->base) {
-		PyErr_Format(closed_error, "%S: %s: mapping is closed", self->name, op);
+		raise_closed(self, op);
 		return -1;
 	}
 	if (offset < 0 || n < 0 || offset > self->size || n > self->size - offset) {
@@ -227,8 +236,19 @@ static PyObject *window_write_barrier(Window *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
-static PyObject *window_release(Window *self, PyObject *unused)
+/*
+ * Drop the buffer; later accesses raise ClosedError, saying ``reason`` if
+ * given.  The device's request watcher calls this from its own thread: every
+ * accessor runs under the GIL, so none is half-way through the old pointer.
+ */
+static PyObject *window_release(Window *self, PyObject *const *args, Py_ssize_t nargs)
 {
+	if (nargs > 1 || (nargs == 1 && !PyUnicode_Check(args[0]))) {
+		PyErr_SetString(PyExc_TypeError, "_release(reason: str = ...) takes one str");
+		return NULL;
+	}
+	if (nargs == 1 && self->base && !self->closed_reason)
+		self->closed_reason = Py_NewRef(args[0]);
 	if (self->base) {
 		self->base = NULL;
 		PyBuffer_Release(&self->view);
@@ -261,6 +281,7 @@ static void window_dealloc(Window *self)
 	if (self->base)
 		PyBuffer_Release(&self->view);
 	Py_XDECREF(self->name);
+	Py_XDECREF(self->closed_reason);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -291,7 +312,8 @@ static PyMethodDef window_methods[] = {
 	 "Fill a writable buffer from the mapping at offset."},
 	{"write_barrier", (PyCFunction)window_write_barrier, METH_NOARGS,
 	 "Order and flush earlier stores (sfence on x86)."},
-	{"_release", (PyCFunction)window_release, METH_NOARGS, "Drop the buffer."},
+	{"_release", (PyCFunction)(void (*)(void))window_release, METH_FASTCALL,
+	 "Drop the buffer (optionally saying why)."},
 	{NULL, NULL, 0, NULL}
 };
 

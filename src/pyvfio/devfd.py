@@ -10,11 +10,12 @@ modules depend on this one and never on ``device``.
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 
 from . import uapi
 from ._sys import ioctl
-from .errors import ClosedError, VfioError
+from .errors import ClosedError, DeviceReleasedError, VfioError
 
 
 class DeviceFd:
@@ -24,10 +25,29 @@ class DeviceFd:
         self.bdf = bdf
         self.driver = driver
         self._fd = fd
+        # The kernel asked for the device back (Device's ReleaseWatch sets
+        # this from its thread): the next use closes it, in the caller's
+        # thread, where closing fds cannot race the caller's own use of them.
+        self._release_due = False
+        self._released = False
+        self.release_fd = -1  # readable once the release is due (Interrupts.wait polls it)
 
     @property
     def fd(self) -> int:
+        if self._release_due:
+            self._release_due = False
+            self._released = True
+            self.close()
         if self._fd < 0:
+            if self._released:
+                raise DeviceReleasedError(
+                    "the kernel asked for the device back (it is being unbound), "
+                    "so pyvfio closed it",
+                    device=self.bdf,
+                    operation="use",
+                    hint="bind it to a VFIO driver again (`pyvfio bind BDF`) and reopen it; "
+                    "Device.on_release_request() lets a program release it itself",
+                )
             raise ClosedError(
                 "device is closed",
                 device=self.bdf,
@@ -35,6 +55,11 @@ class DeviceFd:
                 hint="open it again with Device.open()",
             )
         return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     @property
     def closed(self) -> bool:

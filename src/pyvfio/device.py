@@ -8,6 +8,7 @@ import enum
 import logging
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import irq, uapi
@@ -124,6 +125,15 @@ class Device(DeviceFd):
         self.info = DeviceInfo(
             flags=DeviceFlags(info.flags), num_regions=info.num_regions, num_irqs=info.num_irqs
         )
+        self._on_release_request: Callable[[Device], None] | None = None
+        self._release_watch: irq.ReleaseWatch | None = None
+        if self.info.num_irqs > irq.IrqIndex.REQ and self.irq_info(irq.IrqIndex.REQ).supported:
+            self.release_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            try:
+                self._release_watch = irq.ReleaseWatch(self, self._release_requested)
+            except BaseException:
+                os.close(self.release_fd)
+                raise
 
     @classmethod
     def open(
@@ -230,6 +240,42 @@ class Device(DeviceFd):
         """What the device's DMA is mapped into: an iommufd IOAS or a legacy container."""
         return self._iommu
 
+    # -- the kernel asking for the device back -------------------------
+
+    def on_release_request(self, callback: Callable[[Device], None] | None) -> None:
+        """Call ``callback(device)`` when the kernel asks for the device back.
+
+        Unbinding the device from its VFIO driver (another process writing
+        its driver's ``unbind``, a module unload) waits in the kernel until
+        this process has closed the device.  By default pyvfio then makes
+        the program let go: mappings raise ClosedError, a blocked
+        ``Interrupts.wait()`` wakes, and the next call on the device closes
+        it and raises DeviceReleasedError.
+
+        A callback replaces that default: it runs once, in pyvfio's watcher
+        thread, and should get the program to ``close()`` the device soon
+        (set an Event the main loop checks, say).  ``None`` restores the
+        default.
+        """
+        self._on_release_request = callback
+
+    @property
+    def release_requested(self) -> bool:
+        """Whether the kernel has asked for the device back."""
+        return self._release_watch is not None and self._release_watch.requested.is_set()
+
+    def _release_requested(self) -> None:
+        """In the watcher thread: the callback, or stop the program's use of the device."""
+        callback = self._on_release_request
+        if callback is not None:
+            callback(self)
+            return
+        reason = "the device is being unbound: the kernel asked for it back"
+        for region in list(self._regions.values()):
+            region.revoke(reason)
+        self._release_due = True
+        os.eventfd_write(self.release_fd, 1)
+
     # -- regions ---------------------------------------------------------
 
     def region(self, index: int) -> Region:
@@ -268,6 +314,14 @@ class Device(DeviceFd):
 
     def enable_irq(self, index: int, count: int | None = None) -> irq.Interrupts:
         """Enable ``count`` vectors (default: all) of an IRQ index, one eventfd each."""
+        if index == irq.IrqIndex.REQ and self._release_watch is not None:
+            raise BusyError(
+                "pyvfio answers the request interrupt itself",
+                device=self.bdf,
+                operation="enable REQ",
+                hint="use dev.on_release_request(callback) to act when the kernel "
+                "asks for the device back",
+            )
         current = self._irqs.get(index)
         if current is not None and current.eventfds:
             raise BusyError(
@@ -347,9 +401,12 @@ class Device(DeviceFd):
 
     def close(self) -> None:
         """Release interrupts, mappings, DMA, then the fds; safe to call twice."""
+        self._release_due = False
         if self._fd < 0:
             return
         try:
+            if self._release_watch is not None:
+                self._release_watch.close()
             for ints in self._irqs.values():
                 ints.close()
             for region in self._regions.values():
@@ -359,6 +416,9 @@ class Device(DeviceFd):
         finally:
             self._irqs.clear()
             self._regions.clear()
+            if self.release_fd >= 0:
+                os.close(self.release_fd)
+                self.release_fd = -1
             # Closing the fd unbinds a cdev from its iommufd, or releases the
             # device in its group; only then can the IOAS or container go.
             os.close(self._fd)

@@ -78,6 +78,10 @@ class ClosedError(VfioError):
     """The object was used after close()."""
 
 
+class DeviceReleasedError(ClosedError):
+    """The kernel asked for the device back (an unbind) and pyvfio closed it."""
+
+
 class VmError(VfioError):
     """The test VM could not be started or did not finish."""
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import logging
 import os
 import select
 import struct
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import uapi
 from ._sys import ioctl
 from .devfd import DeviceFd
 from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, UnsupportedError
+
+log = logging.getLogger(__name__)
 
 
 class IrqIndex(enum.IntEnum):
@@ -123,6 +128,10 @@ class Interrupts:
         self._poll = select.poll()
         for fd in self.eventfds:
             self._poll.register(fd, select.POLLIN)
+        # A wait() must not outlast the device: it wakes when the kernel asks
+        # for the device back (ReleaseWatch), and then raises.
+        if device.release_fd >= 0:
+            self._poll.register(device.release_fd, select.POLLIN)
 
     @property
     def count(self) -> int:
@@ -186,6 +195,9 @@ class Interrupts:
         ms = None if timeout is None else max(0, int(timeout * 1000))
         fired = []
         for fd, _ in self._poll.poll(ms):
+            if fd == self._device.release_fd:
+                self._device.fd  # noqa: B018  (raises DeviceReleasedError)
+                continue
             try:
                 os.eventfd_read(fd)
             except BlockingIOError:
@@ -243,3 +255,80 @@ def enable(device: DeviceFd, index: int, count: int | None = None) -> Interrupts
             f"{info.name} cannot signal an eventfd", device=device.bdf, operation="enable irq"
         )
     return Interrupts(device, info, count)
+
+
+class ReleaseWatch:
+    """Answers the device's request interrupt: the kernel asking for it back.
+
+    Unbinding a device from its VFIO driver waits, in the kernel, until
+    every fd and mapping of it is gone; meanwhile vfio-pci signals the REQ
+    eventfd (at once, then every 10 s).  A daemon thread waits on that
+    eventfd and calls ``on_request`` once, from that thread.
+    """
+
+    def __init__(self, device: DeviceFd, on_request: Callable[[], None]) -> None:
+        self._device = device
+        self._on_request = on_request
+        self.requested = threading.Event()
+        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            _set_irqs(
+                device,
+                IrqIndex.REQ,
+                uapi.VFIO_IRQ_SET_DATA_EVENTFD | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
+                0,
+                1,
+                data=struct.pack("<i", self._eventfd),
+            )
+        except BaseException:
+            os.close(self._eventfd)
+            os.close(self._stop)
+            raise
+        self._thread = threading.Thread(
+            target=self._watch, name=f"pyvfio-request-{device.bdf}", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        poll = select.poll()
+        poll.register(self._eventfd, select.POLLIN)
+        poll.register(self._stop, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poll.poll()}
+            if self._stop in ready:
+                return
+            os.eventfd_read(self._eventfd)
+            if self.requested.is_set():
+                continue  # the kernel asks again every 10 s: answered once
+            self.requested.set()
+            log.warning(
+                "%s: the kernel asks for the device back (it is being unbound)", self._device.bdf
+            )
+            try:
+                self._on_request()
+            except Exception:
+                log.exception("%s: the release-request callback failed", self._device.bdf)
+            if self._stop < 0:
+                return  # the callback closed the device, and these fds with it
+
+    def close(self) -> None:
+        """Stop the thread, take the eventfd from the device, close both; safe twice."""
+        if self._stop < 0:
+            return
+        os.eventfd_write(self._stop, 1)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        try:
+            if not self._device.closed:
+                _set_irqs(
+                    self._device,
+                    IrqIndex.REQ,
+                    uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
+                    0,
+                    0,
+                )
+        finally:
+            os.close(self._eventfd)
+            os.close(self._stop)
+            self._stop = -1

@@ -48,6 +48,7 @@ class _PyWindow:
         raw = memoryview(buffer)
         self._raw: memoryview | None = raw
         self._name = name
+        self._closed_reason = "mapping is closed"
         self._size = len(raw)
         self._views = {1: raw.cast("B"), 2: raw.cast("H"), 4: raw.cast("I"), 8: raw.cast("Q")}
 
@@ -61,7 +62,7 @@ class _PyWindow:
 
     def _index(self, offset: int, width: int, op: str) -> int:
         if self._raw is None:
-            raise ClosedError(f"{self._name}: {op}: mapping is closed")
+            raise ClosedError(f"{self._name}: {op}: {self._closed_reason}")
         if offset < 0 or offset > self._size - width:
             raise OutOfRangeError(
                 f"{self._name}: {op}: offset {offset} width {width} is "
@@ -78,19 +79,24 @@ class _PyWindow:
             raise OutOfRangeError(
                 f"{self._name}: write{8 * width}: value {value} does not fit in {8 * width} bits"
             )
-        self._views[width][self._index(offset, width, f"write{8 * width}")] = value
+        index = self._index(offset, width, f"write{8 * width}")  # first: raises once closed
+        self._views[width][index] = value
 
     def read8(self, offset: int, /) -> int:
-        return int(self._views[1][self._index(offset, 1, "read8")])
+        index = self._index(offset, 1, "read8")  # first: raises once closed
+        return int(self._views[1][index])
 
     def read16(self, offset: int, /) -> int:
-        return int(self._views[2][self._index(offset, 2, "read16")])
+        index = self._index(offset, 2, "read16")  # first: raises once closed
+        return int(self._views[2][index])
 
     def read32(self, offset: int, /) -> int:
-        return int(self._views[4][self._index(offset, 4, "read32")])
+        index = self._index(offset, 4, "read32")  # first: raises once closed
+        return int(self._views[4][index])
 
     def read64(self, offset: int, /) -> int:
-        return int(self._views[8][self._index(offset, 8, "read64")])
+        index = self._index(offset, 8, "read64")  # first: raises once closed
+        return int(self._views[8][index])
 
     def write8(self, offset: int, value: int, /) -> None:
         self._store(1, offset, value)
@@ -106,7 +112,7 @@ class _PyWindow:
 
     def _span(self, offset: int, length: int, op: str) -> None:
         if self._raw is None:
-            raise ClosedError(f"{self._name}: {op}: mapping is closed")
+            raise ClosedError(f"{self._name}: {op}: {self._closed_reason}")
         if offset < 0 or length < 0 or offset + length > self._size:
             raise OutOfRangeError(
                 f"{self._name}: {op}: [{offset}, {offset} + {length}) is "
@@ -149,7 +155,9 @@ class _PyWindow:
             hint=FALLBACK_HINT,
         )
 
-    def _release(self) -> None:
+    def _release(self, reason: str | None = None, /) -> None:
+        if reason is not None and self._raw is not None:
+            self._closed_reason = reason
         if self._raw is None:
             return
         for view in self._views.values():

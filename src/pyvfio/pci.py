@@ -179,8 +179,9 @@ class Sysfs:
         holders = [u.split()[1] for u in users if u.startswith("process ")]
         if holders:
             hint = (
-                f"stop process {', '.join(holders)} first (kill {' '.join(holders)}): "
-                "the kernel would wait for it"
+                f"stop process {', '.join(holders)} first (kill {' '.join(holders)}): the "
+                "kernel waits until it closes the device; it asks it to, which a pyvfio "
+                "program obeys and other programs may not"
             )
         else:
             hint = f"stop using it first: {dev.driver} would lose it"

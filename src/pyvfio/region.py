@@ -257,6 +257,12 @@ class Region:
         self._mappings.append(mapping)
         return mapping
 
+    def revoke(self, reason: str) -> None:
+        """Make the mappings' accessors raise ClosedError(reason); the pages stay
+        mapped until close(), so a thread mid-access cannot fault."""
+        for mapping in list(self._mappings):
+            mapping._release(reason)
+
     def close(self) -> None:
         for mapping in self._mappings:
             mapping.close()

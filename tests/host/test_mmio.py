@@ -99,6 +99,17 @@ def test_closed_mapping_refuses_access() -> None:
         mapping.read32(0)
 
 
+@pytest.mark.parametrize("op", ["read8", "read32", "read64", "write16", "write64", "read_bytes"])
+def test_released_window_says_why(window: Mapping | _PyWindow, op: str) -> None:
+    # What a program in the middle of a register loop sees when the kernel
+    # asks for the device back: the accessors raise, on both backends.
+    window._release("the device is being unbound")
+    window._release("a second reason does not replace the first")
+    args = (0, 0) if op.startswith(("write", "read_bytes")) else (0,)
+    with pytest.raises(ClosedError, match=f"anon: {op}: the device is being unbound"):
+        getattr(window, op)(*args)
+
+
 def test_error_names_the_mapping() -> None:
     with (
         Mapping(mmap.mmap(-1, 4096), "0000:00:0a.0 BAR0+0x0") as mapping,

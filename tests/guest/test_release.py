@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The kernel asking for a device back: unbinding a device a pyvfio program
+holds completes, and the program sees a clear error instead of a hang.
+
+Without the library's answer to the request interrupt, the unbind blocks in
+the kernel (vfio_unregister_group_dev) until the holder exits.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import BusyError, Device, Sysfs
+from pyvfio.cookie import DRIVER as COOKIE_DRIVER
+from pyvfio.irq import IrqIndex
+from pyvfio.vm import EDU_ID
+
+# The holder: opens edu, says "open", then does what a driver would while
+# someone unbinds the device, and prints how that ended.
+HOLDER = """
+import sys, threading
+from pyvfio import Device, DeviceReleasedError, ClosedError
+from pyvfio.irq import IrqIndex
+
+mode = sys.argv[2]
+asked = threading.Event()
+with Device.open(sys.argv[1]) as dev:
+    bar = dev.region(0).map()
+    ints = dev.enable_irq(IrqIndex.MSI)
+    if mode == "callback":
+        dev.on_release_request(lambda device: asked.set())
+    print("open", flush=True)
+    try:
+        if mode == "wait":
+            ints.wait()  # no timeout: only the device going away ends it
+        elif mode == "mmio":
+            while True:
+                bar.read32(0)
+        elif mode == "config":
+            while True:
+                dev.config.read16(0)
+        elif mode == "callback":
+            assert asked.wait(60), "the callback was not called"
+            print("callback", dev.release_requested, flush=True)
+            dev.close()
+            bar.read32(0)
+    except ClosedError as exc:
+        print(type(exc).__name__, exc, flush=True)
+print("closed", dev.closed, flush=True)
+"""
+
+
+@pytest.fixture
+def held_edu(sysfs: Sysfs, request: pytest.FixtureRequest) -> Iterator[str]:
+    """edu on the test's driver; afterwards unbound, as the guest has it."""
+    driver = request.node.callspec.params["driver"]
+    if driver == COOKIE_DRIVER:
+        request.getfixturevalue("cookie_module")
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf, driver):
+        yield edu.bdf
+
+
+def unbind_from_another_process(bdf: str, holder: subprocess.Popen[str]) -> None:
+    """What an administrator does while the holder runs; fails the test if it blocks."""
+    unbind = subprocess.Popen(
+        [sys.executable, "-c", f"from pyvfio import Sysfs; Sysfs().unbind({bdf!r}, force=True)"]
+    )
+    try:
+        assert unbind.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        holder.kill()  # what used to be the only way out
+        unbind.wait()
+        pytest.fail(f"unbinding {bdf} blocked while a pyvfio program held it")
+
+
+# The request comes from the core, the same for both drivers; the cookie
+# driver has its own mmap, so it runs the case where a mapping is in use.
+@pytest.mark.parametrize(
+    ("driver", "mode", "seen"),
+    [
+        ("vfio-pci", "wait", "DeviceReleasedError"),  # a blocked Interrupts.wait() wakes
+        ("vfio-pci", "mmio", "ClosedError"),  # register access stops
+        (COOKIE_DRIVER, "mmio", "ClosedError"),
+        ("vfio-pci", "config", "DeviceReleasedError"),  # the next call on the device
+        ("vfio-pci", "callback", "ClosedError"),  # the program's own handler closed it
+    ],
+)
+def test_unbind_completes_while_a_program_holds_the_device(
+    sysfs: Sysfs, held_edu: str, driver: str, mode: str, seen: str
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, held_edu, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        unbind_from_another_process(held_edu, holder)
+        out, err = holder.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.returncode == 0, err
+    assert sysfs.device(held_edu).driver is None
+    lines = out.splitlines()
+    assert lines[-1] == "closed True"
+    assert lines[-2].startswith(f"{seen} {held_edu}"), out
+    if mode == "callback":
+        assert lines[0] == "callback True" and "mapping is closed" in lines[-2]
+    else:
+        assert "being unbound" in lines[-2], out
+        assert "asks for the device back" in err
+
+
+def test_the_request_interrupt_is_the_librarys(sysfs: Sysfs) -> None:
+    # A second trigger would replace pyvfio's eventfd: unbinds would hang again.
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf), Device.open(edu.bdf) as dev:
+        with pytest.raises(BusyError, match="answers the request interrupt") as info:
+            dev.enable_irq(IrqIndex.REQ)
+        assert "on_release_request" in (info.value.hint or "")
+        assert not dev.release_requested

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import logging
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import irq, uapi
@@ -365,16 +366,31 @@ class Device(DeviceFd):
         writable_by_device: bool = True,
     ) -> DmaBuffer:
         """Allocate host memory and map it for the device's DMA (see DmaBuffer)."""
-        return self.dma.allocate(
-            size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
-        )
+        with self._named_errors():
+            return self.dma.allocate(
+                size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
+            )
 
     def dma_map(
         self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
     ) -> DmaBuffer:
         """Map memory you already have (an mmap of whole pages) for the device's
         DMA; the buffer's ``close()`` unmaps it from the IOMMU and leaves it yours."""
-        return self.dma.map_memory(memory, limit=limit, writable_by_device=writable_by_device)
+        with self._named_errors():
+            return self.dma.map_memory(memory, limit=limit, writable_by_device=writable_by_device)
+
+    @contextlib.contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """Errors of the DMA space name the IOMMU context it maps into; a call
+        made on this device names the device first."""
+        try:
+            yield
+        except VfioError as exc:
+            if exc.device is None:
+                exc.device = self.bdf
+            elif exc.device != self.bdf:
+                exc.device = f"{self.bdf} ({exc.device})"
+            raise
 
     # -- reset ---------------------------------------------------------
 

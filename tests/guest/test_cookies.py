@@ -110,6 +110,7 @@ def test_legacy_and_uc_stay_uncached_beside_wc(
         assert kinds(base, base + PAGE) == {"write-combining"}
         assert kinds(base + PAGE, base + 3 * PAGE) == {"uncached-minus"}
         assert maps["uc"].memory_type is MemoryType.UC_MINUS
+        assert repr(maps["uc"]).endswith("BAR2+0x2000 UC size=0x1000>")  # says what it is
 
 
 def test_conflicting_types_are_refused_not_coerced(wc_ivshmem: str, sysfs: Sysfs) -> None:

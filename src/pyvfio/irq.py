@@ -285,6 +285,7 @@ class ReleaseWatch:
             os.close(self._eventfd)
             os.close(self._stop)
             raise
+        self._pid = os.getpid()
         self._thread = threading.Thread(
             target=self._watch, name=f"pyvfio-request-{device.bdf}", daemon=True
         )
@@ -315,6 +316,13 @@ class ReleaseWatch:
     def close(self) -> None:
         """Stop the thread, take the eventfd from the device, close both; safe twice."""
         if self._stop < 0:
+            return
+        if os.getpid() != self._pid:
+            # A forked child shares these fds with its parent, whose thread
+            # this is: signalling or disabling would end the parent's watch.
+            os.close(self._eventfd)
+            os.close(self._stop)
+            self._stop = -1
             return
         os.eventfd_write(self._stop, 1)
         if threading.current_thread() is not self._thread:

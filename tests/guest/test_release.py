@@ -22,7 +22,7 @@ from pyvfio.vm import EDU_ID
 # The holder: opens edu, says "open", then does what a driver would while
 # someone unbinds the device, and prints how that ended.
 HOLDER = """
-import sys, threading
+import os, sys, threading
 from pyvfio import Device, DeviceReleasedError, ClosedError
 from pyvfio.irq import IrqIndex
 
@@ -33,6 +33,13 @@ with Device.open(sys.argv[1]) as dev:
     ints = dev.enable_irq(IrqIndex.MSI)
     if mode == "callback":
         dev.on_release_request(lambda device: asked.set())
+    if mode == "fork":  # a child closing its copy must not end the parent's watch
+        pid = os.fork()
+        if pid == 0:
+            dev.close()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        mode = "config"
     print("open", flush=True)
     try:
         if mode == "wait":
@@ -87,6 +94,7 @@ def unbind_from_another_process(bdf: str, holder: subprocess.Popen[str]) -> None
         ("vfio-pci", "mmio", "ClosedError"),  # register access stops
         (COOKIE_DRIVER, "mmio", "ClosedError"),
         ("vfio-pci", "config", "DeviceReleasedError"),  # the next call on the device
+        ("vfio-pci", "fork", "DeviceReleasedError"),
         ("vfio-pci", "callback", "ClosedError"),  # the program's own handler closed it
     ],
 )

@@ -115,6 +115,7 @@ class Device(DeviceFd):
         group: Group | None = None,
     ) -> None:
         super().__init__(bdf, fd, driver)
+        self._pid = os.getpid()  # a forked child shares the fds, not the ownership
         self._group = group
         self._iommu = iommu
         self.backend = Backend.IOMMUFD if isinstance(iommu, Ioas) else Backend.LEGACY
@@ -416,18 +417,25 @@ class Device(DeviceFd):
     # -- lifetime --------------------------------------------------------
 
     def close(self) -> None:
-        """Release interrupts, mappings, DMA, then the fds; safe to call twice."""
+        """Release interrupts, mappings, DMA, then the fds; safe to call twice.
+
+        In a forked child it closes only the child's copies (fds, mappings),
+        leaving the parent's interrupts, cookies and DMA mappings in place.
+        """
         self._release_due = False
         if self._fd < 0:
             return
+        # A forked child's close must not change what the parent holds through
+        # the same open files: no ioctl, only its own fds and mappings go.
+        owner = os.getpid() == self._pid
         try:
             if self._release_watch is not None:
                 self._release_watch.close()
             for ints in self._irqs.values():
-                ints.close()
+                ints.close(disable=owner)
             for region in self._regions.values():
-                region.close()
-            if self._dma is not None:
+                region.close(destroy_cookies=owner)
+            if self._dma is not None and owner:
                 self._dma.close()
         finally:
             self._irqs.clear()

@@ -209,12 +209,15 @@ class Interrupts:
         """Vectors that fired since the last wait(), without blocking."""
         return self.wait(0)
 
-    def close(self) -> None:
-        """Disable the index in the device and close the eventfds; safe twice."""
+    def close(self, *, disable: bool = True) -> None:
+        """Disable the index in the device and close the eventfds; safe twice.
+
+        ``disable=False`` only closes the eventfds (a forked child: the
+        device's vectors are its parent's too)."""
         if not self.eventfds:
             return
         try:
-            if not self._device.closed:
+            if disable and not self._device.closed:
                 _set_irqs(
                     self._device,
                     self.info.index,

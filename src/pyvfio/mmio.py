@@ -243,11 +243,16 @@ class Mapping(_Window):
         """Unmap (and destroy its cookie); safe to call twice."""
         if self._mm is None:
             return
-        self._release()
-        close_mmap(self._mm, self.name)
-        self._mm = None
+        self._unmap()
         if self.cookie is not None:
             self.cookie.destroy()
+
+    def _unmap(self) -> None:
+        """munmap only: in a forked child, the cookie is also the parent's."""
+        self._release()
+        if self._mm is not None:
+            close_mmap(self._mm, self.name)
+            self._mm = None
 
     def __enter__(self) -> Mapping:
         return self

@@ -252,7 +252,7 @@ class Region:
                 else None
             )
             raise from_oserror(exc, device=bdf, operation=self._where("mmap"), hint=hint) from exc
-        name = f"{bdf} {self.info.name}+{offset:#x}" + (f" {attr.name}" if attr else "")
+        name = f"{bdf} {self.info.name}+{offset:#x}" + (f" {attr.name}" if attr is not None else "")
         mapping = Mapping(mm, name, offset, cookie)
         self._mappings.append(mapping)
         return mapping
@@ -263,7 +263,10 @@ class Region:
         for mapping in list(self._mappings):
             mapping._release(reason)
 
-    def close(self) -> None:
+    def close(self, *, destroy_cookies: bool = True) -> None:
         for mapping in self._mappings:
-            mapping.close()
+            if destroy_cookies:
+                mapping.close()
+            else:
+                mapping._unmap()
         self._mappings.clear()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, kmod, mmio, uapi
-from ._kmod_where import build_command, load_hint
+from ._where import build_command, load_hint
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
 from .cookie import DRIVER as COOKIE_DRIVER
 from .cookie import supported_attrs

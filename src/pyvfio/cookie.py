@@ -14,7 +14,7 @@ import errno
 from dataclasses import dataclass
 
 from . import uapi
-from ._kmod_where import build_command
+from ._where import build_command
 from .devfd import DeviceFd
 from .errors import InvalidArgumentError, UnsupportedError, VfioError
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from ._kmod_where import IN_SOURCE_TREE, SOURCE_TREE, load_hint
+from ._where import IN_SOURCE_TREE, SOURCE_TREE, load_hint
 from .cookie import DRIVER
 from .errors import DriverError
 from .vm.kernels import first_error, top_level_make_env

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import usage
-from ._kmod_where import load_hint
+from ._where import load_hint
 from .cookie import DRIVER as COOKIE_DRIVER
 from .errors import BusyError, DeviceNotFoundError, DriverError, VfioError
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Whether this pyvfio runs from its source tree, and so which commands get the
-kernel module built and loaded: what every hint about the module names.
-Imports nothing of the package, so any module can use it."""
+"""Whether this pyvfio runs from its source tree, and so which commands a hint
+may name: `make kmod` and `make setup` there, `pyvfio kmod ...` and
+`pyvfio vm fetch` anywhere else.  Imports nothing of the package, so any
+module can use it."""
 
 from __future__ import annotations
 
@@ -31,3 +32,10 @@ def load_hint() -> str:
         "run `pyvfio kmod build`, then as root `pyvfio kmod load`; or install it with DKMS "
         "as root: `pyvfio kmod install`"
     )
+
+
+def setup_hint(series: str | None = None) -> str:
+    """What fetches the test VM's kernels (``series``, default all of the matrix)."""
+    if IN_SOURCE_TREE:
+        return f"run `make setup KERNELS={series}`" if series else "run `make setup`"
+    return f"run `pyvfio vm fetch {series}` as root" if series else "run `pyvfio vm fetch` as root"

@@ -231,6 +231,13 @@ def test_module_hints_outside_the_tree_build_the_module(fresh: Fresh) -> None:
     commands = _hint_commands(version.stdout)
     assert commands[:2] == ["pyvfio kmod build", "pyvfio kmod load"], version.stdout
     release, kdir = _guest_kernel()
+    # Nothing for the host's own kernel yet: status says so, load says what to run.
+    status = fresh.run("pyvfio kmod status")
+    assert status.returncode == 4, status.stdout + status.stderr
+    load = fresh.run("pyvfio kmod load")
+    assert load.returncode == 1
+    assert f"neither built for {running}" in load.stderr, load.stderr
+    assert _hint_commands(load.stderr)[:2] == commands[:2], load.stderr
     if not Path("/lib/modules", running, "build", "Makefile").exists():
         # This host's own kernel has no headers: the build says which package.
         proc = fresh.run(commands[0])

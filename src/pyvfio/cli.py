@@ -395,7 +395,7 @@ def cmd_kmod_load(args: argparse.Namespace) -> int:
 
 
 def cmd_kmod_install(args: argparse.Namespace) -> int:
-    kmod.dkms_install(args.release)
+    kmod.dkms_install(args.release, Path(args.kernel_dir) if args.kernel_dir else None)
     print(f"{kmod.DKMS_NAME} {__version__}: installed with DKMS (source {kmod.dkms_source()})")
     return 0
 
@@ -508,6 +508,7 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "$XDG_CACHE_HOME/pyvfio/kmod/RELEASE (~/.cache by default).",
     ).add_subparsers(dest="kmod_verb", required=True)
     release_help = "kernel release (default: the running kernel's)"
+    kernel_dir_help = "the kernel's build tree (default: /lib/modules/RELEASE/build)"
     p = km.add_parser(
         "status",
         help="what is there for a kernel: loaded, built, installed, DKMS, headers",
@@ -518,11 +519,7 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=cmd_kmod_status)
     p = km.add_parser("build", help="build the module for a kernel (needs its headers)")
     p.add_argument("--release", help=release_help)
-    p.add_argument(
-        "--kernel-dir",
-        metavar="DIR",
-        help="the kernel's build tree (default: /lib/modules/RELEASE/build)",
-    )
+    p.add_argument("--kernel-dir", metavar="DIR", help=kernel_dir_help)
     p.set_defaults(func=cmd_kmod_build)
     p = km.add_parser(
         "load", help="load the module built for the running kernel, else the installed one (root)"
@@ -535,6 +532,7 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "kernels (root)",
     )
     p.add_argument("--release", help=release_help)
+    p.add_argument("--kernel-dir", metavar="DIR", help=kernel_dir_help)
     p.set_defaults(func=cmd_kmod_install)
     p = km.add_parser("uninstall", help="remove the module from DKMS, every kernel (root)")
     p.set_defaults(func=cmd_kmod_uninstall)

@@ -330,9 +330,10 @@ def dkms_source() -> Path:
     return Path("/usr/src", f"{DKMS_NAME}-{__version__}")
 
 
-def dkms_install(release: str | None = None) -> None:
-    """dkms add, build and install for ``release`` (default: the running kernel);
-    DKMS then rebuilds the module for every kernel installed later."""
+def dkms_install(release: str | None = None, kdir: Path | None = None) -> None:
+    """dkms add, build and install for ``release`` (default: the running kernel),
+    against ``kdir`` (default: /lib/modules/RELEASE/build); DKMS then rebuilds
+    the module for every kernel installed later."""
     if shutil.which("dkms") is None:
         raise DriverError(
             "dkms is not installed",
@@ -341,9 +342,10 @@ def dkms_install(release: str | None = None) -> None:
             "or build without it: `pyvfio kmod build`",
         )
     release = release or os.uname().release
-    if not (kernel_dir(release) / "Makefile").is_file():
+    kdir = kdir or kernel_dir(release)
+    if not (kdir / "Makefile").is_file():
         raise DriverError(
-            f"no kernel headers for {release} at {kernel_dir(release)}",
+            f"no kernel headers for {release} at {kdir}",
             operation="install module",
             hint=headers_hint(release),
         )
@@ -353,7 +355,7 @@ def dkms_install(release: str | None = None) -> None:
     ).stdout.strip()
     if not added:
         _dkms(["dkms", "add", str(KMOD_SRC)])
-    _dkms(["dkms", "build", *version, "-k", release])
+    _dkms(["dkms", "build", *version, "-k", release, "--kernelsourcedir", str(kdir)])
     _dkms(["dkms", "install", *version, "-k", release, "--force"])
 
 

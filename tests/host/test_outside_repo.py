@@ -269,6 +269,11 @@ for dir in /usr/src /var/lib/dkms /lib/modules; do
 done
 $COMMAND
 pyvfio kmod status --release "$RELEASE" || echo "status exit $?"
+cp -a "/lib/modules/$RELEASE/updates/dkms" "$SCRATCH/installed"
+echo "=== uninstall"
+pyvfio kmod uninstall
+pyvfio kmod status --release "$RELEASE" || echo "status exit $?"
+ls /usr/src
 """
 
 
@@ -289,8 +294,12 @@ def test_dkms_install_builds_and_installs_only_the_cookie_module(
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    installed = tmp_path / "_lib_modules" / "upper" / release / "updates" / "dkms"
-    assert sorted(p.name for p in installed.iterdir()) == ["vfio_pci_cookie.ko"]
-    assert f"installed: /lib/modules/{release}/updates/dkms/vfio_pci_cookie.ko" in proc.stdout
-    assert f"vfio-pci-cookie/{__version__}, {release}, x86_64: installed" in proc.stdout
-    assert "status exit 3" in proc.stdout
+    installed, removed = proc.stdout.split("=== uninstall")
+    assert sorted(p.name for p in (tmp_path / "installed").iterdir()) == ["vfio_pci_cookie.ko"]
+    assert f"installed: /lib/modules/{release}/updates/dkms/vfio_pci_cookie.ko" in installed
+    assert f"vfio-pci-cookie/{__version__}, {release}, x86_64: installed" in installed
+    assert "status exit 3" in installed
+    # Uninstalled: nothing left to load, DKMS knows it no more, its source copy gone.
+    assert "installed: no" in removed and "dkms: not added" in removed, removed
+    assert "status exit 4" in removed
+    assert f"vfio-pci-cookie-{__version__}" not in removed

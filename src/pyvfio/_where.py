@@ -25,8 +25,8 @@ def load_hint() -> str:
     """What to run to get the module loaded, followed literally where this pyvfio is."""
     if IN_SOURCE_TREE:
         return (
-            "run `make kmod` (it builds for each kernel of the test matrix), then as root "
-            "`pyvfio kmod load`"
+            "run `make kmod`, which builds it for each kernel of the test matrix, then as "
+            "root `pyvfio kmod load`"
         )
     return (
         "run `pyvfio kmod build`, then as root `pyvfio kmod load`; or install it with DKMS "

@@ -446,16 +446,31 @@ def version_text() -> str:
         module = "loaded"
     elif kmod.built_for(release).exists():
         module = f"built for {release} ({kmod.built_for(release)}), not loaded"
+    elif (installed := kmod.installed_path()) is not None:
+        module = f"installed ({installed}), not loaded: as root `pyvfio kmod load`"
     else:
-        module = f"not built for {release} ({load_hint()})"
+        module = f"not built for {release}: {load_hint()}"
     return f"pyvfio {__version__}\nregister access: {access}\nvfio_pci_cookie: {module}"
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked (it runs modinfo)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvfio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version, backend and module state"
+    )
     parser.add_argument("--sysfs", default="/sys/bus/pci", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="verb", required=True)
 

@@ -1372,4 +1372,6 @@ static void __exit cookie_exit(void)
 module_exit(cookie_exit);
 
 MODULE_LICENSE("GPL");
+/* The project's version (pyproject.toml), read back from /sys/module/.../version. */
+MODULE_VERSION("0.1.0");
 MODULE_DESCRIPTION("vfio-pci with mmap cookies: write-combining and uncached mappings of BAR ranges");

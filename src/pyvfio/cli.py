@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, kmod, mmio, uapi
+from ._where import build_command, load_hint
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
+from .cookie import DRIVER as COOKIE_DRIVER
 from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
@@ -335,6 +337,75 @@ def cmd_vm_kmod(args: argparse.Namespace) -> int:
     return status
 
 
+# `pyvfio kmod status` exit codes: loaded, loadable (built or installed), neither.
+KMOD_LOADED, KMOD_LOADABLE, KMOD_ABSENT = 0, 3, 4
+
+
+def kmod_status_text(st: kmod.Status) -> str:
+    def srcv(version: str | None) -> str:
+        return f" (srcversion {version})" if version else ""
+
+    if st.loaded:
+        origin = str(st.loaded_from) if st.loaded_from else "a file other than those below"
+        loaded = (
+            f"yes, version {st.loaded_version or '?'}{srcv(st.loaded_srcversion)}, from {origin}"
+        )
+    else:
+        loaded = "no"
+    if st.built:
+        built = f"{st.built}{srcv(st.built_srcversion)}"
+    elif st.build_error:
+        built = f"no: the last build failed: {st.build_error}"
+    else:
+        built = f"no ({build_command()})"
+    lines = [
+        f"{COOKIE_DRIVER} for {st.release}",
+        f"  loaded: {loaded}",
+        f"  built: {built}",
+        "  installed: "
+        + (f"{st.installed}{srcv(st.installed_srcversion)}" if st.installed else "no"),
+        f"  dkms: {st.dkms if st.dkms is not None else 'dkms is not installed'}",
+        "  vfio-pci stand-in: "
+        + (", ".join(map(str, st.stand_in)) if st.stand_in else "not installed"),
+        "  kernel headers: "
+        + (str(st.headers) if st.headers else f"missing: {kmod.headers_hint(st.release)}"),
+    ]
+    return "\n".join(lines)
+
+
+def cmd_kmod_status(args: argparse.Namespace) -> int:
+    st = kmod.status(args.release)
+    print(kmod_status_text(st))
+    if st.loaded:
+        return KMOD_LOADED
+    return KMOD_LOADABLE if st.available else KMOD_ABSENT
+
+
+def cmd_kmod_build(args: argparse.Namespace) -> int:
+    ko = kmod.build(args.release, Path(args.kernel_dir) if args.kernel_dir else None)
+    print(f"built {ko}")
+    return 0
+
+
+def cmd_kmod_load(args: argparse.Namespace) -> int:
+    was_loaded = kmod.is_loaded()
+    source = kmod.load(Path(args.ko) if args.ko else None)
+    print(f"{COOKIE_DRIVER}: " + ("already loaded" if was_loaded else f"loaded {source}"))
+    return 0
+
+
+def cmd_kmod_install(args: argparse.Namespace) -> int:
+    kmod.dkms_install(args.release, Path(args.kernel_dir) if args.kernel_dir else None)
+    print(f"{kmod.DKMS_NAME} {__version__}: installed with DKMS (source {kmod.dkms_source()})")
+    return 0
+
+
+def cmd_kmod_uninstall(args: argparse.Namespace) -> int:
+    kmod.dkms_uninstall()
+    print(f"{kmod.DKMS_NAME} {__version__}: removed from DKMS")
+    return 0
+
+
 def cmd_vm_check(args: argparse.Namespace) -> int:
     gone = tools.missing()
     for tool, package in gone:
@@ -375,16 +446,31 @@ def version_text() -> str:
         module = "loaded"
     elif kmod.built_for(release).exists():
         module = f"built for {release} ({kmod.built_for(release)}), not loaded"
+    elif (installed := kmod.installed_path()) is not None:
+        module = f"installed ({installed}), not loaded: as root `pyvfio kmod load`"
     else:
-        module = f"not built for {release} (make kmod)"
+        module = f"not built for {release}: {load_hint()}"
     return f"pyvfio {__version__}\nregister access: {access}\nvfio_pci_cookie: {module}"
+
+
+class _VersionAction(argparse.Action):
+    """--version, worked out only when asked (it runs modinfo)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvfio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version, backend and module state"
+    )
     parser.add_argument("--sysfs", default="/sys/bus/pci", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -424,7 +510,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_unbind)
 
     _add_vm_parser(sub)
+    _add_kmod_parser(sub)
     return parser
+
+
+def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    km = sub.add_parser(
+        "kmod",
+        help="the vfio_pci_cookie kernel module: status, build, load, DKMS install",
+        description="The kernel module that adds write-combining and uncached mappings "
+        "(docs/uapi.md in the source tree). Outside the source tree, builds go to "
+        "$XDG_CACHE_HOME/pyvfio/kmod/RELEASE (~/.cache by default).",
+    ).add_subparsers(dest="kmod_verb", required=True)
+    release_help = "kernel release (default: the running kernel's)"
+    kernel_dir_help = "the kernel's build tree (default: /lib/modules/RELEASE/build)"
+    p = km.add_parser(
+        "status",
+        help="what is there for a kernel: loaded, built, installed, DKMS, headers",
+        epilog=f"exit status: {KMOD_LOADED} loaded, {KMOD_LOADABLE} not loaded but built or "
+        f"installed (`pyvfio kmod load` loads it), {KMOD_ABSENT} neither, 1 error",
+    )
+    p.add_argument("--release", help=release_help)
+    p.set_defaults(func=cmd_kmod_status)
+    p = km.add_parser("build", help="build the module for a kernel (needs its headers)")
+    p.add_argument("--release", help=release_help)
+    p.add_argument("--kernel-dir", metavar="DIR", help=kernel_dir_help)
+    p.set_defaults(func=cmd_kmod_build)
+    p = km.add_parser(
+        "load", help="load the module built for the running kernel, else the installed one (root)"
+    )
+    p.add_argument("--ko", metavar="FILE", help="load this .ko instead")
+    p.set_defaults(func=cmd_kmod_load)
+    p = km.add_parser(
+        "install",
+        help="add, build and install the module with DKMS, which rebuilds it for new "
+        "kernels (root)",
+    )
+    p.add_argument("--release", help=release_help)
+    p.add_argument("--kernel-dir", metavar="DIR", help=kernel_dir_help)
+    p.set_defaults(func=cmd_kmod_install)
+    p = km.add_parser("uninstall", help="remove the module from DKMS, every kernel (root)")
+    p.set_defaults(func=cmd_kmod_uninstall)
 
 
 def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -14,6 +14,7 @@ import errno
 from dataclasses import dataclass
 
 from . import uapi
+from ._where import build_command
 from .devfd import DeviceFd
 from .errors import InvalidArgumentError, UnsupportedError, VfioError
 
@@ -121,7 +122,8 @@ class Cookie:
                     f"{driver} offers no mmap cookies (memory attributes)",
                     device=device.bdf,
                     operation="map with attributes",
-                    hint=f"bind the device to {DRIVER}: `make kmod`, then "
+                    hint=f"bind the device to {DRIVER}: `{build_command()}`, then as root "
+                    "`pyvfio kmod load`, then "
                     f"`pyvfio bind {device.bdf} --driver {DRIVER}`",
                 ) from exc
             exc.operation = (

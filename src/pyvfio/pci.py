@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import usage
+from ._where import load_hint
+from .cookie import DRIVER as COOKIE_DRIVER
 from .errors import BusyError, DeviceNotFoundError, DriverError, VfioError
 
 log = logging.getLogger(__name__)
@@ -279,7 +281,7 @@ class Sysfs:
                 f"{proc.stderr.strip() or 'no such driver'}",
                 device=bdf,
                 operation="bind",
-                hint=f"load it first (modprobe {driver}) or pick another driver",
+                hint=_load_hint(driver),
             )
 
 
@@ -311,3 +313,9 @@ def _parse_resource(text: str) -> tuple[Bar, ...]:
             continue
         bars.append(Bar(index=index, start=start, size=end - start + 1, flags=flags))
     return tuple(bars)
+
+
+def _load_hint(driver: str) -> str:
+    if driver == COOKIE_DRIVER:  # ours: built by the user, where modprobe may not find it
+        return f"{load_hint()}; or pick another driver"
+    return f"load it first (modprobe {driver}) or pick another driver"

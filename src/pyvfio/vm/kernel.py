@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._where import setup_hint
 from ..errors import VmError
 from . import kernels
 
-_HINT = "run `make setup`, or pass --kernel SERIES|RELEASE|IMAGE"
+_HINT = f"{setup_hint()}, or pass --kernel SERIES|RELEASE|IMAGE"
 
 
 def default_series() -> str:

@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .._where import setup_hint
 from ..errors import VmError
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,9 @@ def _run(argv: Sequence[str], what: str, **kwargs: object) -> str:
         proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     except FileNotFoundError as exc:
         raise VmError(
-            f"{argv[0]} not found", operation=what, hint="run `make setup` as root"
+            f"{argv[0]} not found",
+            operation=what,
+            hint="`pyvfio vm check` names each missing tool and its package",
         ) from exc
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
@@ -254,7 +257,7 @@ def resolve(series: str, apt: PrivateApt, source: Source) -> str:
         raise VmError(
             f"{source.image} and {source.headers} ({source.base}) point at {release} and {headers}",
             operation=f"resolve kernel {series}",
-            hint="the mirror may be mid-update: run `make setup` again later",
+            hint=f"the mirror may be mid-update: {setup_hint(series)} again later",
         )
     if not _of_series(release, series):
         raise VmError(
@@ -462,7 +465,7 @@ def cached(series: str) -> Kernel:
         raise VmError(
             f"kernel {series} is not fetched ({index})",
             operation="pick kernel",
-            hint=f"run `make setup KERNELS={series}`",
+            hint=setup_hint(series),
         ) from exc
 
 

@@ -39,6 +39,10 @@ HOST_TOOLS: dict[str, str] = {
     "dpdk-testpmd": "dpdk-dev",  # the DPDK client tests, in the guest
     "stdbuf": "coreutils",  # testpmd's output unbuffered on a pipe
     "pgrep": "procps",  # tools/test.sh stops its guest boots when interrupted
+    # the module's DKMS package, installed for real in a private mount namespace
+    # (tests/host/test_outside_repo.py)
+    "dkms": "dkms",
+    "unshare": "util-linux",
     # building the debug kernel (debugkernel.py)
     "flex": "flex",
     "bison": "bison",

@@ -103,6 +103,13 @@ def parse_vv(text: str) -> dict[str, Any]:
                 "maskable": m.group(4) == "+",
                 "64bit": m.group(5) == "+",
             }
+        elif (
+            cap
+            and "MSI:" in cap
+            and (m := re.match(r"Address: ([0-9a-f]+)  Data: ([0-9a-f]+)", stripped))
+        ):
+            out["msi"]["address"] = int(m.group(1), 16)
+            out["msi"]["data"] = int(m.group(2), 16)
         elif m := re.match(
             r"Capabilities: \[\w+\] MSI-X: Enable([+-]) Count=(\d+) Masked([+-])", stripped
         ):

@@ -52,6 +52,8 @@ def as_lspci(header: ConfigHeader) -> dict[str, Any]:
             "vectors_max": msi.vectors_max,
             "maskable": msi.maskable,
             "64bit": msi.is_64bit,
+            "address": msi.address,
+            "data": msi.data,
         },
         "msix": None
         if msix is None

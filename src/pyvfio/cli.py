@@ -140,7 +140,7 @@ def _cap_text(doc: dict[str, Any]) -> str:
     return str(doc["kind"])
 
 
-def device_report(dev: Device, pci: PciDevice) -> dict[str, Any]:
+def device_report(dev: Device) -> dict[str, Any]:
     """The VFIO view of an open device (regions, IRQs, features), as the
     JSON-ready part of `pyvfio info` that only a VFIO-bound device has."""
     regions = []
@@ -321,7 +321,7 @@ def info_report(sysfs: Sysfs, bdf: str, backend: str | None) -> dict[str, Any]:
     if pci.on_vfio:
         try:
             with Device.open(pci.bdf, sysfs=sysfs, backend=backend) as dev:
-                report.update(device_report(dev, pci))
+                report.update(device_report(dev))
         except VfioError as exc:
             report["vfio_error"] = str(exc)
     return report

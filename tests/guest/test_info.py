@@ -52,6 +52,7 @@ def mismatches(bdf: str) -> tuple[dict[str, Any], list[str]]:
     """info's report of ``bdf``, and every field where it and lspci disagree."""
     report, vv_text = settled_info(bdf)
     vv = lspci.parse_vv(vv_text)
+    assert report["names_from"], "no pci.ids: make setup installs it"
     vmm = lspci.parse_vmm(lspci.run("-vmm", "-nn", "-k", "-i", report["names_from"], "-s", bdf))
     wrong = []
 

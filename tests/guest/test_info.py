@@ -168,6 +168,8 @@ def test_info_of_a_vfio_device_held_elsewhere_still_reads_sysfs(nvme: str) -> No
         holder.communicate("", timeout=120)
     # the open failed (another process has the device); the sysfs part is all there
     assert report["backend"] is None and report["regions"] is None
-    assert report["vfio_error"] and nvme in report["vfio_error"]
+    # the group's or cdev's refusal, as the library words it (EBUSY on a group,
+    # a refused bind on a cdev)
+    assert report["vfio_error"]
     assert report["msix"] is not None and report["vendor"] == "1b36"
     assert report["driver"] == Sysfs().device(nvme).driver

@@ -14,11 +14,13 @@ from typing import Any
 from . import __version__, kmod, mmio, uapi
 from ._where import build_command, load_hint
 from .caps import MsixMappableCap, SparseMmapCap, TypeCap, UnknownCap
+from .config import ConfigHeader, Link, decode_config
 from .cookie import DRIVER as COOKIE_DRIVER
 from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
+from .pciids import PciIds
 from .vm import VmOptions, debugkernel, kernels, run, selftests, tools
 from .vm.kernel import resolve_kernel
 
@@ -140,9 +142,9 @@ def _cap_text(doc: dict[str, Any]) -> str:
     return str(doc["kind"])
 
 
-def device_report(dev: Device, pci: PciDevice) -> dict[str, Any]:
-    """What `pyvfio info` shows, as a JSON-ready dict (schema JSON_SCHEMA_VERSION);
-    ``pci`` is the device's sysfs snapshot, so the report names what it describes."""
+def device_report(dev: Device) -> dict[str, Any]:
+    """The VFIO view of an open device (regions, IRQs, features), as the
+    JSON-ready part of `pyvfio info` that only a VFIO-bound device has."""
     regions = []
     for region in dev.regions():
         info = region.info
@@ -172,17 +174,7 @@ def device_report(dev: Device, pci: PciDevice) -> dict[str, Any]:
         for i in dev.irq_infos()
     ]
     features = {name: dev.has_feature(num, flags) for name, (num, flags) in KNOWN_FEATURES.items()}
-    caps = [
-        {"id": c.id, "name": c.name, "offset": c.offset, "extended": c.extended}
-        for c in dev.config.capabilities()
-    ]
     return {
-        "schema": JSON_SCHEMA_VERSION,
-        "bdf": dev.bdf,
-        "vendor": f"{pci.vendor:04x}",
-        "device": f"{pci.device:04x}",
-        "class": f"{pci.class_code:06x}",
-        "driver": dev.driver,
         # how the device was opened: "iommufd" (cdev) or "legacy" (group)
         "backend": str(dev.backend),
         "iommu": dev.iommu.name,
@@ -192,51 +184,306 @@ def device_report(dev: Device, pci: PciDevice) -> dict[str, Any]:
         "regions": regions,
         "irqs": irqs,
         "features": features,
-        "pci_capabilities": caps,
     }
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    sysfs = Sysfs(Path(args.sysfs))
-    with Device.open(args.bdf, sysfs=sysfs, backend=args.backend) as dev:
-        report = device_report(dev, sysfs.device(dev.bdf))
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(
-        f"{report['bdf']}: flags {','.join(report['flags'])}, "
-        f"{report['num_regions']} regions, {report['num_irqs']} IRQ indexes"
+# The keys of device_report: null in `info --json` when there is no VFIO view.
+VFIO_KEYS = (
+    "backend",
+    "iommu",
+    "flags",
+    "num_regions",
+    "num_irqs",
+    "regions",
+    "irqs",
+    "features",
+)
+
+
+def _link_json(link: Link | None) -> dict[str, Any] | None:
+    return None if link is None else {"speed": link.speed, "width": link.width}
+
+
+def _rom_json(sysfs: Sysfs, bdf: str, header: ConfigHeader) -> dict[str, Any] | None:
+    """The ROM the kernel assigned (address and size from sysfs ``resource``),
+    else what the ROM register holds; enabled is the register's decode bit."""
+    enabled = header.rom is not None and header.rom.enabled
+    resource = sysfs.rom(bdf)
+    if resource is not None:
+        return {"address": resource.start, "size": resource.size, "enabled": enabled}
+    if header.rom is not None and header.rom.address:
+        return {"address": header.rom.address, "size": None, "enabled": enabled}
+    return None
+
+
+def pci_report(sysfs: Sysfs, pci: PciDevice, ids: PciIds) -> dict[str, Any]:
+    """What sysfs shows of any device, whatever its driver: read-only, nothing opened."""
+    header = decode_config(sysfs.config(pci.bdf))
+    subsystem = sysfs.subsystem(pci.bdf)
+    if subsystem is None and header.subsystem_vendor is not None:
+        subsystem = (header.subsystem_vendor, header.subsystem_device or 0)
+    power_state, power_from = sysfs.power_state(pci.bdf), "kernel"
+    if power_state is None and header.power is not None:
+        power_state, power_from = header.power.state, "pmcsr"
+    caps = header.capabilities
+    msi, msix, pm, express = header.msi, header.msix, header.power, header.express
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "bdf": pci.bdf,
+        "vendor": f"{pci.vendor:04x}",
+        "vendor_name": ids.vendor(pci.vendor),
+        "device": f"{pci.device:04x}",
+        "device_name": ids.device(pci.vendor, pci.device),
+        "subsystem_vendor": None if subsystem is None else f"{subsystem[0]:04x}",
+        "subsystem_vendor_name": None if subsystem is None else ids.vendor(subsystem[0]),
+        "subsystem_device": None if subsystem is None else f"{subsystem[1]:04x}",
+        "subsystem_name": None
+        if subsystem is None
+        else ids.subsystem(pci.vendor, pci.device, *subsystem),
+        "class": f"{pci.class_code:06x}",
+        "class_name": ids.class_name(pci.class_code),
+        "prog_if": f"{pci.class_code & 0xFF:02x}",
+        "prog_if_name": ids.prog_if(pci.class_code),
+        "revision": f"{header.revision:02x}",
+        "header_type": header.header_type,
+        "names_from": None if ids.path is None else str(ids.path),
+        "driver": pci.driver,
+        "iommu_group": pci.iommu_group,
+        "config_size": header.size,
+        "config_missing": header.missing,
+        "power_state": power_state,
+        "power_state_from": power_from if power_state is not None else None,
+        "command": header.command,
+        "command_bits": header.command_bits(),
+        "status": header.status,
+        "status_bits": header.status_bits(),
+        "devsel": header.devsel,
+        "bars": [_bar_json(b) for b in pci.bars],
+        "rom": _rom_json(sysfs, pci.bdf, header),
+        "pci_capabilities": None
+        if caps is None
+        else [
+            {"id": c.id, "name": c.name, "offset": c.offset, "extended": c.extended} for c in caps
+        ],
+        "power_management": None
+        if pm is None
+        else {
+            "offset": pm.offset,
+            "version": pm.version,
+            "state": pm.state,
+            "no_soft_reset": pm.no_soft_reset,
+            "pme_enabled": pm.pme_enabled,
+        },
+        "msi": None
+        if msi is None
+        else {
+            "offset": msi.offset,
+            "enabled": msi.enabled,
+            "vectors_max": msi.vectors_max,
+            "vectors_enabled": msi.vectors_enabled,
+            "64bit": msi.is_64bit,
+            "maskable": msi.maskable,
+            "address": msi.address,
+            "data": msi.data,
+        },
+        "msix": None
+        if msix is None
+        else {
+            "offset": msix.offset,
+            "enabled": msix.enabled,
+            "masked": msix.function_masked,
+            "table_size": msix.table_size,
+            "table_bar": msix.table_bar,
+            "table_offset": msix.table_offset,
+            "pba_bar": msix.pba_bar,
+            "pba_offset": msix.pba_offset,
+        },
+        "express": None
+        if express is None
+        else {
+            "offset": express.offset,
+            "version": express.version,
+            "port_type": express.port_type,
+            "link_capability": _link_json(express.link_capability),
+            "link_status": _link_json(express.link_status),
+        },
+    }
+
+
+def info_report(sysfs: Sysfs, bdf: str, backend: str | None) -> dict[str, Any]:
+    """What `pyvfio info` shows, as a JSON-ready dict (schema JSON_SCHEMA_VERSION).
+
+    Everything comes from sysfs, read-only; the VFIO view is added only for a
+    device already on a VFIO driver, opened and closed again.  A device on
+    any other driver is never bound, unbound or opened."""
+    pci = sysfs.device(bdf)
+    report = pci_report(sysfs, pci, PciIds.load())
+    report.update(dict.fromkeys(VFIO_KEYS))
+    report["vfio_error"] = None
+    if pci.on_vfio:
+        try:
+            with Device.open(pci.bdf, sysfs=sysfs, backend=backend) as dev:
+                report.update(device_report(dev))
+        except VfioError as exc:
+            report["vfio_error"] = str(exc)
+    return report
+
+
+def _flag_text(bits: dict[str, bool], labels: dict[str, str]) -> str:
+    return " ".join(f"{label}{'+' if bits[key] else '-'}" for key, label in labels.items())
+
+
+# lspci's labels for the command and status bits, so the two read alike.
+COMMAND_LABELS = {
+    "io": "I/O",
+    "memory": "Mem",
+    "bus_master": "BusMaster",
+    "special_cycles": "SpecCycle",
+    "memory_write_invalidate": "MemWINV",
+    "vga_snoop": "VGASnoop",
+    "parity_error_response": "ParErr",
+    "stepping": "Stepping",
+    "serr": "SERR",
+    "fast_back_to_back": "FastB2B",
+    "intx_disable": "DisINTx",
+}
+STATUS_LABELS = {
+    "capabilities": "Cap",
+    "66mhz": "66MHz",
+    "udf": "UDF",
+    "fast_back_to_back": "FastB2B",
+    "master_data_parity_error": "ParErr",
+    "signaled_target_abort": ">TAbort",
+    "received_target_abort": "<TAbort",
+    "received_master_abort": "<MAbort",
+    "signaled_system_error": ">SERR",
+    "detected_parity_error": "<PERR",
+    "interrupt": "INTx",
+}
+
+
+def _named(name: str | None, number: str, unknown: str) -> str:
+    return f"{name or unknown} [{number}]"
+
+
+def _name_pair(vendor: str | None, device: str | None, ids: str) -> str:
+    """``Vendor Device [vvvv:dddd]``, with lspci's words for names not in pci.ids."""
+    return f"{vendor or ''} {device or 'Device'} [{ids}]".lstrip()
+
+
+def _link_text(link: dict[str, Any] | None) -> str:
+    return "-" if link is None else f"{link['speed'] or 'unknown'} x{link['width']}"
+
+
+def _cap_detail(report: dict[str, Any], cap: dict[str, Any]) -> str:
+    pm, msi, msix, exp = (report[k] for k in ("power_management", "msi", "msix", "express"))
+    if pm and cap["offset"] == pm["offset"]:
+        return f" v{pm['version']}: {pm['state']}, PME {'on' if pm['pme_enabled'] else 'off'}"
+    if msi and cap["offset"] == msi["offset"]:
+        return (
+            f": {'enabled' if msi['enabled'] else 'disabled'}, "
+            f"{msi['vectors_enabled']}/{msi['vectors_max']} vectors, "
+            f"{'64' if msi['64bit'] else '32'}-bit, "
+            f"{'maskable' if msi['maskable'] else 'not maskable'}"
+        )
+    if msix and cap["offset"] == msix["offset"]:
+        return (
+            f": {'enabled' if msix['enabled'] else 'disabled'}, {msix['table_size']} vectors, "
+            f"{'masked' if msix['masked'] else 'not masked'}; "
+            f"table BAR{msix['table_bar']}+{msix['table_offset']:#x}, "
+            f"PBA BAR{msix['pba_bar']}+{msix['pba_offset']:#x}"
+        )
+    if exp and cap["offset"] == exp["offset"]:
+        if exp["link_capability"] is None:
+            return f" v{exp['version']} {exp['port_type']} (no link)"
+        return (
+            f" v{exp['version']} {exp['port_type']}; link capable "
+            f"{_link_text(exp['link_capability'])}, now {_link_text(exp['link_status'])}"
+        )
+    return ""
+
+
+def print_info(report: dict[str, Any]) -> None:
+    r = report
+    title = f"{r['bdf']} {_named(r['class_name'], r['class'][:4], 'Class')}: "
+    title += _name_pair(r["vendor_name"], r["device_name"], f"{r['vendor']}:{r['device']}")
+    title += f" (rev {r['revision']})"
+    if r["prog_if"] != "00" or r["prog_if_name"]:
+        named = f" [{r['prog_if_name']}]" if r["prog_if_name"] else ""
+        title += f" (prog-if {r['prog_if']}{named})"
+    print(title)
+    if r["subsystem_vendor"] not in (None, "0000", "ffff"):
+        ids = f"{r['subsystem_vendor']}:{r['subsystem_device']}"
+        print(f"  subsystem: {_name_pair(r['subsystem_vendor_name'], r['subsystem_name'], ids)}")
+    group = "-" if r["iommu_group"] is None else r["iommu_group"]
+    power = (
+        "unknown"
+        if r["power_state"] is None
+        else f"{r['power_state']} (from {r['power_state_from']})"
     )
+    print(f"  driver: {r['driver'] or '-'}, IOMMU group {group}, power state {power}")
+    print(f"  control: {_flag_text(r['command_bits'], COMMAND_LABELS)}")
+    print(f"  status: {_flag_text(r['status_bits'], STATUS_LABELS)} DEVSEL={r['devsel']}")
+    for bar in r["bars"]:
+        kind = "io" if bar["io"] else ("mem64" if bar["64bit"] else "mem32")
+        pf = ", prefetchable" if bar["prefetchable"] else ""
+        print(
+            f"  BAR{bar['index']}: {kind}{pf} at {bar['start']:#x} [size={human_size(bar['size'])}]"
+        )
+    if r["rom"] is not None:
+        rom = r["rom"]
+        size = "" if rom["size"] is None else f" [size={human_size(rom['size'])}]"
+        state = "enabled" if rom["enabled"] else "disabled"
+        print(f"  expansion ROM at {rom['address']:#x}{size} {state}")
+    if r["pci_capabilities"] is None:
+        if r["config_missing"]:
+            print(f"  not shown: {r['config_missing']}")
+    else:
+        print(f"  capabilities:{'' if r['pci_capabilities'] else ' none'}")
+        for cap in r["pci_capabilities"]:
+            where = f"{cap['offset']:03x}" if cap["extended"] else f"{cap['offset']:02x}"
+            print(f"    [{where}] {cap['name']}{_cap_detail(r, cap)}")
+    if r["backend"] is None:
+        why = r["vfio_error"] or (
+            f"on {r['driver'] or 'no driver'}, not a VFIO driver; info reads sysfs only"
+        )
+        print(f"  VFIO: not opened: {why}")
+        return
     print(
-        f"  {report['vendor']}:{report['device']} class {report['class']}, "
-        f"driver {report['driver']}, {report['backend']} backend ({report['iommu']})"
+        f"  VFIO: flags {','.join(r['flags'])}, {r['num_regions']} regions, "
+        f"{r['num_irqs']} IRQ indexes, {r['backend']} backend ({r['iommu']})"
     )
     print(f"  {'REGION':<8} {'FLAGS':<5} {'SIZE':>8} {'OFFSET':>14}  {'ATTRS':<6} CAPS")
-    for r in report["regions"]:
-        if not r["size"]:
+    for region in r["regions"]:
+        if not region["size"]:
             continue
         flags = "".join(
-            c if r[key] else "-" for c, key in (("r", "readable"), ("w", "writable"), ("m", "mmap"))
+            c if region[key] else "-"
+            for c, key in (("r", "readable"), ("w", "writable"), ("m", "mmap"))
         )
-        caps = "; ".join(_cap_text(c) for c in r["caps"]) or "-"
-        attrs = ",".join(r["attrs"]) or "-"
+        caps = "; ".join(_cap_text(c) for c in region["caps"]) or "-"
+        attrs = ",".join(region["attrs"]) or "-"
         print(
-            f"  {r['name']:<8} {flags:<5} {human_size(r['size']):>8} {r['offset']:#14x}  "
-            f"{attrs:<6} {caps}"
+            f"  {region['name']:<8} {flags:<5} {human_size(region['size']):>8} "
+            f"{region['offset']:#14x}  {attrs:<6} {caps}"
         )
     print(f"  {'IRQ':<8} {'COUNT':>5}  FLAGS")
-    for i in report["irqs"]:
+    for i in r["irqs"]:
         count = str(i["count"]) if i["supported"] else "-"
         flags = ",".join(i["flags"]) if i["supported"] else "not supported"
         print(f"  {i['name']:<8} {count:>5}  {flags}")
     print(
         "  features: "
-        + ", ".join(f"{n}={'yes' if ok else 'no'}" for n, ok in report["features"].items())
+        + ", ".join(f"{n}={'yes' if ok else 'no'}" for n, ok in r["features"].items())
     )
-    print(
-        "  pci capabilities: "
-        + ", ".join(f"{c['name']}@{c['offset']:#x}" for c in report["pci_capabilities"])
-    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    report = info_report(Sysfs(Path(args.sysfs)), args.bdf, args.backend)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_info(report)
     return 0
 
 
@@ -486,7 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="regions, IRQs, features of a VFIO-bound device")
+    p = sub.add_parser(
+        "info",
+        help="what sysfs shows of any device, read-only (names, config, capabilities); "
+        "regions, IRQs, features too if it is on a VFIO driver",
+    )
     p.add_argument("bdf")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(

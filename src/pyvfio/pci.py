@@ -36,6 +36,7 @@ _IORESOURCE_MEM_64 = 0x100000
 _BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 
 NUM_BARS = 6
+PCI_ROM_RESOURCE = 6  # the line of `resource` after the six BARs
 
 
 def normalize_bdf(bdf: str) -> str:
@@ -90,6 +91,12 @@ class PciDevice:
         """``vvvv:dddd``, as lspci -n prints it."""
         return f"{self.vendor:04x}:{self.device:04x}"
 
+    @property
+    def on_vfio(self) -> bool:
+        """Bound to a VFIO driver (vfio-pci, vfio_pci_cookie or another variant),
+        the drivers :meth:`pyvfio.Device.open` accepts."""
+        return self.driver is not None and "vfio" in self.driver
+
 
 class Sysfs:
     """Access to /sys/bus/pci; the root is a parameter so tests can fake it."""
@@ -140,6 +147,49 @@ class Sysfs:
             iommu_group=int(group_link.resolve().name) if group_link.exists() else None,
             bars=_parse_resource((path / "resource").read_text()),
         )
+
+    def config(self, bdf: str) -> bytes:
+        """The device's config space as sysfs gives it to this user: 4096 bytes
+        (PCI Express) or 256 to root, only the first 64 to anyone else.
+        Reading it changes nothing: the kernel wakes only a device in D3cold."""
+        path = self._dev(bdf) / "config"
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise VfioError(
+                f"reading {path} failed: {exc.strerror}",
+                device=normalize_bdf(bdf),
+                operation="read config space",
+                errno=exc.errno,
+            ) from exc
+
+    def power_state(self, bdf: str) -> str | None:
+        """The D-state the kernel last recorded (``D0``, ``D3hot``, ...), from
+        sysfs ``power_state`` (Linux 5.19+); None where the kernel has no such
+        attribute or does not know (``unknown``: no driver has managed it)."""
+        state = _read_optional(self._dev(bdf) / "power_state")
+        return None if state in (None, "unknown") else state
+
+    def subsystem(self, bdf: str) -> tuple[int, int] | None:
+        """(subsystem vendor, subsystem device) as the kernel read them (for
+        bridges from the SSVID capability); None where sysfs has no such files."""
+        path = self._dev(bdf)
+        vendor = _read_optional(path / "subsystem_vendor")
+        device = _read_optional(path / "subsystem_device")
+        if vendor is None or device is None:
+            return None
+        return int(vendor, 16), int(device, 16)
+
+    def rom(self, bdf: str) -> Bar | None:
+        """The expansion ROM resource the kernel assigned (``resource`` line 6,
+        PCI_ROM_RESOURCE), or None if the device has none."""
+        lines = (self._dev(bdf) / "resource").read_text().splitlines()
+        if len(lines) <= PCI_ROM_RESOURCE:
+            return None
+        start, end, flags = (int(field, 16) for field in lines[PCI_ROM_RESOURCE].split())
+        if start == 0 and end == 0:
+            return None
+        return Bar(index=PCI_ROM_RESOURCE, start=start, size=end - start + 1, flags=flags)
 
     def devices(self) -> list[PciDevice]:
         return [self.device(bdf) for bdf in self.addresses()]

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,117 @@ def test_version_says_how_registers_are_accessed_and_where_the_module_is() -> No
     assert lines[1] == "register access: C extension (pyvfio._mmio)"  # built by make setup
     assert lines[2].startswith("vfio_pci_cookie: ")
     assert proc.stderr == ""
+
+
+CONFIG = Path(__file__).parent / "data" / "config"
+
+
+@pytest.fixture
+def nvme_on_nvme(sysfs_root: Path, fake_device: FakeDevice) -> Path:
+    """The VM's nvme as sysfs shows it on the nvme driver, config space included."""
+    dev = fake_device(
+        "0000:00:0d.0",
+        0x1B36,
+        0x0010,
+        0x010802,
+        driver="nvme",
+        group=13,
+        bars={0: (0xFEB00000, 16 << 10, 0x140204), 2: (0xFD000000, 16 << 20, 0x14220C)},
+    )
+    (dev / "config").write_bytes((CONFIG / "nvme.bin").read_bytes())
+    (dev / "subsystem_vendor").write_text("0x1af4\n")
+    (dev / "subsystem_device").write_text("0x1100\n")
+    (dev / "power_state").write_text("D0\n")
+    return dev
+
+
+def _tree(root: Path) -> dict[str, bytes | str]:
+    return {
+        str(p): (str(p.readlink()) if p.is_symlink() else p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def _info_json(sysfs_root: Path, bdf: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    assert main(["--sysfs", str(sysfs_root), "info", "--json", bdf]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_info_of_a_device_on_a_host_driver_reads_sysfs_only(
+    sysfs_root: Path, nvme_on_nvme: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _tree(sysfs_root.parent.parent)
+    report = _info_json(sysfs_root, "00:0d.0", capsys)
+    assert _tree(sysfs_root.parent.parent) == before  # nothing written
+    assert (report["bdf"], report["vendor"], report["device"], report["class"]) == (
+        "0000:00:0d.0",
+        "1b36",
+        "0010",
+        "010802",
+    )
+    assert (report["driver"], report["iommu_group"], report["revision"]) == ("nvme", 13, "02")
+    assert (report["subsystem_vendor"], report["subsystem_device"]) == ("1af4", "1100")
+    assert (report["prog_if"], report["power_state"], report["power_state_from"]) == (
+        "02",
+        "D0",
+        "kernel",
+    )
+    assert report["msix"] == {
+        "offset": 0x40,
+        "enabled": True,
+        "masked": False,
+        "table_size": 65,
+        "table_bar": 0,
+        "table_offset": 0x2000,
+        "pba_bar": 0,
+        "pba_offset": 0x3000,
+    }
+    assert report["express"]["port_type"] == "Root Complex Integrated Endpoint"
+    assert [c["name"] for c in report["pci_capabilities"]] == [
+        "MSI-X",
+        "PCI Express",
+        "Power Management",
+    ]
+    # no VFIO view, and no attempt at one
+    assert report["backend"] is None and report["regions"] is None and report["irqs"] is None
+    assert report["vfio_error"] is None
+
+
+def test_info_json_keeps_one_type_per_field(
+    sysfs_root: Path, nvme_on_nvme: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = _info_json(sysfs_root, "0000:00:0d.0", capsys)
+    # as a non-root user reads it: 64 bytes, no power_state attribute (kernel < 5.19)
+    (nvme_on_nvme / "config").write_bytes((CONFIG / "nvme.bin").read_bytes()[:64])
+    (nvme_on_nvme / "power_state").unlink()
+    partial = _info_json(sysfs_root, "0000:00:0d.0", capsys)
+    assert full.keys() == partial.keys()
+    for key in full:
+        kinds = {type(full[key]), type(partial[key])} - {type(None)}
+        assert len(kinds) <= 1, (key, full[key], partial[key])
+    assert partial["config_size"] == 64 and "without root" in partial["config_missing"]
+    assert partial["pci_capabilities"] is None and partial["msix"] is None
+    assert partial["power_state"] is None and partial["power_state_from"] is None
+    # what the 64-byte header holds is still there
+    assert partial["command_bits"] == full["command_bits"] and partial["revision"] == "02"
+
+
+def test_info_power_state_from_pmcsr_where_the_kernel_does_not_know(
+    sysfs_root: Path, nvme_on_nvme: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (nvme_on_nvme / "power_state").write_text("unknown\n")
+    report = _info_json(sysfs_root, "0000:00:0d.0", capsys)
+    assert (report["power_state"], report["power_state_from"]) == ("D0", "pmcsr")
+
+
+def test_info_text(
+    sysfs_root: Path, nvme_on_nvme: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--sysfs", str(sysfs_root), "info", "0000:00:0d.0"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("0000:00:0d.0 ")
+    assert "[0108]" in text and "[1b36:0010] (rev 02) (prog-if 02" in text
+    assert "Mem+ BusMaster+" in text and "power state D0 (from kernel)" in text
+    assert "[40] MSI-X: enabled, 65 vectors, not masked; table BAR0+0x2000, PBA BAR0+0x3000" in text
+    assert "VFIO: not opened: on nvme, not a VFIO driver" in text

@@ -43,16 +43,20 @@ HOST_TOOLS: dict[str, str] = {
     # (tests/host/test_outside_repo.py)
     "dkms": "dkms",
     "unshare": "util-linux",
+    "lspci": "pciutils",  # the oracle `pyvfio info` is compared with, in the guest
     # building the debug kernel (debugkernel.py)
     "flex": "flex",
     "bison": "bison",
     "bc": "bc",
     "perl": "perl",
 }
-# Headers the debug kernel's build needs (objtool, module signing tools).
+# Files, not tools: headers the debug kernel's build needs (objtool, module
+# signing tools), and the PCI ID database.
 HOST_FILES: dict[str, str] = {
     "/usr/include/gelf.h": "libelf-dev",
     "/usr/include/openssl/evp.h": "libssl-dev",
+    # names for `pyvfio info` and lspci (the info test compares them)
+    "/usr/share/misc/pci.ids": "pci.ids",
 }
 # Installed into the virtualenv by pip, from pyvfio[vm]: vng shells out to virtme-run.
 VENV_TOOLS: dict[str, str] = {"vng": "virtme-ng", "virtme-run": "virtme-ng"}

@@ -1,22 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """A userspace NVMe driver: admin queue, IDENTIFY, one block written and read back.
 
-It takes the controller from the kernel's nvme driver for the run (and gives
-it back after), resets it, sets up the admin queue, identifies the controller
-and namespace 1, and creates one I/O queue pair. On one block of namespace 1
-it then READs the old content, WRITEs a random pattern, READs that back into
-another buffer, compares, and WRITEs the old content back. Each completion is
-found by its phase bit, after waiting on MSI-X vector 0's eventfd.
+It takes the controller from the kernel's nvme driver for the run, enables it
+with an admin queue, identifies the controller and namespace 1, and creates
+one I/O queue pair. On one block it then READs the old content, WRITEs a
+random pattern, READs that back into another buffer, compares, and WRITEs the
+old content back. A completion is seen by its phase bit, after MSI-X vector
+0's eventfd fired. At the end the controller goes back to the nvme driver.
 
 IT WRITES TO ONE BLOCK OF NAMESPACE 1: the one --lba names, by default the
-namespace's last. The old content is put back, but a crash in between loses
-it. A controller whose disk is in use (mounted, swap, ...) is refused.
+last. The old content is put back, but a crash in between loses it. A
+controller whose disk is in use (mounted, swap, ...) is refused.
 
-No hardware needed; run it in the test VM (QEMU's nvme):
-
-    pyvfio vm run -- python3 examples/nvme.py
-
-Register and command layouts: the NVM Express Base Specification 1.4.
+Try it in the test VM (QEMU's nvme): pyvfio vm run -- python3 examples/nvme.py
+Layouts and codes: the NVM Express Base Specification 1.4.
 """
 
 from __future__ import annotations
@@ -35,8 +32,8 @@ SQE_SIZE, CQE_SIZE = 64, 16  # log2 of each goes in CC.IOSQES and CC.IOCQES
 DEPTH = 16  # entries per queue; one command at a time needs no more
 DELETE_SQ, CREATE_SQ, DELETE_CQ, CREATE_CQ, IDENTIFY = 0x00, 0x01, 0x04, 0x05, 0x06  # admin
 WRITE, READ = 0x01, 0x02  # I/O, NVM command set
-STATUS = {0x01: "invalid opcode", 0x02: "invalid field", 0x0B: "invalid namespace",
-          0x80: "LBA out of range", 0x101: "invalid queue ID"}  # fmt: skip
+STATUS = {0x01: "invalid opcode", 0x02: "invalid field", 0x0B: "invalid namespace"}
+STATUS |= {0x80: "LBA out of range", 0x101: "invalid queue ID"}  # type << 8 | code
 
 
 class NvmeError(Exception):
@@ -46,12 +43,14 @@ class NvmeError(Exception):
 class Queue:
     """A submission queue and its completion queue, with one queue ID."""
 
-    def __init__(self, dev: Device, qid: int) -> None:
+    def __init__(self, dev: Device, qid: int, stride: int) -> None:
         self.qid = qid
-        self.sq = dev.dma_buffer(DEPTH * SQE_SIZE)  # page-aligned, so contiguous
+        self.sq = dev.dma_buffer(DEPTH * SQE_SIZE)  # within a page: physically contiguous
         self.cq = dev.dma_buffer(DEPTH * CQE_SIZE)  # zeroed: phase 0 means empty
         self.tail = self.head = 0
         self.phase = 1  # what the controller writes on this pass over the CQ
+        self.sq_doorbell = 0x1000 + 2 * qid * stride  # SQ tail, then CQ head
+        self.cq_doorbell = self.sq_doorbell + stride
 
 
 class Controller:
@@ -67,7 +66,7 @@ class Controller:
         dev.config.enable_bus_master()  # DMA and MSI-X are bus-master writes
         self.msix = dev.enable_irq(IrqIndex.MSIX, 1)  # vector 0: admin and our I/O CQ
         self.disable()
-        self.admin = Queue(dev, 0)
+        self.admin = Queue(dev, 0, self.stride)
         self.regs.write32(AQA, (DEPTH - 1) << 16 | (DEPTH - 1))  # sizes are 0-based
         self.regs.write64(ASQ, self.admin.sq.iova)
         self.regs.write64(ACQ, self.admin.cq.iova)
@@ -86,9 +85,7 @@ class Controller:
                 raise NvmeError(f"CSTS.RDY not {ready} within {self.timeout} s (CSTS {csts:#x})")
             time.sleep(0.001)
 
-    def command(
-        self, q: Queue, name: str, opcode: int, nsid: int = 0, prp1: int = 0, *cdw: int
-    ) -> None:
+    def command(self, q: Queue, name: str, opcode: int, nsid: int, prp1: int, *cdw: int) -> None:
         """Submit one command (CDW10 onwards in ``cdw``) and wait for its completion."""
         entry = q.tail * SQE_SIZE
         q.sq.view[entry : entry + SQE_SIZE] = bytes(SQE_SIZE)
@@ -99,7 +96,7 @@ class Controller:
             q.sq.write32(entry + 40 + 4 * i, value)
         q.tail = (q.tail + 1) % DEPTH
         # On x86 this uncached store follows the entry's (README: DMA and ordering)
-        self.regs.write32(0x1000 + 2 * q.qid * self.stride, q.tail)  # SQ tail doorbell
+        self.regs.write32(q.sq_doorbell, q.tail)
 
         done = q.head * CQE_SIZE + 14  # status and phase: the last thing written
         deadline = time.monotonic() + self.timeout
@@ -111,7 +108,7 @@ class Controller:
         status = q.cq.read16(done) >> 1
         q.head = (q.head + 1) % DEPTH
         q.phase ^= q.head == 0
-        self.regs.write32(0x1000 + (2 * q.qid + 1) * self.stride, q.head)  # CQ head doorbell
+        self.regs.write32(q.cq_doorbell, q.head)
         if status & 0x7FF:  # status code type and code
             meaning = STATUS.get(status & 0x7FF, "see the specification")
             raise NvmeError(f"{name} failed: status {status & 0x7FF:#05x} ({meaning})")
@@ -137,7 +134,7 @@ def exercise(dev: Device, ctrl: Controller, lba: int | None) -> None:
     if size > page or lbaf & 0xFFFF:
         raise NvmeError(f"LBA format {lbaf:#x}: blocks over a page or with metadata not handled")
 
-    io = Queue(dev, 1)
+    io = Queue(dev, 1, ctrl.stride)
     qsize = (DEPTH - 1) << 16 | io.qid
     ctrl.command(admin, "CREATE I/O CQ", CREATE_CQ, 0, io.cq.iova, qsize, 0b11)  # IEN, PC
     ctrl.command(admin, "CREATE I/O SQ", CREATE_SQ, 0, io.sq.iova, qsize, io.qid << 16 | 1)
@@ -158,22 +155,20 @@ def exercise(dev: Device, ctrl: Controller, lba: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="It writes to one block of namespace 1 (and puts its old content back).",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("bdf", nargs="?", help="the controller (default: the first NVMe)")
     parser.add_argument("--lba", type=int, help="the block it writes (default: the last one)")
     args = parser.parse_args(argv)
     sysfs = Sysfs()
-    if args.bdf is None:
-        found = sysfs.find_class(NVME_CLASS, mask=0xFFFFFF)
-        if not found:
-            print("no NVMe controller; try `pyvfio vm run -- python3 examples/nvme.py`")
-            return 1
-        args.bdf = found[0].bdf
+    found = [args.bdf] if args.bdf else [d.bdf for d in sysfs.find_class(NVME_CLASS, 0xFFFFFF)]
+    if not found:
+        print("no NVMe controller here; try the test VM (see --help)", file=sys.stderr)
+        return 1
+    bdf = found[0]
     try:
         # bound(): on vfio-pci for the block, then back on nvme (refused if its disk is in use)
-        with sysfs.bound(args.bdf, "vfio-pci") as pci, Device.open(pci.bdf) as dev:
+        with sysfs.bound(bdf, "vfio-pci") as pci, Device.open(pci.bdf) as dev:
             ctrl = Controller(dev)
             try:
                 exercise(dev, ctrl, args.lba)
@@ -182,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except (VfioError, NvmeError) as exc:
         print(f"nvme: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.bdf}: back on {sysfs.device(args.bdf).driver}")
+    print(f"{pci.bdf}: back on {sysfs.device(pci.bdf).driver}")
     return 0
 
 

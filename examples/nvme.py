@@ -161,14 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lba", type=int, help="the block it writes (default: the last one)")
     args = parser.parse_args(argv)
     sysfs = Sysfs()
-    found = [args.bdf] if args.bdf else [d.bdf for d in sysfs.find_class(NVME_CLASS, 0xFFFFFF)]
-    if not found:
-        print("no NVMe controller here; try the test VM (see --help)", file=sys.stderr)
-        return 1
-    bdf = found[0]
     try:
+        found = [sysfs.device(args.bdf)] if args.bdf else sysfs.find_class(NVME_CLASS, 0xFFFFFF)
+        if not found:
+            raise NvmeError("no NVMe controller here; try it in the test VM (see --help)")
+        if found[0].class_code != NVME_CLASS:  # never take another device from its driver
+            raise NvmeError(f"{found[0].bdf} is class {found[0].class_code:06x}, not NVMe")
         # bound(): on vfio-pci for the block, then back on nvme (refused if its disk is in use)
-        with sysfs.bound(bdf, "vfio-pci") as pci, Device.open(pci.bdf) as dev:
+        with sysfs.bound(found[0].bdf, "vfio-pci") as pci, Device.open(pci.bdf) as dev:
             ctrl = Controller(dev)
             try:
                 exercise(dev, ctrl, args.lba)

@@ -10,13 +10,14 @@ import runpy
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pyvfio import Sysfs
-from pyvfio.vm import NVME_ID
+from pyvfio.vm import EDU_ID, NVME_ID
 
 NVME_EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme.py"
 # The nvme driver probes in the background: the disk appears a while after the bind.
@@ -99,13 +100,17 @@ def test_nvme_example_round_trips_a_block_and_gives_the_disk_back(sysfs: Sysfs) 
     assert _read_block(after, last) == before
 
 
+def _example_main() -> Callable[[list[str]], int]:
+    """The example's main(), to run in this process: the script exits with what it returns."""
+    main: Callable[[list[str]], int] = runpy.run_path(str(NVME_EXAMPLE), run_name="example")["main"]
+    return main
+
+
 def test_nvme_example_refuses_an_lba_beyond_the_namespace(
     sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     disk = _nvme_disk(sysfs)
-    # In this process: the script's exit status is what main() returns.
-    main = runpy.run_path(str(NVME_EXAMPLE), run_name="nvme_example")["main"]
-    assert main(["--lba", str(disk.blocks)]) == 1
+    assert _example_main()(["--lba", str(disk.blocks)]) == 1
     err = capsys.readouterr().err
     assert (
         f"nvme: LBA {disk.blocks} is not in namespace 1 (0 to {disk.blocks - 1}); "
@@ -113,3 +118,13 @@ def test_nvme_example_refuses_an_lba_beyond_the_namespace(
     ) in err
     assert sysfs.device(disk.bdf).driver_override is None
     assert _nvme_disk(sysfs).blocks == disk.blocks  # on nvme again, with its disk
+
+
+def test_nvme_example_leaves_a_device_that_is_not_nvme_alone(
+    sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (edu,) = sysfs.find(*EDU_ID)
+    assert _example_main()([edu.bdf]) == 1
+    assert f"nvme: {edu.bdf} is class 00ff00, not NVMe" in capsys.readouterr().err
+    after = sysfs.device(edu.bdf)
+    assert (after.driver, after.driver_override) == (edu.driver, edu.driver_override)

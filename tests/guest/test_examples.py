@@ -10,13 +10,13 @@ import runpy
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pyvfio import Sysfs
+from pyvfio import Device, Sysfs
 from pyvfio.vm import EDU_ID, NVME_ID
 
 NVME_EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme.py"
@@ -100,17 +100,17 @@ def test_nvme_example_round_trips_a_block_and_gives_the_disk_back(sysfs: Sysfs) 
     assert _read_block(after, last) == before
 
 
-def _example_main() -> Callable[[list[str]], int]:
-    """The example's main(), to run in this process: the script exits with what it returns."""
-    main: Callable[[list[str]], int] = runpy.run_path(str(NVME_EXAMPLE), run_name="example")["main"]
-    return main
+def _example() -> dict[str, Any]:
+    """The example's names, to run them in this process (the script exits with
+    what main() returns)."""
+    return runpy.run_path(str(NVME_EXAMPLE), run_name="example")
 
 
 def test_nvme_example_refuses_an_lba_beyond_the_namespace(
     sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     disk = _nvme_disk(sysfs)
-    assert _example_main()(["--lba", str(disk.blocks)]) == 1
+    assert _example()["main"](["--lba", str(disk.blocks)]) == 1
     err = capsys.readouterr().err
     assert (
         f"nvme: LBA {disk.blocks} is not in namespace 1 (0 to {disk.blocks - 1}); "
@@ -124,7 +124,27 @@ def test_nvme_example_leaves_a_device_that_is_not_nvme_alone(
     sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (edu,) = sysfs.find(*EDU_ID)
-    assert _example_main()([edu.bdf]) == 1
+    assert _example()["main"]([edu.bdf]) == 1
     assert f"nvme: {edu.bdf} is class 00ff00, not NVMe" in capsys.readouterr().err
     after = sysfs.device(edu.bdf)
     assert (after.driver, after.driver_override) == (edu.driver, edu.driver_override)
+
+
+def test_nvme_example_names_a_command_the_controller_rejects_and_its_status(
+    sysfs: Sysfs,
+) -> None:
+    example = _example()
+    disk = _nvme_disk(sysfs)
+    with sysfs.bound(disk.bdf), Device.open(disk.bdf) as dev, dev.dma_buffer(4096) as ident:
+        ctrl = example["Controller"](dev)
+        try:
+            with pytest.raises(
+                example["NvmeError"], match=r"^opcode 0xff failed: status 0x001 \(invalid opcode\)$"
+            ):
+                ctrl.command(ctrl.admin, "opcode 0xff", 0xFF, 0, 0)
+            # the admin queue goes on
+            ctrl.command(ctrl.admin, "IDENTIFY", example["IDENTIFY"], 0, ident.iova, 1)
+            assert bytes(ident.view[24:64]).decode().strip() == disk.model
+        finally:
+            ctrl.disable()
+    assert _nvme_disk(sysfs).blocks == disk.blocks

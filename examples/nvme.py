@@ -37,7 +37,7 @@ STATUS |= {0x80: "LBA out of range", 0x101: "invalid queue ID"}  # type << 8 | c
 
 
 class NvmeError(Exception):
-    pass
+    """The controller refused a command, or did not answer in time."""
 
 
 class Queue:
@@ -54,6 +54,8 @@ class Queue:
 
 
 class Controller:
+    """The controller's registers (BAR0), enabled with an admin queue."""
+
     def __init__(self, dev: Device) -> None:
         self.regs = dev.region(0).map()
         cap = self.regs.read64(CAP)

@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: Apache-2.0
+"""examples/nvme.py, a userspace NVMe driver, on the guest's controller: it
+identifies the controller, round-trips one block, and gives the controller
+back to the kernel's nvme driver with its disk and the block's content."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyvfio import Device, Sysfs
+from pyvfio.vm import EDU_ID, NVME_ID
+
+NVME_EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme.py"
+# The nvme driver probes in the background: the disk appears a while after the bind.
+DISK_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class NvmeDisk:
+    bdf: str
+    model: str  # as the nvme driver reports it
+    name: str  # the namespace's block device, nvme0n1
+    blocks: int
+    block_size: int
+
+
+def _nvme_disk(sysfs: Sysfs) -> NvmeDisk:
+    """The controller on the nvme driver and its namespace's disk, once the driver
+    has made it (waiting for that, whatever test had the controller before)."""
+    (pci,) = sysfs.find(*NVME_ID)
+    device_dir = (sysfs.root / "devices" / pci.bdf).resolve()
+    deadline = time.monotonic() + DISK_WAIT
+    while True:
+        driver = sysfs.device(pci.bdf).driver
+        disks = sorted(
+            p
+            for p in Path("/sys/class/block").iterdir()
+            if p.resolve().is_relative_to(device_dir) and not (p / "partition").exists()
+        )
+        if driver == "nvme" and disks:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"{pci.bdf} on {driver}, disks {disks}: no nvme disk after {DISK_WAIT} s")
+        time.sleep(0.2)
+    controller = next(
+        p for p in Path("/sys/class/nvme").iterdir() if (p / "device").resolve() == device_dir
+    )
+    block_size = int((disks[0] / "queue" / "logical_block_size").read_text())
+    return NvmeDisk(
+        bdf=pci.bdf,
+        model=(controller / "model").read_text().strip(),
+        name=disks[0].name,
+        blocks=int((disks[0] / "size").read_text()) * 512 // block_size,
+        block_size=block_size,
+    )
+
+
+def _read_block(disk: NvmeDisk, lba: int) -> bytes:
+    fd = os.open(f"/dev/{disk.name}", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # from the disk, not the page cache
+        return os.pread(fd, disk.block_size, lba * disk.block_size)
+    finally:
+        os.close(fd)
+
+
+def test_nvme_example_round_trips_a_block_and_gives_the_disk_back(sysfs: Sysfs) -> None:
+    disk = _nvme_disk(sysfs)
+    last = disk.blocks - 1
+    before = _read_block(disk, last)
+    proc = subprocess.run(
+        [sys.executable, str(NVME_EXAMPLE)],  # finds the controller by its class
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{disk.bdf}: NVMe 1.")
+    assert f"model:    {disk.model}" in lines
+    assert f"namespace 1: {disk.blocks} blocks of {disk.block_size} bytes" in lines
+    assert (
+        f"LBA {last}: wrote {disk.block_size} random bytes, read back identical; "
+        "old content restored"
+    ) in lines
+    assert lines[-1] == f"{disk.bdf}: back on nvme"
+    after = _nvme_disk(sysfs)
+    assert (after.blocks, after.block_size) == (disk.blocks, disk.block_size)
+    assert sysfs.device(disk.bdf).driver_override is None
+    assert _read_block(after, last) == before
+
+
+def _example() -> dict[str, Any]:
+    """The example's names, to run them in this process (the script exits with
+    what main() returns)."""
+    return runpy.run_path(str(NVME_EXAMPLE), run_name="example")
+
+
+def test_nvme_example_refuses_an_lba_beyond_the_namespace(
+    sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = _nvme_disk(sysfs)
+    assert _example()["main"](["--lba", str(disk.blocks)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"nvme: LBA {disk.blocks} is not in namespace 1 (0 to {disk.blocks - 1}); "
+        "pick one with --lba"
+    ) in err
+    assert sysfs.device(disk.bdf).driver_override is None
+    assert _nvme_disk(sysfs).blocks == disk.blocks  # on nvme again, with its disk
+
+
+def test_nvme_example_leaves_a_device_that_is_not_nvme_alone(
+    sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (edu,) = sysfs.find(*EDU_ID)
+    assert _example()["main"]([edu.bdf]) == 1
+    assert f"nvme: {edu.bdf} is class 00ff00, not NVMe" in capsys.readouterr().err
+    after = sysfs.device(edu.bdf)
+    assert (after.driver, after.driver_override) == (edu.driver, edu.driver_override)
+
+
+def test_nvme_example_names_a_command_the_controller_rejects_and_its_status(
+    sysfs: Sysfs,
+) -> None:
+    example = _example()
+    disk = _nvme_disk(sysfs)
+    with sysfs.bound(disk.bdf), Device.open(disk.bdf) as dev, dev.dma_buffer(4096) as ident:
+        ctrl = example["Controller"](dev)
+        try:
+            with pytest.raises(
+                example["NvmeError"], match=r"^opcode 0xff failed: status 0x001 \(invalid opcode\)$"
+            ):
+                ctrl.command(ctrl.admin, "opcode 0xff", 0xFF, 0, 0)
+            # the admin queue goes on
+            ctrl.command(ctrl.admin, "IDENTIFY", example["IDENTIFY"], 0, ident.iova, 1)
+            assert bytes(ident.view[24:64]).decode().strip() == disk.model
+        finally:
+            ctrl.disable()
+    assert _nvme_disk(sysfs).blocks == disk.blocks

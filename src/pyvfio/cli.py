@@ -21,8 +21,6 @@ from .device import Device
 from .errors import VfioError
 from .pci import Bar, PciDevice, Sysfs
 from .pciids import PciIds
-from .vm import VmOptions, debugkernel, kernels, run, selftests, tools
-from .vm.kernel import resolve_kernel
 
 JSON_SCHEMA_VERSION = 1
 FORCE_HELP = (
@@ -500,6 +498,9 @@ def cmd_unbind(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
+    from .vm import VmOptions, run
+    from .vm.kernel import resolve_kernel
+
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -524,6 +525,8 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_fetch(args: argparse.Namespace) -> int:
+    from .vm import kernels
+
     archive, security = kernels.host_mirrors()
     for series in kernels.matrix(" ".join(args.series)):
         if series == kernels.DEBUG_SERIES:
@@ -542,6 +545,8 @@ def cmd_vm_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_debug_kernel(args: argparse.Namespace) -> int:
+    from .vm import debugkernel, kernels, selftests
+
     if debugkernel.installed() is None:
         print(
             f"{kernels.DEBUG_SERIES}: building from {selftests.PACKAGE} "
@@ -558,12 +563,16 @@ def cmd_vm_debug_kernel(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_selftests(args: argparse.Namespace) -> int:
+    from .vm import kernels, selftests
+
     built = selftests.fetch(*kernels.host_mirrors())
     print(f"VFIO selftests of {selftests.PACKAGE} {built.version} in {built.dir}")
     return 0
 
 
 def cmd_vm_kmod(args: argparse.Namespace) -> int:
+    from .vm import kernels
+
     allowed = kernels.series_list(" ".join(args.allow_fail))
     status = 0
     for series in kernels.matrix(" ".join(args.series)):
@@ -654,6 +663,8 @@ def cmd_kmod_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_check(args: argparse.Namespace) -> int:
+    from .vm import tools
+
     gone = tools.missing()
     for tool, package in gone:
         print(f"pyvfio vm: {tool} is missing: install {package}", file=sys.stderr)
@@ -664,6 +675,8 @@ def cmd_vm_check(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_kernels(args: argparse.Namespace) -> int:
+    from .vm import kernels
+
     if args.names:
         print("\n".join(kernels.matrix(" ".join(args.series))))
         return 0

@@ -30,31 +30,41 @@ class DeviceFd:
         # thread, where closing fds cannot race the caller's own use of them.
         self._release_due = False
         self._released = False
+        self._closing = False  # inside close(): its own uses of fd must not close again
         self.release_fd = -1  # readable once the release is due (Interrupts.wait polls it)
 
     @property
     def fd(self) -> int:
-        if self._release_due:
-            self._release_due = False
+        if self._release_due and not self._closing:
+            self.release_now()
+        if self._fd < 0:
+            raise self._closed_error()
+        return self._fd
+
+    def release_now(self) -> None:
+        """Close the device because the kernel asked for it back, and raise
+        DeviceReleasedError (also in a forked child, whose parent was asked)."""
+        self._release_due = False
+        if not self._closing:
             self._released = True
             self.close()
-        if self._fd < 0:
-            if self._released:
-                raise DeviceReleasedError(
-                    "the kernel asked for the device back (it is being unbound), "
-                    "so pyvfio closed it",
-                    device=self.bdf,
-                    operation="use",
-                    hint="bind it to a VFIO driver again (`pyvfio bind BDF`) and reopen it; "
-                    "Device.on_release_request() lets a program release it itself",
-                )
-            raise ClosedError(
-                "device is closed",
+        raise self._closed_error()
+
+    def _closed_error(self) -> ClosedError:
+        if self._released:
+            return DeviceReleasedError(
+                "the kernel asked for the device back (it is being unbound), so pyvfio closed it",
                 device=self.bdf,
                 operation="use",
-                hint="open it again with Device.open()",
+                hint="bind it to a VFIO driver again (`pyvfio bind BDF`) and reopen it; "
+                "Device.on_release_request() lets a program release it itself",
             )
-        return self._fd
+        return ClosedError(
+            "device is closed",
+            device=self.bdf,
+            operation="use",
+            hint="open it again with Device.open()",
+        )
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import functools
 import logging
 import mmap
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -91,6 +94,19 @@ def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) 
     return backend
 
 
+def _weak_call(device: Device) -> Callable[[], None]:
+    """``device._release_requested`` through a weak reference: a Device dropped
+    unclosed is still freed (its mappings unmapped), as before it had a watcher."""
+    ref = weakref.ref(device)
+
+    def call() -> None:
+        target = ref()
+        if target is not None:
+            target._release_requested()
+
+    return call
+
+
 class Device(DeviceFd):
     """An open VFIO device.
 
@@ -116,6 +132,9 @@ class Device(DeviceFd):
     ) -> None:
         super().__init__(bdf, fd, driver)
         self._pid = os.getpid()  # a forked child shares the fds, not the ownership
+        # Taken by close() only, never across a call into user code; the
+        # request watcher is stopped before it (close()).
+        self._close_lock = threading.Lock()
         self._group = group
         self._iommu = iommu
         self.backend = Backend.IOMMUFD if isinstance(iommu, Ioas) else Backend.LEGACY
@@ -132,7 +151,9 @@ class Device(DeviceFd):
         if self.info.num_irqs > irq.IrqIndex.REQ and self.irq_info(irq.IrqIndex.REQ).supported:
             self.release_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             try:
-                self._release_watch = irq.ReleaseWatch(self, self._release_requested)
+                # A weak reference: a Device dropped unclosed is still freed
+                # (its mappings unmapped), as before there was a watcher.
+                self._release_watch = irq.ReleaseWatch(self, _weak_call(self))
             except BaseException:
                 os.close(self.release_fd)
                 raise
@@ -353,8 +374,8 @@ class Device(DeviceFd):
 
     @property
     def dma(self) -> DmaSpace:
+        self.fd  # noqa: B018 - a closed (or released) device says so
         if self._dma is None:
-            self.fd  # noqa: B018 - raises ClosedError on a closed device
             self._dma = DmaSpace(self._iommu)
         return self._dma
 
@@ -417,39 +438,61 @@ class Device(DeviceFd):
     # -- lifetime --------------------------------------------------------
 
     def close(self) -> None:
-        """Release interrupts, mappings, DMA, then the fds; safe to call twice.
+        """Release interrupts, mappings, DMA, then the fds; safe to call twice,
+        and from several threads.
 
         In a forked child it closes only the child's copies (fds, mappings),
         leaving the parent's interrupts, cookies and DMA mappings in place.
+        Every step is tried even if one fails (a mapping left behind would keep
+        the device from being unbound); the first error is raised after.
         """
-        self._release_due = False
-        if self._fd < 0:
-            return
-        # A forked child's close must not change what the parent holds through
-        # the same open files: no ioctl, only its own fds and mappings go.
-        owner = os.getpid() == self._pid
-        try:
+        # First, outside the lock: wait for the request watcher to end, so it
+        # cannot ask for a release during the close.  A callback closing the
+        # device runs in the watcher thread, which stop() does not wait for.
+        if self._release_watch is not None:
+            self._release_watch.stop()
+        with self._close_lock:
+            if self._fd < 0:
+                return
+            self._closing = True
+            self._release_due = False
+            owner = os.getpid() == self._pid
+            steps: list[Callable[[], None]] = []
             if self._release_watch is not None:
-                self._release_watch.close()
-            for ints in self._irqs.values():
-                ints.close(disable=owner)
-            for region in self._regions.values():
-                region.close(destroy_cookies=owner)
+                steps.append(self._release_watch.close)
+            steps += [functools.partial(i.close, disable=owner) for i in self._irqs.values()]
+            steps += [
+                functools.partial(r.close, destroy_cookies=owner) for r in self._regions.values()
+            ]
             if self._dma is not None and owner:
-                self._dma.close()
-        finally:
+                steps.append(self._dma.close)
+            first: BaseException | None = None
+            for step in steps:
+                try:
+                    step()
+                except BaseException as exc:
+                    first = first or exc
             self._irqs.clear()
             self._regions.clear()
-            if self.release_fd >= 0:
-                os.close(self.release_fd)
-                self.release_fd = -1
-            # Closing the fd unbinds a cdev from its iommufd, or releases the
-            # device in its group; only then can the IOAS or container go.
-            os.close(self._fd)
-            self._fd = -1
-            if self._group is not None:
-                self._group.close()
-            self._iommu.close()
+            try:
+                # Closing the fd unbinds a cdev from its iommufd, or releases the
+                # device in its group; only then can the IOAS or container go.
+                os.close(self._fd)
+                self._fd = -1
+                if self.release_fd >= 0:
+                    # Wakes this process's waits, which find the device closed
+                    # (a forked child's copy is its parent's: not written).
+                    if owner:
+                        os.eventfd_write(self.release_fd, 1)
+                    os.close(self.release_fd)
+                    self.release_fd = -1
+            finally:
+                if self._group is not None:
+                    self._group.close()
+                self._iommu.close()
+                self._closing = False
+            if first is not None:
+                raise first
 
     def __enter__(self) -> Device:
         return self

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import logging
@@ -129,9 +130,11 @@ class Interrupts:
         for fd in self.eventfds:
             self._poll.register(fd, select.POLLIN)
         # A wait() must not outlast the device: it wakes when the kernel asks
-        # for the device back (ReleaseWatch), and then raises.
-        if device.release_fd >= 0:
-            self._poll.register(device.release_fd, select.POLLIN)
+        # for the device back (ReleaseWatch) or the device is closed, and
+        # then raises.  A copy: the device's is -1 once closed.
+        self._release_fd = device.release_fd
+        if self._release_fd >= 0:
+            self._poll.register(self._release_fd, select.POLLIN)
 
     @property
     def count(self) -> int:
@@ -193,11 +196,19 @@ class Interrupts:
                 operation="wait",
             )
         ms = None if timeout is None else max(0, int(timeout * 1000))
+        ready = [fd for fd, _ in self._poll.poll(ms)]
+        # Closed meanwhile by another thread: the fd numbers may be reused.
+        if self._device.closed or not self.eventfds:
+            self._device.fd  # noqa: B018  (raises DeviceReleasedError or ClosedError)
+            raise ClosedError(
+                f"{self.info.name} interrupts were closed",
+                device=self._device.bdf,
+                operation="wait",
+            )
+        if self._release_fd in ready:
+            self._device.release_now()
         fired = []
-        for fd, _ in self._poll.poll(ms):
-            if fd == self._device.release_fd:
-                self._device.fd  # noqa: B018  (raises DeviceReleasedError)
-                continue
+        for fd in ready:
             try:
                 os.eventfd_read(fd)
             except BlockingIOError:
@@ -273,8 +284,13 @@ class ReleaseWatch:
         self._device = device
         self._on_request = on_request
         self.requested = threading.Event()
+        self._pid = os.getpid()
         self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._watch, name=f"pyvfio-request-{device.bdf}", daemon=True
+        )
         try:
             _set_irqs(
                 device,
@@ -284,21 +300,17 @@ class ReleaseWatch:
                 1,
                 data=struct.pack("<i", self._eventfd),
             )
+            self._thread.start()
         except BaseException:
-            os.close(self._eventfd)
-            os.close(self._stop)
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                self.close()
             raise
-        self._pid = os.getpid()
-        self._thread = threading.Thread(
-            target=self._watch, name=f"pyvfio-request-{device.bdf}", daemon=True
-        )
-        self._thread.start()
 
     def _watch(self) -> None:
         poll = select.poll()
         poll.register(self._eventfd, select.POLLIN)
         poll.register(self._stop, select.POLLIN)
-        while True:
+        while not self._stopped:
             ready = {fd for fd, _ in poll.poll()}
             if self._stop in ready:
                 return
@@ -313,25 +325,29 @@ class ReleaseWatch:
                 self._on_request()
             except Exception:
                 log.exception("%s: the release-request callback failed", self._device.bdf)
-            if self._stop < 0:
-                return  # the callback closed the device, and these fds with it
+            # A callback that closed the device stopped this thread (and closed
+            # its fds) from this thread: the loop test ends it before any poll.
+
+    def stop(self) -> None:
+        """End the thread and wait for it, unless this is it (a callback closing
+        the device); afterwards nothing calls ``on_request``.  Safe twice."""
+        if self._stopped or os.getpid() != self._pid:
+            return  # a forked child has no thread; its parent's must go on
+        self._stopped = True
+        os.eventfd_write(self._stop, 1)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
 
     def close(self) -> None:
-        """Stop the thread, take the eventfd from the device, close both; safe twice."""
-        if self._stop < 0:
+        """stop(), take the eventfd from the device, close both fds; safe twice.
+
+        In a forked child only the child's copies of the fds are closed: the
+        device's REQ trigger is its parent's."""
+        self.stop()
+        if self._eventfd < 0:
             return
-        if os.getpid() != self._pid:
-            # A forked child shares these fds with its parent, whose thread
-            # this is: signalling or disabling would end the parent's watch.
-            os.close(self._eventfd)
-            os.close(self._stop)
-            self._stop = -1
-            return
-        os.eventfd_write(self._stop, 1)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
         try:
-            if not self._device.closed:
+            if os.getpid() == self._pid and not self._device.closed:
                 _set_irqs(
                     self._device,
                     IrqIndex.REQ,
@@ -342,4 +358,4 @@ class ReleaseWatch:
         finally:
             os.close(self._eventfd)
             os.close(self._stop)
-            self._stop = -1
+            self._eventfd = self._stop = -1

@@ -79,24 +79,31 @@ class _PyWindow:
             raise OutOfRangeError(
                 f"{self._name}: write{8 * width}: value {value} does not fit in {8 * width} bits"
             )
-        index = self._index(offset, width, f"write{8 * width}")  # first: raises once closed
-        self._views[width][index] = value
+        op = f"write{8 * width}"
+        index = self._index(offset, width, op)
+        try:
+            self._views[width][index] = value
+        except (KeyError, ValueError):  # released by another thread meanwhile
+            raise ClosedError(f"{self._name}: {op}: {self._closed_reason}") from None
+
+    def _load(self, width: int, offset: int, op: str) -> int:
+        index = self._index(offset, width, op)
+        try:
+            return int(self._views[width][index])
+        except (KeyError, ValueError):  # released by another thread meanwhile
+            raise ClosedError(f"{self._name}: {op}: {self._closed_reason}") from None
 
     def read8(self, offset: int, /) -> int:
-        index = self._index(offset, 1, "read8")  # first: raises once closed
-        return int(self._views[1][index])
+        return self._load(1, offset, "read8")
 
     def read16(self, offset: int, /) -> int:
-        index = self._index(offset, 2, "read16")  # first: raises once closed
-        return int(self._views[2][index])
+        return self._load(2, offset, "read16")
 
     def read32(self, offset: int, /) -> int:
-        index = self._index(offset, 4, "read32")  # first: raises once closed
-        return int(self._views[4][index])
+        return self._load(4, offset, "read32")
 
     def read64(self, offset: int, /) -> int:
-        index = self._index(offset, 8, "read64")  # first: raises once closed
-        return int(self._views[8][index])
+        return self._load(8, offset, "read64")
 
     def write8(self, offset: int, value: int, /) -> None:
         self._store(1, offset, value)

@@ -232,8 +232,8 @@ class Sysfs:
         if holders:
             hint = (
                 f"stop process {', '.join(holders)} first (kill {' '.join(holders)}): the "
-                "kernel waits until it closes the device; it asks it to, which a pyvfio "
-                "program obeys and other programs may not"
+                "kernel waits until it closes the device; it asks it to, and a pyvfio "
+                "program lets go at its next use of the device, others may never"
             )
         else:
             hint = f"stop using it first: {dev.driver} would lose it"

@@ -33,12 +33,17 @@ with Device.open(sys.argv[1]) as dev:
     ints = dev.enable_irq(IrqIndex.MSI)
     if mode == "callback":
         dev.on_release_request(lambda device: asked.set())
-    if mode == "fork":  # a child closing its copy must not end the parent's watch
+    if mode == "callback-close":  # closed in the watcher thread while this one waits
+        dev.on_release_request(lambda device: device.close())
+        mode = "wait"
+    if mode == "fork":  # a child closing its copies leaves the parent's alone
         pid = os.fork()
         if pid == 0:
             dev.close()
             os._exit(0)
         os.waitpid(pid, 0)
+        ints.trigger()  # the parent's MSI is still enabled
+        assert ints.wait(5) == [0]
         mode = "config"
     print("open", flush=True)
     try:
@@ -96,6 +101,7 @@ def unbind_from_another_process(bdf: str, holder: subprocess.Popen[str]) -> None
         ("vfio-pci", "config", "DeviceReleasedError"),  # the next call on the device
         ("vfio-pci", "fork", "DeviceReleasedError"),
         ("vfio-pci", "callback", "ClosedError"),  # the program's own handler closed it
+        ("vfio-pci", "callback-close", "ClosedError"),  # ... from the watcher thread
     ],
 )
 def test_unbind_completes_while_a_program_holds_the_device(
@@ -121,6 +127,8 @@ def test_unbind_completes_while_a_program_holds_the_device(
     assert lines[-2].startswith(f"{seen} {held_edu}"), out
     if mode == "callback":
         assert lines[0] == "callback True" and "mapping is closed" in lines[-2]
+    elif mode == "callback-close":
+        assert "device is closed" in lines[-2], out
     else:
         assert "being unbound" in lines[-2], out
         assert "asks for the device back" in err

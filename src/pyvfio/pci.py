@@ -14,6 +14,7 @@ import errno
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ _IORESOURCE_MEM_64 = 0x100000
 _BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 
 NUM_BARS = 6
+# How long a process holding the group node may take to let go before it
+# counts as a user (udev opens it as it appears).
+TRANSIENT_HOLDER_SECONDS = 2.0
 PCI_ROM_RESOURCE = 6  # the line of `resource` after the six BARs
 
 
@@ -226,6 +230,14 @@ class Sysfs:
         if force or dev.driver is None:
             return
         users = self._users(dev)
+        # A process that opens the group node for a moment (udev, as the node
+        # appears after a bind) is not a user: only one still there is.
+        deadline = time.monotonic() + TRANSIENT_HOLDER_SECONDS
+        while users and all(u.startswith("process ") for u in users):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+            users = self._users(dev)
         if not users:
             return
         holders = [u.split()[1] for u in users if u.startswith("process ")]

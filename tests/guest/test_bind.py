@@ -103,6 +103,28 @@ def test_unbind_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
             holder.wait()
 
 
+def test_a_holder_that_lets_go_at_once_is_not_a_user(sysfs: Sysfs) -> None:
+    # udev opens a group node for a moment as it appears after a bind; an
+    # unbind just then was refused as "in use".
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf):
+        node = f"/dev/vfio/{sysfs.device(edu.bdf).iommu_group}"
+        brief = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import time; f = open({node!r}); print(1, flush=True); time.sleep(0.5)",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert brief.stdout is not None and brief.stdout.readline() == b"1\n"
+            assert sysfs.unbind(edu.bdf) is None  # waited for it, then unbound
+        finally:
+            brief.kill()
+            brief.wait()
+
+
 HOLD = """
 import sys, time
 from pyvfio import Device

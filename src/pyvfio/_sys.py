@@ -67,3 +67,14 @@ def retry_eagain(call: Callable[[], T], timeout: float) -> T:
                 exc.hint = f"the device stayed busy for {timeout} s; try again"
                 raise
         time.sleep(0.01)
+
+
+# Make's own variables, which a make run from `make` inherits: a build
+# started here is a top-level make (kselftest's lib.mk, with MAKELEVEL set,
+# expects OUTPUT from its parent and writes the programs to / without it).
+_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
+
+
+def top_level_make_env() -> dict[str, str]:
+    """This process's environment without make's own variables."""
+    return {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}

@@ -28,14 +28,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from ._sys import top_level_make_env
 from ._where import IN_SOURCE_TREE, SOURCE_TREE, load_hint
 from .cookie import DRIVER
 from .errors import DriverError
-from .vm.kernels import first_error, top_level_make_env
 
 KMOD_SRC = SOURCE_TREE / "kmod" if IN_SOURCE_TREE else Path(__file__).resolve().parent / "kmod_src"
 # kmod/dkms.conf's PACKAGE_NAME; its version is the project's.
@@ -115,17 +116,52 @@ def kernel_dir(release: str) -> Path:
     return Path("/lib/modules", release, "build")
 
 
-def build(release: str | None = None, kdir: Path | None = None) -> Path:
-    """Build the module for ``release`` (default: the running kernel) against
-    ``kdir`` (default: /lib/modules/RELEASE/build) into :func:`built_for`."""
+def _headers(release: str | None, kdir: Path | None, operation: str) -> tuple[str, Path]:
+    """``release`` (default: the running kernel) and its headers, which must be there."""
     release = release or os.uname().release
     kdir = kdir or kernel_dir(release)
     if not (kdir / "Makefile").is_file():
         raise DriverError(
             f"no kernel headers for {release} at {kdir}",
-            operation="build module",
+            operation=operation,
             hint=headers_hint(release),
         )
+    return release, kdir
+
+
+def first_error(log_text: str) -> str:
+    """The first compiler (or make) error line of a build log, trimmed."""
+    for line in log_text.splitlines():
+        if re.search(r"\berror:", line, re.I) or (line.startswith("make") and "Error" in line):
+            return re.sub(r"^.*?/(?=[^/\s]+\.[ch]:)", "", line.strip())
+    return "unknown error (see the build log)"
+
+
+def record_build(
+    proc: subprocess.CompletedProcess[str], work: Path, out: Path, names: Sequence[str]
+) -> str | None:
+    """Keep a build's outcome in ``out``, as :func:`built_for` and
+    :func:`build_error` read it: its log, then either the modules ``names``
+    copied from ``work`` or its first error (and no stale modules).  Returns
+    the error, or None."""
+    log_text = proc.stdout + proc.stderr
+    (out / "build.log").write_text(log_text)
+    if proc.returncode != 0 or not all((work / name).exists() for name in names):
+        error = first_error(log_text)
+        (out / "error").write_text(error + "\n")
+        for name in names:
+            (out / name).unlink(missing_ok=True)
+        return error
+    (out / "error").unlink(missing_ok=True)
+    for name in names:
+        shutil.copy2(work / name, out / name)
+    return None
+
+
+def build(release: str | None = None, kdir: Path | None = None) -> Path:
+    """Build the module for ``release`` (default: the running kernel) against
+    ``kdir`` (default: /lib/modules/RELEASE/build) into :func:`built_for`."""
+    release, kdir = _headers(release, kdir, "build module")
     if not (KMOD_SRC / "Kbuild").is_file():
         raise DriverError(
             f"the module's source is not at {KMOD_SRC}",
@@ -144,20 +180,13 @@ def build(release: str | None = None, kdir: Path | None = None) -> Path:
             check=False,
             env=top_level_make_env(),  # not a sub-make of a calling make
         )
-        log_text = proc.stdout + proc.stderr
-        (out / "build.log").write_text(log_text)
-        ko = work / f"{DRIVER}.ko"
-        if proc.returncode != 0 or not ko.exists():
-            error = first_error(log_text)
-            (out / "error").write_text(error + "\n")
-            built_for(release).unlink(missing_ok=True)
+        error = record_build(proc, work, out, [f"{DRIVER}.ko"])
+        if error is not None:
             raise DriverError(
                 f"{DRIVER} does not build for {release}: {error}",
                 operation="build module",
                 hint=f"the whole log is in {out / 'build.log'}",
             )
-        (out / "error").unlink(missing_ok=True)
-        shutil.copy2(ko, built_for(release))
     return built_for(release)
 
 
@@ -341,14 +370,7 @@ def dkms_install(release: str | None = None, kdir: Path | None = None) -> None:
             hint="install it (Debian, Ubuntu: apt install dkms; Fedora: dnf install dkms), "
             "or build without it: `pyvfio kmod build`",
         )
-    release = release or os.uname().release
-    kdir = kdir or kernel_dir(release)
-    if not (kdir / "Makefile").is_file():
-        raise DriverError(
-            f"no kernel headers for {release} at {kdir}",
-            operation="install module",
-            hint=headers_hint(release),
-        )
+    release, kdir = _headers(release, kdir, "install module")
     version = ["-m", DKMS_NAME, "-v", __version__]
     added = subprocess.run(
         ["dkms", "status", *version], capture_output=True, text=True, check=False

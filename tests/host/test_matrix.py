@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pyvfio import kmod
 from pyvfio.errors import VmError
 from pyvfio.vm import debugkernel, kernels, tools
 
@@ -138,11 +139,11 @@ def test_first_compiler_error_is_what_a_skip_shows() -> None:
         "/var/tmp/pyvfio-kmod/6.12/vfio_pci_cookie.c:250:1: error: second\n"
         "make[2]: *** [scripts/Makefile.build:250: vfio_pci_cookie.o] Error 1\n"
     )
-    assert kernels.first_error(log) == (
+    assert kmod.first_error(log) == (
         "vfio_pci_cookie.c:248:25: error: 'struct vfio_pci_core_device' has no member "
         "named 'vma_lock'"
     )
-    assert kernels.first_error("make: *** No rule to make target 'modules'.  Stop.\n") == (
+    assert kmod.first_error("make: *** No rule to make target 'modules'.  Stop.\n") == (
         "unknown error (see the build log)"
     )
 

@@ -42,8 +42,9 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .._sys import top_level_make_env
 from ..errors import VmError
-from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock, top_level_make_env
+from .kernels import CACHE, DEBUG_SERIES, Kernel, PrivateApt, _run, cache_lock
 from .selftests import BASE, PACKAGE, SUITE
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .._sys import top_level_make_env
 from .._where import setup_hint
 from ..errors import VmError
+from ..kmod import record_build
 
 log = logging.getLogger(__name__)
 
@@ -403,17 +405,6 @@ def cache_lock() -> Iterator[None]:
         yield
 
 
-# Make's own variables, which a make run from `make setup` inherits: a build
-# started here is a top-level make (kselftest's lib.mk, with MAKELEVEL set,
-# expects OUTPUT from its parent and writes the programs to / without it).
-_MAKE_VARS = {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
-
-
-def top_level_make_env() -> dict[str, str]:
-    """This process's environment without make's own variables."""
-    return {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
-
-
 # What runs in a build root sees its own tools, not the caller's environment.
 _CHROOT_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -527,14 +518,6 @@ MODULE_FILES = ("vfio_pci_cookie.ko", "vfio-pci.ko")
 COMPILE_ERROR = re.compile(r"vfio_pci_(cookie|stand_in)\.c:\d+:\d+: error: ")
 
 
-def first_error(log_text: str) -> str:
-    """The first compiler (or make) error line of a build log, trimmed."""
-    for line in log_text.splitlines():
-        if re.search(r"\berror:", line, re.I) or (line.startswith("make") and "Error" in line):
-            return re.sub(r"^.*?/(?=[^/\s]+\.[ch]:)", "", line.strip())
-    return "unknown error (see the build log)"
-
-
 @contextlib.contextmanager
 def _proc_mounted(root: Path) -> Iterator[None]:
     target = root / "proc"
@@ -587,16 +570,5 @@ def _build_module(kernel: Kernel, src: Path, out: Path) -> ModuleBuild:
                 check=False,
                 env=_CHROOT_ENV,
             )
-    log_text = proc.stdout + proc.stderr
-    (out / "build.log").write_text(log_text)
-    built = [work / name for name in MODULE_FILES]
-    if proc.returncode != 0 or not all(ko.exists() for ko in built):
-        error = first_error(log_text)
-        (out / "error").write_text(error + "\n")
-        for name in MODULE_FILES:
-            (out / name).unlink(missing_ok=True)
-        return ModuleBuild(kernel, None, error)
-    (out / "error").unlink(missing_ok=True)
-    for ko in built:
-        shutil.copy2(ko, out / ko.name)
-    return ModuleBuild(kernel, out / MODULE_FILES[0], None)
+    error = record_build(proc, work, out, MODULE_FILES)
+    return ModuleBuild(kernel, None if error else out / MODULE_FILES[0], error)

@@ -17,8 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._sys import top_level_make_env
 from ..errors import VmError
-from .kernels import CACHE, PrivateApt, _run, cache_lock, top_level_make_env
+from .kernels import CACHE, PrivateApt, _run, cache_lock
 
 PACKAGE = "linux-source-7.3"
 BASE, SUITE = "trixie", "trixie-backports"

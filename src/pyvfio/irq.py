@@ -98,6 +98,11 @@ def _set_irqs(
     )
 
 
+def _disable_irqs(device: DeviceFd, index: int) -> None:
+    """Take every eventfd of ``index`` from the device (count 0)."""
+    _set_irqs(device, index, uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0)
+
+
 class Interrupts:
     """Enabled vectors of one IRQ index, one non-blocking eventfd each.
 
@@ -229,13 +234,7 @@ class Interrupts:
             return
         try:
             if disable and not self._device.closed:
-                _set_irqs(
-                    self._device,
-                    self.info.index,
-                    uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
-                    0,
-                    0,
-                )
+                _disable_irqs(self._device, self.info.index)
         finally:
             for fd in self.eventfds:
                 os.close(fd)
@@ -348,13 +347,7 @@ class ReleaseWatch:
             return
         try:
             if os.getpid() == self._pid and not self._device.closed:
-                _set_irqs(
-                    self._device,
-                    IrqIndex.REQ,
-                    uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
-                    0,
-                    0,
-                )
+                _disable_irqs(self._device, IrqIndex.REQ)
         finally:
             os.close(self._eventfd)
             os.close(self._stop)

@@ -59,7 +59,7 @@ bind() { # bind SRC DST: recursive bind mount, undone on exit
 }
 
 unmount_all_under() { # a run killed earlier may have left mounts (the host's /dev!)
-	awk -v root="$1/" 'index($2, root) == 1 {print $2}' /proc/self/mounts |
+	awk -v root="$1" '$2 == root || index($2, root "/") == 1 {print $2}' /proc/self/mounts |
 		sort -r | xargs -r -n1 umount -l
 }
 
@@ -103,6 +103,11 @@ for release in "${releases[@]}"; do
 	mkdir -p "$root/usr/local/share/ca-certificates"
 	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" \
 		2>/dev/null || true
+	# A machine's / is a mount point; a chroot's is not unless made one, and
+	# `unshare --mount` (the DKMS test) fails to make it private otherwise.
+	mount --bind "$root" "$root"
+	mounted+=("$root")
+	mount --make-private "$root"
 	mount -t proc proc "$root/proc"
 	mounted+=("$root/proc")
 	bind /sys "$root/sys"

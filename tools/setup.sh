@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 # Each is named by a tool in pyvfio/vm/tools.py, checked in step 3.
 APT_PACKAGES=(qemu-system-x86 busybox-static file udev iproute2 debootstrap coreutils apt dpkg dkms
 	kmod pciutils pci.ids procps gcc make python3 python3-venv python3-dev
+	# the guest tests' disk in use (mkfs.ext4, mount, swap) and the kernel log
+	e2fsprogs mount util-linux tar
 	# the host's own kernel series: the outside-the-tree tests build the module for it
 	linux-headers-amd64
 	# the client tests: DPDK's testpmd, and building the kernel's VFIO selftests

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,3 +190,27 @@ def test_summary_counts_each_kernel_and_the_whole(tmp_path: Path) -> None:
     assert "summary: step kmod failed" in lines
     assert any("none.xml missing" in line for line in lines)
     assert lines[-1] == "pyvfio: 2 passed, 1 failed, 0 skipped"
+
+
+# Programs every Debian root has (Essential: yes), or that are this project's own.
+ESSENTIAL = {"sh", "true", "python3", "pyvfio", "cp", "tr", "ls", "mkdir", "cat", "echo"}
+CALL = re.compile(
+    r"(?:run|Popen|check_output|check_call|_run|_run_root)\(\s*\[\s*\"([A-Za-z][\w.+-]*)\"",
+)
+
+
+def test_every_program_a_test_or_the_tooling_runs_is_checked_and_installed() -> None:
+    # Debian 13's minimal root had no mkfs.ext4, and only a guest test found out.
+    run = set()
+    for tree in ("src", "tests", "bench", "examples", "tools"):
+        for path in (ROOT / tree).rglob("*.py"):
+            run |= set(CALL.findall(path.read_text()))
+    assert "mkfs.ext4" in run and "dpkg-deb" in run, "the scan finds nothing"
+    unchecked = run - set(tools.HOST_TOOLS) - set(tools.VENV_TOOLS) - ESSENTIAL
+    assert not unchecked, f"add these to pyvfio.vm.tools.HOST_TOOLS: {sorted(unchecked)}"
+    setup = re.sub(r"#.*", "", (ROOT / "tools" / "setup.sh").read_text())
+    listed = set(re.search(r"APT_PACKAGES=\((.*?)\)", setup, re.S)[1].split())  # type: ignore[index]
+    packages = {*tools.HOST_TOOLS.values(), *tools.HOST_FILES.values()}
+    # systemd-standalone-tmpfiles only where systemd is absent (setup.sh says why)
+    not_installed = packages - listed - {"systemd-standalone-tmpfiles"}
+    assert not not_installed, f"tools/setup.sh does not install {sorted(not_installed)}"

@@ -33,6 +33,7 @@ HOST_TOOLS: dict[str, str] = {
     "modprobe": "kmod",  # in the guest (the host's root is the guest's)
     "insmod": "kmod",
     "rmmod": "kmod",
+    "modinfo": "kmod",  # pyvfio kmod status
     "gcc": "gcc",  # pyvfio's C extension, the kernel's VFIO selftests
     "make": "make",
     "xz": "xz-utils",  # unpacking linux-source for the selftests
@@ -44,6 +45,16 @@ HOST_TOOLS: dict[str, str] = {
     "dkms": "dkms",
     "unshare": "util-linux",
     "lspci": "pciutils",  # the oracle `pyvfio info` is compared with, in the guest
+    # a disk in use, which bind must refuse (tests/guest/test_bind.py); Debian
+    # 13's minimal root has no e2fsprogs
+    "mkfs.ext4": "e2fsprogs",
+    "mount": "mount",
+    "umount": "mount",
+    "mkswap": "util-linux",
+    "swapon": "util-linux",
+    "swapoff": "util-linux",
+    "dmesg": "util-linux",  # the kernel log, read by the cookie safety tests
+    "tar": "tar",  # the kernel's VFIO selftests from linux-source
     # building the debug kernel (debugkernel.py)
     "flex": "flex",
     "bison": "bison",

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, kmod, mmio, uapi
 from ._where import build_command, load_hint
@@ -23,6 +23,7 @@ from .pci import Bar, PciDevice, Sysfs
 from .pciids import PciIds
 
 JSON_SCHEMA_VERSION = 1
+USAGE_ERROR = 2  # a bad argument, as argparse exits
 FORCE_HELP = (
     "even if it is in use (a filesystem mounted, an interface up, a process holding it "
     "through VFIO): its users lose the device, or the kernel waits for them"
@@ -497,24 +498,41 @@ def cmd_unbind(args: argparse.Namespace) -> int:
     return 0
 
 
+# `pyvfio vm run` option of each VmOptions field, for its errors.
+VM_RUN_OPTIONS = {"rwdirs": "--rwdir"}
+
+
 def cmd_vm_run(args: argparse.Namespace) -> int:
+    from .errors import VmArgumentError
     from .vm import VmOptions, run
     from .vm.kernel import resolve_kernel
+    from .vm.runner import check_command
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    options = VmOptions(
-        kernel=resolve_kernel(args.kernel) if args.kernel else None,
-        memory=args.memory,
-        cpus=args.cpus,
-        kvm=args.kvm,
-        timeout=args.timeout,
-        verbose=args.verbose,
-        rwdirs=tuple(Path(d) for d in args.rwdir),
-        append=tuple(args.append),
-        nics=args.nics,
-    )
+    # Every argument is checked before anything is looked for or started: a
+    # refusal is one line and exit status 2, as argparse's own.
+    try:
+        check_command(command)
+        options = VmOptions(
+            kernel=resolve_kernel(args.kernel) if args.kernel is not None else None,
+            memory=args.memory,
+            cpus=args.cpus,
+            kvm=args.kvm,
+            timeout=args.timeout,
+            verbose=args.verbose,
+            rwdirs=tuple(Path(d) for d in args.rwdir),
+            append=tuple(args.append),
+            nics=args.nics,
+        )
+        options.check()
+    except VmArgumentError as exc:
+        what = exc.message + (f"; {exc.hint}" if exc.hint else "")
+        if exc.parameter != "command":
+            what = f"argument {VM_RUN_OPTIONS.get(exc.parameter, '--' + exc.parameter)}: {what}"
+        print(f"pyvfio vm run: error: {what}", file=sys.stderr)
+        return USAGE_ERROR
     result = run(command, options)
     if result.problems:
         print("pyvfio vm: the guest kernel log shows problems:", file=sys.stderr)
@@ -817,22 +835,44 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=cmd_kmod_uninstall)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """The vm verbs' parsers: a usage error is one line, as their own argument
+    checks are (`pyvfio vm run: error: argument --cpus: ...`), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vm = sub.add_parser("vm", help="the test VM").add_subparsers(dest="vm_verb", required=True)
+    vm = sub.add_parser("vm", help="the test VM").add_subparsers(
+        dest="vm_verb", required=True, parser_class=_OneLineErrors
+    )
     p = vm.add_parser(
         "run",
         help="boot the test VM and run CMD in it",
         description="Boot the distribution kernel under QEMU with an IOMMU, "
         "edu, ivshmem-plain and nvme (CMB) devices, run CMD in the current "
-        "directory, and fail if the guest kernel log shows a problem.",
+        "directory, and fail if the guest kernel log shows a problem. "
+        "Every argument is checked before anything starts: a bad one is a one-line "
+        "error and exit status 2.",
     )
     p.add_argument(
         "--kernel",
-        help="a series of the matrix (6.1, 6.12, 7.3), a fetched release, or an image path "
+        metavar="SERIES|RELEASE|IMAGE",
+        help="a series of the matrix (6.1, 6.12, 7.3, 7.3-debug; `pyvfio vm kernels` shows "
+        "which are fetched), a fetched release, or an image file "
         "(default: the series of the host's linux-image-amd64)",
     )
-    p.add_argument("--memory", default="1G")
-    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument(
+        "--memory",
+        default="1G",
+        metavar="SIZE",
+        help="guest RAM: a number with K, M, G or T (no suffix: MiB), "
+        "128M to the host's RAM (default 1G)",
+    )
+    p.add_argument(
+        "--cpus", type=int, default=2, metavar="N", help="1 to the host's CPU count (default 2)"
+    )
     p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
     p.add_argument(
         "--append",
@@ -846,16 +886,23 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=int,
         default=0,
         metavar="N",
-        help="add N e1000e NICs on one QEMU hub (the DPDK tests use 2; default 0)",
+        # the bound is pyvfio.vm.runner.MAX_NICS (not imported here: see the ruff settings)
+        help="add N e1000e NICs on one QEMU hub, at most 8 (the DPDK tests use 2; default 0)",
     )
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="seconds, above 0: the guest is killed after that (default 1800)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
     p.add_argument(
         "--rwdir",
         action="append",
         default=[],
         metavar="DIR",
-        help="host directory the guest may write to (repeatable)",
+        help="an existing host directory the guest may write to (repeatable)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     p.set_defaults(func=cmd_vm_run)

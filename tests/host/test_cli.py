@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+import pyvfio
 from pyvfio.cli import main
+from pyvfio.vm import runner
 
 from .conftest import FakeDevice
 
@@ -254,3 +256,108 @@ def test_info_text(
     assert "Mem+ BusMaster+" in text and "power state D0 (from kernel)" in text
     assert "[40] MSI-X: enabled, 65 vectors, not masked; table BAR0+0x2000, PBA BAR0+0x3000" in text
     assert "VFIO: not opened: on nvme, not a VFIO driver" in text
+
+
+# --- `pyvfio vm run`: every argument checked before anything starts ----------
+
+
+def _vm_run_refusals(tmp_path: Path) -> list[tuple[list[str], str]]:
+    (tmp_path / "file").write_text("not a kernel")
+    return [
+        (["--kernel", "5.10"], "argument --kernel: '5.10' is no kernel series, fetched release"),
+        (["--kernel", "/nonexist"], "argument --kernel: '/nonexist': no such file"),
+        (["--kernel", ""], "argument --kernel: '' is no kernel series"),
+        (["--kernel", str(tmp_path / "file")], "is not a kernel image"),
+        (["--memory", "lots"], "argument --memory: 'lots' is not a size"),
+        (["--memory", "1K"], "argument --memory: '1K' is below the guest's minimum"),
+        (["--memory", "1000000T"], "argument --memory: '1000000T' is more than the host's"),
+        (["--cpus", "0"], "argument --cpus: 0 is not between 1 and the host's"),
+        (["--cpus", "100000"], "argument --cpus: 100000 is not between 1"),
+        (["--cpus", "x"], "argument --cpus: invalid int value: 'x'"),
+        (["--timeout", "-5"], "argument --timeout: -5 is not a number of seconds above 0"),
+        (["--timeout", "nan"], "argument --timeout: nan is not"),
+        (["--timeout", "inf"], "argument --timeout: inf is not"),
+        (["--nics", "-1"], "argument --nics: -1 is not between 0 and 8"),
+        (["--nics", "9"], "argument --nics: 9 is not between 0 and 8"),
+        (["--append", ""], "argument --append: '' is empty"),
+        (["--rwdir", "/nonexist"], "argument --rwdir: '/nonexist': no such directory"),
+        (["--rwdir", str(tmp_path / "file")], "argument --rwdir: "),
+    ]
+
+
+def _vm_run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, list[str]]:
+    try:
+        status: object = main(["vm", "run", *argv])
+    except SystemExit as exc:  # argparse's own refusals (--cpus x)
+        status = exc.code
+    out, err = capsys.readouterr()
+    assert out == ""
+    return status, err.splitlines()
+
+
+def test_vm_run_refuses_each_bad_argument_in_one_line_before_it_starts_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"started before the arguments were checked: {args}")
+
+    monkeypatch.setattr(runner, "_find_vng", started)
+    monkeypatch.setattr(subprocess, "Popen", started)
+    for args, message in _vm_run_refusals(tmp_path):
+        status, lines = _vm_run([*args, "--", "true"], capsys)
+        assert status == 2, (args, lines)
+        assert len(lines) == 1, (args, lines)
+        assert lines[0].startswith("pyvfio vm run: error: "), lines
+        assert message in lines[0], (message, lines)
+    # no command at all
+    for argv in ([], ["--"], ["--memory", "2G"]):
+        status, lines = _vm_run(argv, capsys)
+        assert status == 2
+        assert lines == [
+            "pyvfio vm run: error: no command given; pyvfio vm run [OPTIONS] -- CMD [ARGS...]"
+        ]
+
+
+def test_vm_run_help_states_the_bounds_it_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["vm", "run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"at most {runner.MAX_NICS}" in text
+    assert f"{runner.MIN_MEMORY >> 20}M to the host's RAM" in text
+
+
+def test_vm_run_names_the_series_there_are(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines = _vm_run(["--kernel", "5.10", "--", "true"], capsys)
+    assert status == 2
+    assert lines == [
+        "pyvfio vm run: error: argument --kernel: '5.10' is no kernel series, fetched release "
+        "or image file; the series are 6.1, 6.12, 7.3, 7.3-debug; `pyvfio vm kernels` shows "
+        "which are fetched"
+    ]
+
+
+def test_vm_run_checks_its_arguments_without_vng_or_qemu_on_path(tmp_path: Path) -> None:
+    # A Python whose own bin/ holds neither vng nor QEMU, on a PATH of nothing
+    # else: the refusal is the argument's, so it came before looking for them.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(sys.executable)
+    env = {"PATH": str(bindir), "PYTHONPATH": str(Path(pyvfio.__file__).parents[1])}
+    for args, message in (
+        (["--memory", "lots"], "argument --memory: 'lots' is not a size"),
+        (["--rwdir", "/nonexist"], "argument --rwdir: '/nonexist': no such directory"),
+        (["--timeout", "-5"], "argument --timeout: -5 is not"),
+        (["--cpus", "0"], "argument --cpus: 0 is not"),
+        (["--kernel", "/nonexist"], "argument --kernel: '/nonexist': no such file"),
+    ):
+        proc = subprocess.run(
+            [bindir / "python3", "-m", "pyvfio", "vm", "run", *args, "--", "true"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"pyvfio vm run: error: {message}"), lines
+        assert proc.stdout == ""

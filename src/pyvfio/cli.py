@@ -19,7 +19,7 @@ from .cookie import DRIVER as COOKIE_DRIVER
 from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
-from .pci import Bar, PciDevice, Sysfs
+from .pci import Bar, PciDevice, Sysfs, normalize_bdf
 from .pciids import PciIds
 
 JSON_SCHEMA_VERSION = 1
@@ -486,14 +486,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_json(doc: dict[str, Any]) -> None:
+    """One JSON document of schema JSON_SCHEMA_VERSION on stdout, as every --json prints."""
+    print(json.dumps({"schema": JSON_SCHEMA_VERSION, **doc}, indent=2))
+
+
+def binding_json(bdf: str, driver: str | None, previous: str | None) -> dict[str, Any]:
+    """`bind --json` and `unbind --json`: the device's driver now and before."""
+    return {"bdf": bdf, "driver": driver, "previous_driver": previous}
+
+
 def cmd_bind(args: argparse.Namespace) -> int:
-    previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver, force=args.force)
+    sysfs = Sysfs(Path(args.sysfs))
+    previous = sysfs.bind(args.bdf, args.driver, force=args.force)
+    if args.json:
+        print_json(binding_json(normalize_bdf(args.bdf), args.driver, previous))
+        return 0
     print(f"{args.bdf}: bound to {args.driver} (was {previous or 'unbound'})")
     return 0
 
 
 def cmd_unbind(args: argparse.Namespace) -> int:
-    now = Sysfs(Path(args.sysfs)).unbind(args.bdf, force=args.force)
+    sysfs = Sysfs(Path(args.sysfs))
+    before = sysfs.device(args.bdf)
+    now = sysfs.unbind(before.bdf, force=args.force)
+    if args.json:
+        print_json(binding_json(before.bdf, now, before.driver))
+        return 0
     print(f"{args.bdf}: released; now on {now or 'no driver'}")
     return 0
 
@@ -647,9 +666,38 @@ def kmod_status_text(st: kmod.Status) -> str:
     return "\n".join(lines)
 
 
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def kmod_status_json(st: kmod.Status) -> dict[str, Any]:
+    """`pyvfio kmod status --json` (the text's facts, and the state its exit status says)."""
+    return {
+        "module": COOKIE_DRIVER,
+        "release": st.release,
+        "state": "loaded" if st.loaded else "loadable" if st.available else "absent",
+        "loaded": st.loaded,
+        "loaded_version": st.loaded_version,
+        "loaded_srcversion": st.loaded_srcversion,
+        "loaded_from": _path(st.loaded_from),
+        "built": _path(st.built),
+        "built_srcversion": st.built_srcversion,
+        "build_error": st.build_error,
+        "installed": _path(st.installed),
+        "installed_srcversion": st.installed_srcversion,
+        "dkms": st.dkms,
+        "stand_in": [str(p) for p in st.stand_in],
+        "headers": _path(st.headers),
+        "headers_hint": None if st.headers else kmod.headers_hint(st.release),
+    }
+
+
 def cmd_kmod_status(args: argparse.Namespace) -> int:
     st = kmod.status(args.release)
-    print(kmod_status_text(st))
+    if args.json:
+        print_json(kmod_status_json(st))
+    else:
+        print(kmod_status_text(st))
     if st.loaded:
         return KMOD_LOADED
     return KMOD_LOADABLE if st.available else KMOD_ABSENT
@@ -684,10 +732,15 @@ def cmd_vm_check(args: argparse.Namespace) -> int:
     from .vm import tools
 
     gone = tools.missing()
+    count = len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
+    if args.json:
+        print_json(
+            {"checked": count, "missing": [{"name": name, "package": pkg} for name, pkg in gone]}
+        )
+        return 1 if gone else 0
     for tool, package in gone:
         print(f"pyvfio vm: {tool} is missing: install {package}", file=sys.stderr)
     if not gone:
-        count = len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
         print(f"pyvfio vm: all {count} tools present")
     return 1 if gone else 0
 
@@ -698,18 +751,44 @@ def cmd_vm_kernels(args: argparse.Namespace) -> int:
     if args.names:
         print("\n".join(kernels.matrix(" ".join(args.series))))
         return 0
+    docs = []
     for series in kernels.matrix(" ".join(args.series)):
+        doc: dict[str, Any] = {
+            "series": series,
+            "fetched": False,
+            "release": None,
+            "base": None,
+            "image": None,
+            "module": None,
+            "module_path": None,
+            "module_error": None,
+        }
+        docs.append(doc)
         try:
             kernel = kernels.cached(series)
         except VfioError:
-            print(f"{series}: not fetched (make setup KERNELS={series})")
+            if not args.json:
+                print(f"{series}: not fetched (make setup KERNELS={series})")
             continue
-        error = kmod.build_error(kernel.release)
-        built = kmod.built_for(kernel.release).exists()
-        state = (
-            "module built" if built else f"module fails: {error}" if error else "module not built"
+        ko = kmod.built_for(kernel.release)
+        error = None if ko.exists() else kmod.build_error(kernel.release)
+        doc.update(
+            fetched=True,
+            release=kernel.release,
+            base=kernel.base or None,  # "": built here (the debug kernel)
+            image=str(kernel.image),
+            module="built" if ko.exists() else "failed" if error else "not built",
+            module_path=str(ko) if ko.exists() else None,
+            module_error=error,
         )
-        print(f"{series}: {kernel.release} ({kernel.base}) {kernel.image}; {state}")
+        if not args.json:
+            state = {"built": "module built", "failed": f"module fails: {error}"}
+            print(
+                f"{series}: {kernel.release} ({kernel.base}) {kernel.image}; "
+                f"{state.get(doc['module'], 'module not built')}"
+            )
+    if args.json:
+        print_json({"kernels": docs})
     return 0
 
 
@@ -784,11 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bdf")
     p.add_argument("--driver", default="vfio-pci")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bind)
 
     p = sub.add_parser("unbind", help="release a device back to its default driver")
     p.add_argument("bdf")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_unbind)
 
     _add_vm_parser(sub)
@@ -813,6 +894,7 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         f"installed (`pyvfio kmod load` loads it), {KMOD_ABSENT} neither, 1 error",
     )
     p.add_argument("--release", help=release_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_kmod_status)
     p = km.add_parser("build", help="build the module for a kernel (needs its headers)")
     p.add_argument("--release", help=release_help)
@@ -934,9 +1016,16 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=cmd_vm_selftests)
     p = vm.add_parser("kernels", help="the kernel matrix: what is fetched and built")
     p.add_argument("series", nargs="*", help=series_help)
-    p.add_argument("--names", action="store_true", help="only the series, one a line")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--names", action="store_true", help="only the series, one a line")
+    only.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_vm_kernels)
-    p = vm.add_parser("check", help="check that every tool the VM and the matrix use is present")
+    p = vm.add_parser(
+        "check",
+        help="check that every tool the VM and the matrix use is present",
+        epilog="exit status: 0 all present, 1 some missing",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_vm_check)
 
 

@@ -955,7 +955,12 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument(
         "--cpus", type=int, default=2, metavar="N", help="1 to the host's CPU count (default 2)"
     )
-    p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
+    p.add_argument(
+        "--kvm",
+        action="store_true",
+        help="use KVM (default: TCG emulation); refused without /dev/kvm or a CPU with "
+        "vmx or svm, where KVM guests hang",
+    )
     p.add_argument(
         "--append",
         action="append",

@@ -15,6 +15,7 @@ from .errors import (
     PermissionDeniedError,
     UnsupportedError,
     VfioError,
+    VmArgumentError,
     VmError,
 )
 from .group import Group
@@ -49,6 +50,7 @@ __all__ = [
     "Sysfs",
     "UnsupportedError",
     "VfioError",
+    "VmArgumentError",
     "VmError",
     "normalize_bdf",
 ]

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, kmod, mmio, uapi
 from ._where import build_command, load_hint
@@ -19,10 +19,11 @@ from .cookie import DRIVER as COOKIE_DRIVER
 from .cookie import supported_attrs
 from .device import Device
 from .errors import VfioError
-from .pci import Bar, PciDevice, Sysfs
+from .pci import Bar, PciDevice, Sysfs, normalize_bdf
 from .pciids import PciIds
 
 JSON_SCHEMA_VERSION = 1
+USAGE_ERROR = 2  # a bad argument, as argparse exits
 FORCE_HELP = (
     "even if it is in use (a filesystem mounted, an interface up, a process holding it "
     "through VFIO): its users lose the device, or the kernel waits for them"
@@ -485,36 +486,72 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_json(doc: dict[str, Any]) -> None:
+    """One JSON document of schema JSON_SCHEMA_VERSION on stdout, as every --json prints."""
+    print(json.dumps({"schema": JSON_SCHEMA_VERSION, **doc}, indent=2))
+
+
+def binding_json(bdf: str, driver: str | None, previous: str | None) -> dict[str, Any]:
+    """`bind --json` and `unbind --json`: the device's driver now and before."""
+    return {"bdf": bdf, "driver": driver, "previous_driver": previous}
+
+
 def cmd_bind(args: argparse.Namespace) -> int:
-    previous = Sysfs(Path(args.sysfs)).bind(args.bdf, args.driver, force=args.force)
+    sysfs = Sysfs(Path(args.sysfs))
+    previous = sysfs.bind(args.bdf, args.driver, force=args.force)
+    if args.json:
+        print_json(binding_json(normalize_bdf(args.bdf), args.driver, previous))
+        return 0
     print(f"{args.bdf}: bound to {args.driver} (was {previous or 'unbound'})")
     return 0
 
 
 def cmd_unbind(args: argparse.Namespace) -> int:
-    now = Sysfs(Path(args.sysfs)).unbind(args.bdf, force=args.force)
+    sysfs = Sysfs(Path(args.sysfs))
+    before = sysfs.device(args.bdf)
+    now = sysfs.unbind(before.bdf, force=args.force)
+    if args.json:
+        print_json(binding_json(before.bdf, now, before.driver))
+        return 0
     print(f"{args.bdf}: released; now on {now or 'no driver'}")
     return 0
 
 
+# `pyvfio vm run` option of each VmOptions field, for its errors.
+VM_RUN_OPTIONS = {"rwdirs": "--rwdir"}
+
+
 def cmd_vm_run(args: argparse.Namespace) -> int:
+    from .errors import VmArgumentError
     from .vm import VmOptions, run
     from .vm.kernel import resolve_kernel
+    from .vm.runner import check_command
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    options = VmOptions(
-        kernel=resolve_kernel(args.kernel) if args.kernel else None,
-        memory=args.memory,
-        cpus=args.cpus,
-        kvm=args.kvm,
-        timeout=args.timeout,
-        verbose=args.verbose,
-        rwdirs=tuple(Path(d) for d in args.rwdir),
-        append=tuple(args.append),
-        nics=args.nics,
-    )
+    # Every argument is checked before anything is looked for or started: a
+    # refusal is one line and exit status 2, as argparse's own.
+    try:
+        check_command(command)
+        options = VmOptions(
+            kernel=resolve_kernel(args.kernel) if args.kernel is not None else None,
+            memory=args.memory,
+            cpus=args.cpus,
+            kvm=args.kvm,
+            timeout=args.timeout,
+            verbose=args.verbose,
+            rwdirs=tuple(Path(d) for d in args.rwdir),
+            append=tuple(args.append),
+            nics=args.nics,
+        )
+        options.check()
+    except VmArgumentError as exc:
+        what = exc.message + (f"; {exc.hint}" if exc.hint else "")
+        if exc.parameter != "command":
+            what = f"argument {VM_RUN_OPTIONS.get(exc.parameter, '--' + exc.parameter)}: {what}"
+        print(f"pyvfio vm run: error: {what}", file=sys.stderr)
+        return USAGE_ERROR
     result = run(command, options)
     if result.problems:
         print("pyvfio vm: the guest kernel log shows problems:", file=sys.stderr)
@@ -629,9 +666,38 @@ def kmod_status_text(st: kmod.Status) -> str:
     return "\n".join(lines)
 
 
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def kmod_status_json(st: kmod.Status) -> dict[str, Any]:
+    """`pyvfio kmod status --json` (the text's facts, and the state its exit status says)."""
+    return {
+        "module": COOKIE_DRIVER,
+        "release": st.release,
+        "state": "loaded" if st.loaded else "loadable" if st.available else "absent",
+        "loaded": st.loaded,
+        "loaded_version": st.loaded_version,
+        "loaded_srcversion": st.loaded_srcversion,
+        "loaded_from": _path(st.loaded_from),
+        "built": _path(st.built),
+        "built_srcversion": st.built_srcversion,
+        "build_error": st.build_error,
+        "installed": _path(st.installed),
+        "installed_srcversion": st.installed_srcversion,
+        "dkms": st.dkms,
+        "stand_in": [str(p) for p in st.stand_in],
+        "headers": _path(st.headers),
+        "headers_hint": None if st.headers else kmod.headers_hint(st.release),
+    }
+
+
 def cmd_kmod_status(args: argparse.Namespace) -> int:
     st = kmod.status(args.release)
-    print(kmod_status_text(st))
+    if args.json:
+        print_json(kmod_status_json(st))
+    else:
+        print(kmod_status_text(st))
     if st.loaded:
         return KMOD_LOADED
     return KMOD_LOADABLE if st.available else KMOD_ABSENT
@@ -666,10 +732,15 @@ def cmd_vm_check(args: argparse.Namespace) -> int:
     from .vm import tools
 
     gone = tools.missing()
+    count = len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
+    if args.json:
+        print_json(
+            {"checked": count, "missing": [{"name": name, "package": pkg} for name, pkg in gone]}
+        )
+        return 1 if gone else 0
     for tool, package in gone:
         print(f"pyvfio vm: {tool} is missing: install {package}", file=sys.stderr)
     if not gone:
-        count = len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
         print(f"pyvfio vm: all {count} tools present")
     return 1 if gone else 0
 
@@ -680,18 +751,44 @@ def cmd_vm_kernels(args: argparse.Namespace) -> int:
     if args.names:
         print("\n".join(kernels.matrix(" ".join(args.series))))
         return 0
+    docs = []
     for series in kernels.matrix(" ".join(args.series)):
+        doc: dict[str, Any] = {
+            "series": series,
+            "fetched": False,
+            "release": None,
+            "base": None,
+            "image": None,
+            "module": None,
+            "module_path": None,
+            "module_error": None,
+        }
+        docs.append(doc)
         try:
             kernel = kernels.cached(series)
         except VfioError:
-            print(f"{series}: not fetched (make setup KERNELS={series})")
+            if not args.json:
+                print(f"{series}: not fetched (make setup KERNELS={series})")
             continue
-        error = kmod.build_error(kernel.release)
-        built = kmod.built_for(kernel.release).exists()
-        state = (
-            "module built" if built else f"module fails: {error}" if error else "module not built"
+        ko = kmod.built_for(kernel.release)
+        error = None if ko.exists() else kmod.build_error(kernel.release)
+        doc.update(
+            fetched=True,
+            release=kernel.release,
+            base=kernel.base or None,  # "": built here (the debug kernel)
+            image=str(kernel.image),
+            module="built" if ko.exists() else "failed" if error else "not built",
+            module_path=str(ko) if ko.exists() else None,
+            module_error=error,
         )
-        print(f"{series}: {kernel.release} ({kernel.base}) {kernel.image}; {state}")
+        if not args.json:
+            state = {"built": "module built", "failed": f"module fails: {error}"}
+            print(
+                f"{series}: {kernel.release} ({kernel.base}) {kernel.image}; "
+                f"{state.get(doc['module'], 'module not built')}"
+            )
+    if args.json:
+        print_json({"kernels": docs})
     return 0
 
 
@@ -766,11 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bdf")
     p.add_argument("--driver", default="vfio-pci")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bind)
 
     p = sub.add_parser("unbind", help="release a device back to its default driver")
     p.add_argument("bdf")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_unbind)
 
     _add_vm_parser(sub)
@@ -795,6 +894,7 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         f"installed (`pyvfio kmod load` loads it), {KMOD_ABSENT} neither, 1 error",
     )
     p.add_argument("--release", help=release_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_kmod_status)
     p = km.add_parser("build", help="build the module for a kernel (needs its headers)")
     p.add_argument("--release", help=release_help)
@@ -817,23 +917,50 @@ def _add_kmod_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=cmd_kmod_uninstall)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """The vm verbs' parsers: a usage error is one line, as their own argument
+    checks are (`pyvfio vm run: error: argument --cpus: ...`), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vm = sub.add_parser("vm", help="the test VM").add_subparsers(dest="vm_verb", required=True)
+    vm = sub.add_parser("vm", help="the test VM").add_subparsers(
+        dest="vm_verb", required=True, parser_class=_OneLineErrors
+    )
     p = vm.add_parser(
         "run",
         help="boot the test VM and run CMD in it",
         description="Boot the distribution kernel under QEMU with an IOMMU, "
         "edu, ivshmem-plain and nvme (CMB) devices, run CMD in the current "
-        "directory, and fail if the guest kernel log shows a problem.",
+        "directory, and fail if the guest kernel log shows a problem. "
+        "Every argument is checked before anything starts: a bad one is a one-line "
+        "error and exit status 2.",
     )
     p.add_argument(
         "--kernel",
-        help="a series of the matrix (6.1, 6.12, 7.3), a fetched release, or an image path "
+        metavar="SERIES|RELEASE|IMAGE",
+        help="a series of the matrix (6.1, 6.12, 7.3, 7.3-debug; `pyvfio vm kernels` shows "
+        "which are fetched), a fetched release, or an image file "
         "(default: the series of the host's linux-image-amd64)",
     )
-    p.add_argument("--memory", default="1G")
-    p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--kvm", action="store_true", help="use KVM (default: TCG emulation)")
+    p.add_argument(
+        "--memory",
+        default="1G",
+        metavar="SIZE",
+        help="guest RAM: a number with K, M, G or T (no suffix: MiB), "
+        "128M to the host's RAM (default 1G)",
+    )
+    p.add_argument(
+        "--cpus", type=int, default=2, metavar="N", help="1 to the host's CPU count (default 2)"
+    )
+    p.add_argument(
+        "--kvm",
+        action="store_true",
+        help="use KVM (default: TCG emulation); refused without /dev/kvm or a CPU with "
+        "vmx or svm, where KVM guests hang",
+    )
     p.add_argument(
         "--append",
         action="append",
@@ -846,16 +973,23 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=int,
         default=0,
         metavar="N",
-        help="add N e1000e NICs on one QEMU hub (the DPDK tests use 2; default 0)",
+        # the bound is pyvfio.vm.runner.MAX_NICS (not imported here: see the ruff settings)
+        help="add N e1000e NICs on one QEMU hub, at most 8 (the DPDK tests use 2; default 0)",
     )
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="seconds, above 0: the guest is killed after that (default 1800)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
     p.add_argument(
         "--rwdir",
         action="append",
         default=[],
         metavar="DIR",
-        help="host directory the guest may write to (repeatable)",
+        help="an existing host directory the guest may write to (repeatable)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     p.set_defaults(func=cmd_vm_run)
@@ -887,9 +1021,16 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=cmd_vm_selftests)
     p = vm.add_parser("kernels", help="the kernel matrix: what is fetched and built")
     p.add_argument("series", nargs="*", help=series_help)
-    p.add_argument("--names", action="store_true", help="only the series, one a line")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--names", action="store_true", help="only the series, one a line")
+    only.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_vm_kernels)
-    p = vm.add_parser("check", help="check that every tool the VM and the matrix use is present")
+    p = vm.add_parser(
+        "check",
+        help="check that every tool the VM and the matrix use is present",
+        epilog="exit status: 0 all present, 1 some missing",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_vm_check)
 
 

@@ -86,6 +86,15 @@ class VmError(VfioError):
     """The test VM could not be started or did not finish."""
 
 
+class VmArgumentError(VmError, InvalidArgumentError):
+    """An argument of the test VM (``pyvfio vm run``, :class:`pyvfio.vm.VmOptions`)
+    that cannot work, refused before anything starts; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, operation=f"vm run: {parameter}", hint=hint)
+        self.parameter = parameter
+
+
 _ERRNO_CLASSES: dict[int, type[VfioError]] = {
     _errno.ENOENT: DeviceNotFoundError,
     _errno.ENODEV: DeviceNotFoundError,

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The CLI on a fake sysfs: listing, JSON schema, filters, errors."""
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from pyvfio.cli import main
+import pyvfio
+from pyvfio import kmod
+from pyvfio.cli import KMOD_ABSENT, KMOD_LOADABLE, KMOD_LOADED, main
+from pyvfio.pci import Sysfs
+from pyvfio.vm import kernels, runner, tools
 
 from .conftest import FakeDevice
 
@@ -254,3 +260,284 @@ def test_info_text(
     assert "Mem+ BusMaster+" in text and "power state D0 (from kernel)" in text
     assert "[40] MSI-X: enabled, 65 vectors, not masked; table BAR0+0x2000, PBA BAR0+0x3000" in text
     assert "VFIO: not opened: on nvme, not a VFIO driver" in text
+
+
+# --- `pyvfio vm run`: every argument checked before anything starts ----------
+
+
+def _vm_run_refusals(tmp_path: Path) -> list[tuple[list[str], str]]:
+    (tmp_path / "file").write_text("not a kernel")
+    return [
+        (["--kernel", "5.10"], "argument --kernel: '5.10' is no kernel series, fetched release"),
+        (["--kernel", "/nonexist"], "argument --kernel: '/nonexist': no such file"),
+        (["--kernel", ""], "argument --kernel: '' is no kernel series"),
+        (["--kernel", str(tmp_path / "file")], "is not a kernel image"),
+        (["--memory", "lots"], "argument --memory: 'lots' is not a size"),
+        (["--memory", "1K"], "argument --memory: '1K' is below the guest's minimum"),
+        (["--memory", "1000000T"], "argument --memory: '1000000T' is more than the host's"),
+        (["--cpus", "0"], "argument --cpus: 0 is not between 1 and the host's"),
+        (["--cpus", "100000"], "argument --cpus: 100000 is not between 1"),
+        (["--cpus", "x"], "argument --cpus: invalid int value: 'x'"),
+        (["--timeout", "-5"], "argument --timeout: -5 is not a number of seconds above 0"),
+        (["--timeout", "nan"], "argument --timeout: nan is not"),
+        (["--timeout", "inf"], "argument --timeout: inf is not"),
+        (["--nics", "-1"], "argument --nics: -1 is not between 0 and 8"),
+        (["--nics", "9"], "argument --nics: 9 is not between 0 and 8"),
+        (["--append", ""], "argument --append: '' is empty"),
+        (["--rwdir", "/nonexist"], "argument --rwdir: '/nonexist': no such directory"),
+        (["--rwdir", str(tmp_path / "file")], "argument --rwdir: "),
+    ]
+
+
+def _vm_run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, list[str]]:
+    try:
+        status: object = main(["vm", "run", *argv])
+    except SystemExit as exc:  # argparse's own refusals (--cpus x)
+        status = exc.code
+    out, err = capsys.readouterr()
+    assert out == ""
+    return status, err.splitlines()
+
+
+def test_vm_run_refuses_each_bad_argument_in_one_line_before_it_starts_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"started before the arguments were checked: {args}")
+
+    monkeypatch.setattr(runner, "_find_vng", started)
+    monkeypatch.setattr(subprocess, "Popen", started)
+    for args, message in _vm_run_refusals(tmp_path):
+        status, lines = _vm_run([*args, "--", "true"], capsys)
+        assert status == 2, (args, lines)
+        assert len(lines) == 1, (args, lines)
+        assert lines[0].startswith("pyvfio vm run: error: "), lines
+        assert message in lines[0], (message, lines)
+    # no command at all
+    for argv in ([], ["--"], ["--memory", "2G"]):
+        status, lines = _vm_run(argv, capsys)
+        assert status == 2
+        assert lines == [
+            "pyvfio vm run: error: no command given; pyvfio vm run [OPTIONS] -- CMD [ARGS...]"
+        ]
+
+
+def test_vm_run_help_states_the_bounds_it_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["vm", "run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"at most {runner.MAX_NICS}" in text
+    assert f"{runner.MIN_MEMORY >> 20}M to the host's RAM" in text
+
+
+def test_vm_run_names_the_series_there_are(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines = _vm_run(["--kernel", "5.10", "--", "true"], capsys)
+    assert status == 2
+    assert lines == [
+        "pyvfio vm run: error: argument --kernel: '5.10' is no kernel series, fetched release "
+        "or image file; the series are 6.1, 6.12, 7.3, 7.3-debug; `pyvfio vm kernels` shows "
+        "which are fetched"
+    ]
+
+
+def test_vm_run_checks_its_arguments_without_vng_or_qemu_on_path(tmp_path: Path) -> None:
+    # A Python whose own bin/ holds neither vng nor QEMU, on a PATH of nothing
+    # else: the refusal is the argument's, so it came before looking for them.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(sys.executable)
+    env = {"PATH": str(bindir), "PYTHONPATH": str(Path(pyvfio.__file__).parents[1])}
+    for args, message in (
+        (["--memory", "lots"], "argument --memory: 'lots' is not a size"),
+        (["--rwdir", "/nonexist"], "argument --rwdir: '/nonexist': no such directory"),
+        (["--timeout", "-5"], "argument --timeout: -5 is not"),
+        (["--cpus", "0"], "argument --cpus: 0 is not"),
+        (["--kernel", "/nonexist"], "argument --kernel: '/nonexist': no such file"),
+    ):
+        proc = subprocess.run(
+            [bindir / "python3", "-m", "pyvfio", "vm", "run", *args, "--", "true"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"pyvfio vm run: error: {message}"), lines
+        assert proc.stdout == ""
+
+
+# --- --json of the verbs that report state ------------------------------------
+
+
+def _json_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert err == ""
+    doc = json.loads(out)
+    assert doc["schema"] == 1
+    return status, doc
+
+
+def _one_type_per_field(*docs: dict[str, Any]) -> None:
+    for key in docs[0]:
+        kinds = {type(doc[key]) for doc in docs} - {type(None)}
+        assert len(kinds) <= 1, (key, [doc[key] for doc in docs])
+
+
+@pytest.fixture
+def fake_kernel(sysfs_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """drivers_probe as the kernel does it: the driver_override if one is set,
+    else the device's default driver (the dict this returns, by BDF)."""
+    defaults: dict[str, str | None] = {}
+
+    def probe(self: Sysfs, bdf: str) -> None:
+        dev = self.root / "devices" / bdf
+        override = (dev / "driver_override").read_text().strip()
+        driver = override if override not in ("", "(null)") else defaults.get(bdf)
+        if (dev / "driver").is_symlink():
+            (dev / "driver").unlink()
+        if driver is not None:
+            (self.root / "drivers" / driver).mkdir(exist_ok=True)
+            (dev / "driver").symlink_to(self.root / "drivers" / driver)
+
+    monkeypatch.setattr(Sysfs, "_probe", probe)
+    (sysfs_root / "drivers" / "vfio-pci").mkdir()
+    return defaults
+
+
+def test_bind_and_unbind_json(
+    two_devices: Path, fake_kernel: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kernel["0000:00:0c.0"] = "nvme"
+    root = ["--sysfs", str(two_devices)]
+    bound = _json_of([*root, "bind", "0000:00:0c.0", "--json"], capsys)
+    assert bound == (
+        0,
+        {"schema": 1, "bdf": "0000:00:0c.0", "driver": "vfio-pci", "previous_driver": "nvme"},
+    )
+    again = _json_of([*root, "bind", "00:0c.0", "--json"], capsys)  # already there
+    assert again[1] == {**bound[1], "previous_driver": "vfio-pci"}
+    released = _json_of([*root, "unbind", "0000:00:0c.0", "--json"], capsys)
+    assert released == (
+        0,
+        {"schema": 1, "bdf": "0000:00:0c.0", "driver": "nvme", "previous_driver": "vfio-pci"},
+    )
+    # edu has no driver of its own: null before the bind and after the unbind
+    edu = _json_of([*root, "bind", "0000:00:0a.0", "--json"], capsys)[1]
+    assert edu["previous_driver"] is None and edu["driver"] == "vfio-pci"
+    edu = _json_of([*root, "unbind", "0000:00:0a.0", "--json"], capsys)[1]
+    assert edu["driver"] is None and edu["previous_driver"] == "vfio-pci"
+    _one_type_per_field(bound[1], released[1], edu)
+    # an error is still one line on stderr, and nothing on stdout
+    assert main([*root, "unbind", "0000:00:1f.0", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("pyvfio: error: 0000:00:1f.0: no such PCI device")
+
+
+def test_kmod_status_json_keeps_the_exit_status(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(kmod, "BUILD_DIR", tmp_path / "kmod")
+    status, absent = _json_of(["kmod", "status", "--release", "0.0.0-pyvfio", "--json"], capsys)
+    assert status == KMOD_ABSENT == 4
+    assert absent["module"] == "vfio_pci_cookie" and absent["release"] == "0.0.0-pyvfio"
+    assert absent["state"] == "absent" and absent["loaded"] is False
+    assert absent["built"] is None and absent["headers"] is None and absent["stand_in"] == []
+    assert "linux-headers-0.0.0-pyvfio" in absent["headers_hint"]
+    ko = tmp_path / "kmod" / "0.0.0-pyvfio" / "vfio_pci_cookie.ko"
+    everything = kmod.Status(
+        release="0.0.0-pyvfio",
+        loaded=True,
+        loaded_version="0.1.0",
+        loaded_srcversion="ABC",
+        loaded_from=ko,
+        built=ko,
+        built_srcversion="ABC",
+        build_error="kmod/vfio_pci_cookie.c:1:1: error: x",
+        installed=Path("/lib/modules/0.0.0-pyvfio/updates/dkms/vfio_pci_cookie.ko"),
+        installed_srcversion="DEF",
+        dkms="vfio-pci-cookie/0.1.0, 0.0.0-pyvfio, x86_64: installed",
+        stand_in=[Path("/lib/modules/0.0.0-pyvfio/updates/vfio-pci.ko")],
+        headers=Path("/lib/modules/0.0.0-pyvfio/build"),
+    )
+    monkeypatch.setattr(kmod, "status", lambda release: everything)
+    status, loaded = _json_of(["kmod", "status", "--json"], capsys)
+    assert status == KMOD_LOADED == 0
+    assert loaded["state"] == "loaded" and loaded["loaded_from"] == str(ko)
+    assert loaded["stand_in"] == ["/lib/modules/0.0.0-pyvfio/updates/vfio-pci.ko"]
+    assert loaded["headers_hint"] is None
+    monkeypatch.setattr(
+        kmod, "status", lambda release: dataclasses.replace(everything, loaded=False)
+    )
+    status, loadable = _json_of(["kmod", "status", "--json"], capsys)
+    assert status == KMOD_LOADABLE == 3 and loadable["state"] == "loadable"
+    assert absent.keys() == loaded.keys() == loadable.keys()
+    _one_type_per_field(absent, loaded, loadable)
+
+
+def test_vm_kernels_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(kernels, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(kmod, "BUILD_DIR", tmp_path / "kmod")
+    (tmp_path / "cache" / "kernels").mkdir(parents=True)
+    for series, release, base in (
+        ("6.1", "6.1.0-57-amd64", "bookworm"),
+        ("6.12", "6.12.118+deb12-amd64", "bookworm"),
+        ("7.3", "7.3.4+deb13-amd64", "trixie"),
+    ):
+        record = {"series": series, "release": release, "base": base}
+        (tmp_path / "cache" / "kernels" / f"{series}.json").write_text(json.dumps(record))
+    (tmp_path / "kmod" / "6.1.0-57-amd64").mkdir(parents=True)
+    (tmp_path / "kmod" / "6.1.0-57-amd64" / "vfio_pci_cookie.ko").touch()
+    (tmp_path / "kmod" / "7.3.4+deb13-amd64").mkdir(parents=True)
+    (tmp_path / "kmod" / "7.3.4+deb13-amd64" / "error").write_text("x.c:1:1: error: y\n")
+    status, doc = _json_of(["vm", "kernels", "6.1", "6.12", "7.3", "7.3-debug", "--json"], capsys)
+    assert status == 0
+    built, plain, failed, absent = doc["kernels"]
+    assert built == {
+        "series": "6.1",
+        "fetched": True,
+        "release": "6.1.0-57-amd64",
+        "base": "bookworm",
+        "image": str(kernels.image_path("6.1.0-57-amd64")),
+        "module": "built",
+        "module_path": str(tmp_path / "kmod" / "6.1.0-57-amd64" / "vfio_pci_cookie.ko"),
+        "module_error": None,
+    }
+    assert plain["module"] == "not built" and plain["module_path"] is None
+    assert failed["module"] == "failed" and failed["module_error"] == "x.c:1:1: error: y"
+    assert absent == {
+        "series": "7.3-debug",
+        "fetched": False,
+        **dict.fromkeys(
+            ("release", "base", "image", "module", "module_path", "module_error"), None
+        ),
+    }
+    _one_type_per_field(*doc["kernels"])
+    # the text says the same
+    assert main(["vm", "kernels", "6.1", "6.12", "7.3", "7.3-debug"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; module built") and lines[1].endswith("; module not built")
+    assert lines[2].endswith("; module fails: x.c:1:1: error: y")
+    assert lines[3] == "7.3-debug: not fetched (make setup KERNELS=7.3-debug)"
+
+
+def test_vm_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no host tool on it
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvfio", "vm", "check", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1 and proc.stderr == ""
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == 1
+    assert doc["checked"] == len(tools.HOST_TOOLS) + len(tools.HOST_FILES) + len(tools.VENV_TOOLS)
+    assert {"name": "busybox", "package": "busybox-static"} in doc["missing"]
+    assert set(tools.HOST_TOOLS) <= {m["name"] for m in doc["missing"]}
+    # what make setup left: nothing missing
+    assert _json_of(["vm", "check", "--json"], capsys) == (0, {**doc, "missing": []})

@@ -1,14 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The test VM runner: its command line, and one real boot that must not pass."""
+"""The test VM runner: its command line, its argument checks, and one real boot that
+must not pass."""
 
+import math
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pyvfio.errors import VmError
-from pyvfio.vm import VmOptions, run
+from pyvfio.errors import InvalidArgumentError, VmError
+from pyvfio.vm import VmArgumentError, VmOptions, run, runner
 from pyvfio.vm.runner import _died_summary, build_command
 
 KERNEL = Path("/boot/vmlinuz-test")
@@ -90,3 +95,144 @@ def test_a_dead_guest_shows_qemus_complaint_not_the_register_dump() -> None:
         "0000:00:0a.0: edu v1.0, liveness ok",
         "DMA: still a line of the program",
     ]
+
+
+# --- arguments: refused before anything is looked for or started -------------
+
+
+def _bzimage(path: Path) -> Path:
+    """A file that passes for an x86 kernel image (the bzImage header magic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(0x202) + b"HdrS" + bytes(64))
+    return path
+
+
+@pytest.fixture
+def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if run() looks for virtme-ng or QEMU, or starts a process."""
+
+    def looked_for_vng() -> tuple[str, dict[str, str]]:
+        raise AssertionError("vng was looked for: the arguments were not checked first")
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(runner, "_find_vng", looked_for_vng)
+    monkeypatch.setattr(subprocess, "Popen", started)
+
+
+def _refusals(tmp_path: Path) -> list[tuple[dict[str, Any], str, str]]:
+    (tmp_path / "file").write_text("not a directory")
+    (tmp_path / "a b").mkdir()
+    total = runner.host_memory()
+    assert total is not None
+    return [
+        ({"kernel": tmp_path / "nonexist"}, "kernel", "no such file"),
+        ({"kernel": tmp_path}, "kernel", "is not a file"),
+        ({"kernel": tmp_path / "file"}, "kernel", "is not a kernel image"),
+        ({"kernel": _bzimage(tmp_path / "a b" / "vmlinuz")}, "kernel", "cannot pass a path"),
+        ({"memory": "lots"}, "memory", "'lots' is not a size"),
+        ({"memory": "1G1"}, "memory", "is not a size"),
+        ({"memory": "0.1K"}, "memory", "is not a whole number of KiB"),
+        ({"memory": "64M"}, "memory", "below the guest's minimum of 128M"),
+        ({"memory": f"{(total >> 30) + 1}G"}, "memory", "more than the host's"),
+        ({"cpus": 0}, "cpus", "0 is not between 1 and the host's"),
+        ({"cpus": (os.cpu_count() or 1) + 1}, "cpus", "is not between 1 and the host's"),
+        ({"timeout": -5}, "timeout", "-5 is not a number of seconds above 0"),
+        ({"timeout": 0}, "timeout", "above 0"),
+        ({"timeout": math.nan}, "timeout", "nan is not"),
+        ({"timeout": math.inf}, "timeout", "inf is not"),
+        ({"timeout": 10**400}, "timeout", "inf is not"),
+        ({"nics": -1}, "nics", f"-1 is not between 0 and {runner.MAX_NICS}"),
+        ({"nics": runner.MAX_NICS + 1}, "nics", "is not between 0 and"),
+        ({"append": ("",)}, "append", "is empty"),
+        ({"append": ("  ",)}, "append", "is empty"),
+        ({"append": ('a"b',)}, "append", "No closing quotation"),
+        ({"rwdirs": (tmp_path / "nonexist",)}, "rwdirs", "no such directory"),
+        ({"rwdirs": (tmp_path / "file",)}, "rwdirs", "is not a directory"),
+        ({"rwdirs": (tmp_path / "a b",)}, "rwdirs", "virtme-ng passes only paths of"),
+        ({"env": {"A B": "1"}}, "env", "is no variable name"),
+        ({"env": {"A": "\0"}}, "env", "NUL byte"),
+    ]
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_run_refuses_each_bad_option_before_it_starts_anything(tmp_path: Path) -> None:
+    for kwargs, parameter, message in _refusals(tmp_path):
+        with pytest.raises(VmError) as exc:
+            run(["true"], VmOptions(**kwargs), echo=None)
+        assert isinstance(exc.value, VmArgumentError), kwargs
+        assert isinstance(exc.value, InvalidArgumentError)
+        assert exc.value.parameter == parameter, kwargs
+        assert message in exc.value.message, (kwargs, exc.value.message)
+        assert "\n" not in str(exc.value)
+        assert str(exc.value).startswith(f"vm run: {parameter}: ")
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_run_refuses_wrong_types(tmp_path: Path) -> None:
+    for kwargs in (
+        {"cpus": "2"},
+        {"cpus": True},
+        {"memory": 1 << 30},
+        {"timeout": "5"},
+        {"nics": 1.0},
+        {"kvm": 1},
+        {"append": "nopat"},  # a string is not a tuple of strings
+        {"append": (1,)},
+        {"rwdirs": str(tmp_path)},
+        {"kernel": 5},
+        {"env": {"A": 1}},
+    ):
+        with pytest.raises(TypeError, match=f"vm run: {next(iter(kwargs))} must be"):
+            run(["true"], VmOptions(**kwargs), echo=None)
+    with pytest.raises(TypeError, match="command must be a list of strings"):
+        run("true", echo=None)
+    with pytest.raises(TypeError, match="command must be a list of strings"):
+        run(["echo", 1], echo=None)  # type: ignore[list-item]
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_kvm_is_refused_where_it_would_hang(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(runner, "KVM_DEVICE", tmp_path / "kvm")
+    with pytest.raises(VmError, match="/kvm does not exist"):
+        run(["true"], VmOptions(kvm=True), echo=None)
+    (tmp_path / "kvm").touch()
+    monkeypatch.setattr(runner, "_hardware_virtualisation", lambda: False)
+    with pytest.raises(VmError, match=r"no hardware virtualisation .* KVM guests hang"):
+        run(["true"], VmOptions(kvm=True), echo=None)
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_an_rwdir_the_user_cannot_write_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(VmError, match="is not writable by this user"):
+        run(["true"], VmOptions(rwdirs=(tmp_path,)), echo=None)
+
+
+def test_good_options_pass_and_memory_reaches_vng_in_a_form_it_keeps(tmp_path: Path) -> None:
+    kernel = _bzimage(tmp_path / "vmlinuz-test")
+    for memory, passed in (
+        ("1.5G", "1536M"),
+        ("1g", "1024M"),
+        ("512", "512M"),
+        ("131072K", "128M"),
+    ):
+        options = VmOptions(
+            kernel=kernel,
+            memory=memory,
+            cpus=1,
+            timeout=1,
+            append=("nopat", "a=b c=d"),
+            nics=runner.MAX_NICS,
+            rwdirs=(tmp_path,),
+            env={"PYVFIO_X": "1"},
+        )
+        options.check()
+        argv = build_command(["true"], options, tmp_path)
+        assert argv[argv.index("--memory") + 1] == passed
+    assert runner.memory_bytes("2T") == 2 << 40

@@ -6,8 +6,17 @@ result = run(["python3", "my_driver.py"])
 result.check()   # raises if the command failed or the kernel log is not clean
 """
 
+from ..errors import VmArgumentError
 from .klog import find_problems
-from .runner import E1000E_ID, EDU_ID, IVSHMEM_ID, NVME_ID, GuestResult, VmOptions, run
+from .runner import (
+    E1000E_ID,
+    EDU_ID,
+    IVSHMEM_ID,
+    NVME_ID,
+    GuestResult,
+    VmOptions,
+    run,
+)
 
 __all__ = [
     "E1000E_ID",
@@ -15,6 +24,7 @@ __all__ = [
     "IVSHMEM_ID",
     "NVME_ID",
     "GuestResult",
+    "VmArgumentError",
     "VmOptions",
     "find_problems",
     "run",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._where import setup_hint
-from ..errors import VmError
+from ..errors import VmArgumentError, VmError
 from . import kernels
 
 _HINT = f"{setup_hint()}, or pass --kernel SERIES|RELEASE|IMAGE"
@@ -30,15 +30,29 @@ def default_kernel() -> Path:
 
 
 def resolve_kernel(value: str) -> Path:
-    """A kernel image from a series (``6.12``), a fetched release, or a path."""
-    if value in kernels.SERIES or value == kernels.DEBUG_SERIES:
+    """A kernel image from a series (``6.12``), a fetched release, a path, or
+    a release with an image in /boot.
+
+    A series or release that is known but not fetched raises VmError (set-up
+    fetches it); anything else that names no image, VmArgumentError."""
+    series = [*kernels.SERIES, kernels.DEBUG_SERIES]
+    if value in series:
         image = kernels.cached(value).image
-    elif (kernels.CACHE / "kernels" / value).is_dir():
-        image = kernels.image_path(value)
-    elif Path(value).exists():
+    elif "/" in value or (value and Path(value).exists()):
+        if not Path(value).exists():
+            raise VmArgumentError("kernel", f"{value!r}: no such file")
         return Path(value)
+    elif value and (kernels.CACHE / "kernels" / value).is_dir():
+        image = kernels.image_path(value)
+    elif value and (Path("/boot") / f"vmlinuz-{value}").exists():
+        return Path("/boot") / f"vmlinuz-{value}"
     else:
-        image = Path("/boot") / f"vmlinuz-{value}"
+        raise VmArgumentError(
+            "kernel",
+            f"{value!r} is no kernel series, fetched release or image file; "
+            f"the series are {', '.join(series)}",
+            hint="`pyvfio vm kernels` shows which are fetched",
+        )
     if not image.exists():
         raise VmError(
             f"no kernel image for {value!r} ({image})", operation="find kernel", hint=_HINT

@@ -11,6 +11,7 @@ with the host; the host judges that log with :mod:`pyvfio.vm.klog`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import VmError
+from ..errors import VmArgumentError, VmError
 from . import klog
 from .kernel import default_kernel
 
@@ -79,20 +80,238 @@ def device_qemu_opts(nvme_image: Path, nics: int = 0) -> list[str]:
     ]
 
 
+# Bounds of VmOptions (see VmOptions.check).
+# The smallest guest accepted: 128M boots 6.1 with these devices and runs a
+# shell command (measured: `free` shows 59 MiB total, 16 MiB available), too
+# small for much more; 1G is the default, the DPDK boots take 4G.
+MIN_MEMORY = 128 << 20
+# Each NIC takes a slot on the guest's PCI root bus, which the other devices and
+# every --rwdir (a virtio-9p device each) share; 2 are what the DPDK tests use.
+MAX_NICS = 8
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)", re.IGNORECASE)
+_UNITS = {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}  # no suffix: MiB, as QEMU's -m
+# What virtme-ng passes on as an --rwdir: it splits its own command line at
+# spaces and accepts only these characters in a path.
+_RWDIR_PATH = re.compile(r"[A-Za-z0-9_+/.-]+")
+KVM_DEVICE = Path("/dev/kvm")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def memory_bytes(text: str) -> int:
+    """The size a ``--memory`` value names: a number with K, M, G or T
+    (either case), no suffix meaning MiB as in QEMU's ``-m``; e.g. ``1G``, ``1536M``."""
+    match = _MEMORY.fullmatch(text.strip())
+    if match is None:
+        raise VmArgumentError(
+            "memory",
+            f"{text!r} is not a size: give a number with K, M, G or T, e.g. 1G or 512M "
+            "(no suffix: MiB)",
+        )
+    number, unit = match.groups()
+    whole, _, fraction = number.partition(".")
+    shift = _UNITS[unit.upper()]
+    size = (int(whole + fraction) << shift) // int(10 ** len(fraction))
+    if size % 1024:
+        raise VmArgumentError("memory", f"{text!r} is not a whole number of KiB")
+    return size
+
+
+def _vng_memory(text: str) -> str:
+    """``--memory`` as virtme-ng takes it: only N, NK, NM and NG (upper case) get
+    through it to QEMU unchanged."""
+    size = memory_bytes(text)
+    return f"{size >> 20}M" if size % (1 << 20) == 0 else f"{size >> 10}K"
+
+
+def host_memory() -> int | None:
+    """The host's RAM in bytes (MemTotal), None if /proc does not say."""
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
+    return int(match.group(1)) << 10 if match else None
+
+
+def _human(size: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift:
+            value = size / (1 << shift)
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return f"{size}"
+
+
+def _hardware_virtualisation() -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", cpuinfo, re.M))
+
+
+def _is_kernel_image(path: Path) -> bool | None:
+    """An x86 bzImage (``HdrS`` at 0x202) or an ELF file; None if unreadable."""
+    try:
+        with open(path, "rb") as image:
+            head = image.read(0x206)
+    except OSError:
+        return None
+    return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
+
+
+def _check_type(parameter: str, value: object, kinds: type | tuple[type, ...], what: str) -> None:
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise TypeError(f"vm run: {parameter} must be {what}, not bool")
+    if not isinstance(value, kinds):
+        raise TypeError(f"vm run: {parameter} must be {what}, not {type(value).__name__}")
+
+
+def _check_strings(parameter: str, values: object, what: str) -> None:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+        raise TypeError(
+            f"vm run: {parameter} must be a tuple of {what}, not {type(values).__name__}"
+        )
+
+
 @dataclass(frozen=True)
 class VmOptions:
+    """How :func:`run` boots the guest.  :meth:`check` (which :func:`run`
+    calls before it starts anything) refuses what cannot work."""
+
     kernel: Path | None = None  # default: the one linux-image-amd64 points at
-    memory: str = "1G"
-    cpus: int = 2
+    memory: str = "1G"  # N with K, M, G or T (no suffix: MiB); 128M to the host's RAM
+    cpus: int = 2  # 1 to the host's CPU count
     kvm: bool = False  # /dev/kvm may exist without working; TCG is the safe default
-    timeout: float = 1800.0
+    timeout: float = 1800.0  # seconds, > 0
     verbose: bool = False  # show the guest console (boot messages, panics)
     append: tuple[str, ...] = ()
     # e1000e NICs for the client tests (DPDK); added last, so the other
     # devices keep their addresses
-    nics: int = 0
+    nics: int = 0  # 0 to MAX_NICS
     rwdirs: tuple[Path, ...] = ()  # host directories the guest may write (results)
     env: Mapping[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`VmArgumentError` (a :class:`VmError` and an
+        :class:`InvalidArgumentError`) for a value that cannot work, naming the
+        field, or TypeError for a value of the wrong type.  Needs no QEMU,
+        virtme-ng or kernel cache: it runs before any of them is looked for."""
+        self._check_kernel()
+        self._check_memory()
+        _check_type("cpus", self.cpus, int, "an int")
+        cpus = os.cpu_count() or 1
+        if not 1 <= self.cpus <= cpus:
+            raise VmArgumentError(
+                "cpus", f"{self.cpus} is not between 1 and the host's {cpus} CPUs"
+            )
+        _check_type("kvm", self.kvm, bool, "a bool")
+        if self.kvm:
+            self._check_kvm()
+        _check_type("timeout", self.timeout, (int, float), "a number of seconds")
+        try:
+            seconds = float(self.timeout)
+        except OverflowError:  # an int past float's range
+            seconds = math.inf
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise VmArgumentError("timeout", f"{seconds:g} is not a number of seconds above 0")
+        _check_type("verbose", self.verbose, bool, "a bool")
+        _check_strings("append", self.append, "strings")
+        for arg in self.append:
+            self._check_append(arg)
+        _check_type("nics", self.nics, int, "an int")
+        if not 0 <= self.nics <= MAX_NICS:
+            raise VmArgumentError("nics", f"{self.nics} is not between 0 and {MAX_NICS}")
+        _check_strings("rwdirs", self.rwdirs, "paths")
+        for rwdir in self.rwdirs:
+            _check_rwdir(rwdir)
+        _check_type("env", self.env, Mapping, "a mapping of str to str")
+        for name, value in self.env.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(
+                    f"vm run: env must be a mapping of str to str, not {name!r}: {value!r}"
+                )
+            if not _ENV_NAME.fullmatch(name):
+                raise VmArgumentError(
+                    "env", f"{name!r} is no variable name (letters, digits and _)"
+                )
+            if "\0" in value:
+                raise VmArgumentError("env", f"the value of {name} holds a NUL byte")
+
+    def _check_kernel(self) -> None:
+        if self.kernel is None:
+            return
+        _check_type("kernel", self.kernel, (str, os.PathLike), "a path or None")
+        path = Path(self.kernel)
+        if not path.exists():
+            raise VmArgumentError("kernel", f"{str(path)!r}: no such file")
+        if not path.is_file():
+            raise VmArgumentError("kernel", f"{str(path)!r} is not a file (a kernel image)")
+        if shlex.quote(str(path)) != str(path):
+            raise VmArgumentError(
+                "kernel",
+                f"{str(path)!r}: virtme-ng cannot pass a path with spaces, quotes or "
+                "other shell characters",
+                hint="link or copy the image to a plain path",
+            )
+        if _is_kernel_image(path) is False:
+            raise VmArgumentError(
+                "kernel", f"{str(path)!r} is not a kernel image (no bzImage header, not ELF)"
+            )
+
+    def _check_memory(self) -> None:
+        _check_type("memory", self.memory, str, "a size such as '1G'")
+        size = memory_bytes(self.memory)
+        if size < MIN_MEMORY:
+            raise VmArgumentError(
+                "memory", f"{self.memory!r} is below the guest's minimum of {_human(MIN_MEMORY)}"
+            )
+        total = host_memory()
+        if total is not None and size > total:
+            raise VmArgumentError(
+                "memory", f"{self.memory!r} is more than the host's {_human(total)} of RAM"
+            )
+
+    @staticmethod
+    def _check_kvm() -> None:
+        if not KVM_DEVICE.exists():
+            raise VmArgumentError(
+                "kvm", f"{KVM_DEVICE} does not exist", hint="leave out --kvm (TCG)"
+            )
+        if not _hardware_virtualisation():
+            raise VmArgumentError(
+                "kvm",
+                "this CPU has no hardware virtualisation (no vmx or svm in /proc/cpuinfo): "
+                "KVM guests hang here",
+                hint="leave out --kvm (TCG)",
+            )
+
+    @staticmethod
+    def _check_append(arg: object) -> None:
+        _check_type("append", arg, str, "a tuple of strings")
+        assert isinstance(arg, str)
+        if not arg.strip():
+            raise VmArgumentError("append", f"{arg!r} is empty: give a kernel parameter")
+        try:
+            shlex.split(arg)  # as virtme-ng splits it
+        except ValueError as exc:
+            raise VmArgumentError("append", f"{arg!r}: {exc}") from None
+
+
+def _check_rwdir(rwdir: object) -> None:
+    _check_type("rwdirs", rwdir, (str, os.PathLike), "a tuple of paths")
+    assert isinstance(rwdir, (str, os.PathLike))
+    path = Path(rwdir)
+    if not path.exists():
+        raise VmArgumentError("rwdirs", f"{str(path)!r}: no such directory")
+    if not path.is_dir():
+        raise VmArgumentError("rwdirs", f"{str(path)!r} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise VmArgumentError("rwdirs", f"{str(path)!r} is not writable by this user")
+    if not _RWDIR_PATH.fullmatch(str(path.resolve())):
+        raise VmArgumentError(
+            "rwdirs",
+            f"{str(path.resolve())!r}: virtme-ng passes only paths of letters, digits and _+/.-",
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +384,7 @@ def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> l
         "--force-9p",
         "--disable-microvm",
         "--memory",
-        options.memory,
+        _vng_memory(options.memory),
         "--cpus",
         str(options.cpus),
         "--rwdir",
@@ -202,6 +421,19 @@ def _write_guest_script(command: Sequence[str], options: VmOptions, rundir: Path
         image.truncate(NVME_IMAGE_BYTES)
 
 
+def check_command(command: Sequence[str]) -> None:
+    """Refuse an empty command, or one that is not a sequence of strings."""
+    if isinstance(command, (str, bytes)) or not isinstance(command, Sequence):
+        raise TypeError(f"vm run: command must be a list of strings, not {type(command).__name__}")
+    if not command:
+        raise VmArgumentError(
+            "command", "no command given", hint="pyvfio vm run [OPTIONS] -- CMD [ARGS...]"
+        )
+    for word in command:
+        if not isinstance(word, str):
+            raise TypeError(f"vm run: command must be a list of strings, not {word!r}")
+
+
 def run(
     command: Sequence[str],
     options: VmOptions | None = None,
@@ -211,13 +443,14 @@ def run(
     """Boot a guest, run ``command`` in the current directory, and judge its kernel log.
 
     The guest's output is streamed to ``echo`` as it comes (None: silent)
-    and returned.  Raises VmError if the guest cannot boot or does not
-    finish; a clean exit with a bad kernel log is reported in
-    ``GuestResult.problems``.
+    and returned.  Raises VmArgumentError (a VmError) for a command or
+    options that cannot work (:meth:`VmOptions.check`), before it looks for
+    virtme-ng or QEMU; VmError if the guest cannot boot or does not finish.
+    A clean exit with a bad kernel log is reported in ``GuestResult.problems``.
     """
-    if not command:
-        raise VmError("no command given", operation="vm run", hint="pyvfio vm run -- CMD ARGS")
+    check_command(command)
     options = options or VmOptions()
+    options.check()  # before anything is looked for or started
     vng, env = _find_vng()
     with tempfile.TemporaryDirectory(prefix="pyvfio-vm-") as tmp:
         rundir = Path(tmp)

@@ -133,6 +133,14 @@ if [ "$clients_only" = 0 ]; then
 	reports+=(host=build/junit/host.xml)
 fi
 
+# Bytecode for every file the guests import, written here: their root is
+# read-only, and under TCG compiling the sources again in each guest Python
+# process cost more than reading them (docs/testing.md).  Collecting the guest
+# tests writes pytest's assertion-rewritten modules, which it reads back there.
+step bytecode env PYTHONDONTWRITEBYTECODE= "$BIN/python" -m compileall -q src tests examples bench
+step bytecode-pytest env PYTHONDONTWRITEBYTECODE= "$BIN/python" -m pytest -p no:cacheprovider \
+	--collect-only -q tests/guest -o addopts= >/dev/null
+
 mapfile -t series < <("$BIN/pyvfio" vm kernels --names)
 [ "${#series[@]}" -gt 0 ] || failed+=("kernel-matrix")
 step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"

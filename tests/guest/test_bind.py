@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pyvfio import BusyError, Device, Sysfs
 from pyvfio.vm import EDU_ID, NVME_ID
+
+from . import forked
 
 
 class _DriverBugError(Exception):
@@ -76,8 +77,8 @@ def test_bind_refuses_a_disk_in_use(sysfs: Sysfs, tmp_path: Path, use: str) -> N
             sysfs.bind(nvme.bdf)
         assert "--force" in (info.value.hint or "")
         assert sysfs.device(nvme.bdf).driver == "nvme"  # nothing changed
-        cli = run([sys.executable, "-m", "pyvfio", "bind", nvme.bdf], check=False)
-        assert cli.returncode == 1 and user in cli.stderr
+        status, _, err = forked.pyvfio("bind", nvme.bdf)
+        assert status == 1 and user in err
         if use == "mounted":
             (tmp_path / "still-writable").write_text("the filesystem kept its disk")
     finally:
@@ -89,12 +90,10 @@ def test_bind_refuses_a_disk_in_use(sysfs: Sysfs, tmp_path: Path, use: str) -> N
 def test_unbind_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
     (edu,) = sysfs.find(*EDU_ID)
     with sysfs.bound(edu.bdf):
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD, edu.bdf], stdout=subprocess.PIPE, text=True
-        )
+        holder = forked.python(HOLD, edu.bdf)
         try:
-            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-            with pytest.raises(BusyError, match=f"process {holder.pid} \\(python") as info:
+            assert holder.stdout.readline() == "open\n"
+            with pytest.raises(BusyError, match=f"process {holder.pid} \\(") as info:
                 sysfs.unbind(edu.bdf)  # would block in the kernel until the holder closes
             assert f"kill {holder.pid}" in (info.value.hint or "")
             assert sysfs.device(edu.bdf).driver == "vfio-pci"
@@ -109,16 +108,11 @@ def test_a_holder_that_lets_go_at_once_is_not_a_user(sysfs: Sysfs) -> None:
     (edu,) = sysfs.find(*EDU_ID)
     with sysfs.bound(edu.bdf):
         node = f"/dev/vfio/{sysfs.device(edu.bdf).iommu_group}"
-        brief = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"import time; f = open({node!r}); print(1, flush=True); time.sleep(0.5)",
-            ],
-            stdout=subprocess.PIPE,
+        brief = forked.python(
+            f"import time; f = open({node!r}); print(1, flush=True); time.sleep(0.5)"
         )
         try:
-            assert brief.stdout is not None and brief.stdout.readline() == b"1\n"
+            assert brief.stdout.readline() == "1\n"
             assert sysfs.unbind(edu.bdf) is None  # waited for it, then unbound
         finally:
             brief.kill()

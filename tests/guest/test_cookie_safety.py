@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,6 +19,8 @@ import pytest
 
 from pyvfio import BusyError, Device, InvalidArgumentError, uapi
 from pyvfio.cookie import Cookie, MemoryAttr, wc_refused_ranges
+
+from . import forked
 
 PAGE = 4096
 
@@ -80,15 +81,13 @@ _DEADLOCK_PROBE = textwrap.dedent("""
 
 
 def test_creating_and_mapping_from_two_threads_does_not_deadlock(wc_ivshmem: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _DEADLOCK_PROBE, wc_ivshmem, "5"],
-        capture_output=True,
-        text=True,
-        timeout=90,  # the first module never returned
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    created, mapped = map(int, proc.stdout.split())
+    probe = forked.python(_DEADLOCK_PROBE, wc_ivshmem, "5")
+    try:
+        out, err = probe.communicate(timeout=90)  # the first module never returned
+    finally:
+        probe.kill()
+    assert probe.returncode == 0, err
+    created, mapped = map(int, out.split())
     assert created > 0 and mapped > 0
 
 

@@ -12,8 +12,6 @@ import errno
 import mmap
 import re
 import resource
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from pyvfio import BusyError, Device, InvalidArgumentError, Sysfs, UnsupportedEr
 from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, supported_attrs
 from pyvfio.mmio import Mapping
 
+from . import forked
 from .kver import VMA_HOLDS_PAT_RECORD
 
 PAT_LIST = Path("/sys/kernel/debug/x86/pat_memtype_list")
@@ -328,11 +327,13 @@ _SIGBUS_CHILD = textwrap.dedent("""
 
 
 def _run_sigbus_child(bdf: str, script: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", script, bdf], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.stdout == "decode off\n", proc.stderr
-    assert proc.returncode == -7, proc.stderr  # SIGBUS
+    child = forked.python(script, bdf)
+    try:
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert out == "decode off\n", err
+    assert child.returncode == -7, err  # SIGBUS
 
 
 def test_decode_off_gives_sigbus_on_wc_mappings(wc_ivshmem: str) -> None:

@@ -9,8 +9,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from pyvfio import Sysfs
 from pyvfio.cli import main
 
-from . import lspci
+from . import forked, lspci
 
 # 16 tries at reading a device whose state does not move while info reads it:
 # a VFIO-bound device wakes from D3hot while info has it open, and the kernel
@@ -130,13 +128,8 @@ def test_info_leaves_a_device_on_its_host_driver(sysfs: Sysfs, nvme_id: tuple[in
     assert nvme.driver == "nvme"
     (controller,) = os.listdir(f"/sys/bus/pci/devices/{nvme.bdf}/nvme")
     node = os.stat(f"/dev/{controller}")
-    text = subprocess.run(
-        [sys.executable, "-m", "pyvfio", "info", nvme.bdf],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    status, text, err = forked.pyvfio("info", nvme.bdf)
+    assert status == 0, err
     report = info(nvme.bdf)
     assert "VFIO: not opened: on nvme, not a VFIO driver" in text
     assert report["backend"] is None and report["regions"] is None
@@ -149,23 +142,17 @@ def test_info_leaves_a_device_on_its_host_driver(sysfs: Sysfs, nvme_id: tuple[in
 
 
 def test_info_of_a_vfio_device_held_elsewhere_still_reads_sysfs(nvme: str) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pyvfio import Device\n"
-            f"with Device.open({nvme!r}):\n"
-            "    print('open', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    holder = forked.python(
+        "import sys, time; from pyvfio import Device\n"
+        f"with Device.open({nvme!r}):\n"
+        "    print('open', flush=True); time.sleep(600)"
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        assert holder.stdout.readline() == "open\n", holder.communicate(120)[1]
         report = info(nvme)
     finally:
-        holder.communicate("", timeout=120)
+        holder.kill()
+        holder.communicate(120)
     # the open failed (another process has the device); the sysfs part is all there
     assert report["backend"] is None and report["regions"] is None
     # the group's or cdev's refusal, as the library words it (EBUSY on a group,

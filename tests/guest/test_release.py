@@ -8,8 +8,6 @@ the kernel (vfio_unregister_group_dev) until the holder exits.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +16,8 @@ from pyvfio import BusyError, Device, Sysfs
 from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.irq import IrqIndex
 from pyvfio.vm import EDU_ID
+
+from . import forked
 
 # The holder: opens edu, says "open", then does what a driver would while
 # someone unbinds the device, and prints how that ended.
@@ -77,17 +77,16 @@ def held_edu(sysfs: Sysfs, request: pytest.FixtureRequest) -> Iterator[str]:
         yield edu.bdf
 
 
-def unbind_from_another_process(bdf: str, holder: subprocess.Popen[str]) -> None:
+def unbind_from_another_process(bdf: str, holder: forked.Forked) -> None:
     """What an administrator does while the holder runs; fails the test if it blocks."""
-    unbind = subprocess.Popen(
-        [sys.executable, "-c", f"from pyvfio import Sysfs; Sysfs().unbind({bdf!r}, force=True)"]
-    )
+    unbind = forked.python(f"from pyvfio import Sysfs; Sysfs().unbind({bdf!r}, force=True)")
     try:
-        assert unbind.wait(timeout=60) == 0
-    except subprocess.TimeoutExpired:
+        status = unbind.wait(timeout=60)
+    except TimeoutError:
         holder.kill()  # what used to be the only way out
         unbind.wait()
         pytest.fail(f"unbinding {bdf} blocked while a pyvfio program held it")
+    assert status == 0, unbind.communicate()[1]
 
 
 # The request comes from the core, the same for both drivers; the cookie
@@ -107,14 +106,9 @@ def unbind_from_another_process(bdf: str, holder: subprocess.Popen[str]) -> None
 def test_unbind_completes_while_a_program_holds_the_device(
     sysfs: Sysfs, held_edu: str, driver: str, mode: str, seen: str
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, held_edu, mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = forked.python(HOLDER, held_edu, mode)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        assert holder.stdout.readline() == "open\n"
         unbind_from_another_process(held_edu, holder)
         out, err = holder.communicate(timeout=60)
     finally:

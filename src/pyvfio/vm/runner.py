@@ -11,6 +11,7 @@ with the host; the host judges that log with :mod:`pyvfio.vm.klog`.
 
 from __future__ import annotations
 
+import compileall
 import math
 import os
 import re
@@ -434,6 +435,20 @@ def check_command(command: Sequence[str]) -> None:
             raise TypeError(f"vm run: command must be a list of strings, not {word!r}")
 
 
+def compile_bytecode(*trees: Path) -> None:
+    """Byte-compile ``trees`` (default: pyvfio itself) on the host, where it is cheap.
+
+    The guest cannot keep bytecode (its root is read-only, hence
+    PYTHONDONTWRITEBYTECODE), and under TCG compiling pyvfio's source took
+    more of ``import pyvfio`` than reading it: each Python process in the
+    guest would do it again.  A tree the host cannot write (an installed
+    wheel, whose bytecode pip wrote) is left alone.
+    """
+    for tree in trees or (Path(__file__).resolve().parents[1],):
+        if os.access(tree, os.W_OK):
+            compileall.compile_dir(tree, quiet=2, workers=1)
+
+
 def run(
     command: Sequence[str],
     options: VmOptions | None = None,
@@ -452,6 +467,7 @@ def run(
     options = options or VmOptions()
     options.check()  # before anything is looked for or started
     vng, env = _find_vng()
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="pyvfio-vm-") as tmp:
         rundir = Path(tmp)
         _write_guest_script(command, options, rundir)

@@ -15,14 +15,14 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import irq, uapi
+from . import irq, uapi, usage
 from ._sys import ioctl, open_node, retry_eagain
 from .config import ConfigSpace
 from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace
 from .errors import BusyError, DriverError, InvalidArgumentError, UnsupportedError, VfioError
-from .group import Group, group_offenders, not_viable
+from .group import Group, group_offenders, name_holders, not_viable
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
 from .region import Region
@@ -196,7 +196,7 @@ class Device(DeviceFd):
             offenders = group_offenders(sysfs, pci.iommu_group)
             if offenders:
                 raise not_viable(pci.iommu_group, offenders, pci.bdf, "open (iommufd backend)")
-            return cls._open_cdev(pci.bdf, cdev, pci.driver)
+            return cls._open_cdev(pci.bdf, cdev, pci.driver, pci.iommu_group)
         return cls._open_group(pci.bdf, pci.iommu_group, pci.driver, sysfs)
 
     @classmethod
@@ -219,7 +219,7 @@ class Device(DeviceFd):
             raise
 
     @classmethod
-    def _open_cdev(cls, bdf: str, cdev: str, driver: str) -> Device:
+    def _open_cdev(cls, bdf: str, cdev: str, driver: str, group: int) -> Device:
         path = f"{CDEV_DIR}/{cdev}"
         ioas = Ioas()
         try:
@@ -231,11 +231,19 @@ class Device(DeviceFd):
                 try:
                     retry_eagain(lambda: ioas.bind(fd, bdf), 1.0)
                 except BusyError as exc:
-                    exc.hint = "a legacy user (a process holding its group) has the device"
+                    # a legacy user: a process holding its group
+                    name_holders(exc, group, cdev)
                     raise
                 except InvalidArgumentError as exc:
                     # vfio_df_open(): a cdev opens a device once, unlike a group
                     exc.hint = "the device is already open through its cdev; close that first"
+                    others = [
+                        h
+                        for h in usage.vfio_holders(None, cdev)
+                        if not h.startswith(f"process {os.getpid()} ")
+                    ]
+                    if others:
+                        exc.message = f"already open elsewhere: {'; '.join(others)}"
                     raise
                 ioas.attach(fd, bdf)
                 return cls(bdf, fd, ioas, driver)

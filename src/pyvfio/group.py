@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from . import uapi
+from . import uapi, usage
 from ._sys import ioctl, open_node, retry_eagain
 from .container import Container
 from .errors import BusyError, ClosedError, GroupNotViableError
@@ -36,6 +36,19 @@ def not_viable(
     )
 
 
+def name_holders(exc: BusyError, group: int | None, cdev: str | None) -> None:
+    """Say in ``exc`` which other process holds the group or cdev (EBUSY)."""
+    others = [
+        h for h in usage.vfio_holders(group, cdev) if not h.startswith(f"process {os.getpid()} ")
+    ]
+    if others:
+        exc.message = f"held elsewhere: {'; '.join(others)}"
+        pids = " ".join(h.split()[1] for h in others)
+        exc.hint = f"close the device in that process, or stop it (kill {pids})"
+    else:
+        exc.hint = "another process (or another container in this one) holds it"
+
+
 class Group:
     """An open IOMMU group attached to ``container``."""
 
@@ -46,7 +59,7 @@ class Group:
         try:
             self._fd = open_node(self.path, device=self.path, operation="open group")
         except BusyError as exc:
-            exc.hint = "another process (or another container here) holds this group"
+            name_holders(exc, number, None)
             raise
         try:
             self._check_viable()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import BusyError, Device, Sysfs
+from pyvfio import BusyError, Device, InvalidArgumentError, Sysfs, VfioError
 from pyvfio.vm import EDU_ID, NVME_ID
 
 from . import forked
@@ -100,6 +100,23 @@ def test_unbind_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
         finally:
             holder.kill()
             holder.wait()
+
+
+def test_open_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
+    # The group (legacy) or the cdev (iommufd) refuses a second opener; which
+    # process to ask is what the user needs to know.
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf):
+        holder = forked.python(HOLD, edu.bdf)
+        try:
+            assert holder.stdout.readline() == "open\n"
+            with pytest.raises(VfioError, match=f"elsewhere: process {holder.pid} \\(") as info:
+                Device.open(edu.bdf)
+            assert isinstance(info.value, (BusyError, InvalidArgumentError))
+        finally:
+            holder.kill()
+            holder.wait()
+        Device.open(edu.bdf).close()  # and once it is gone, the device opens
 
 
 def test_a_holder_that_lets_go_at_once_is_not_a_user(sysfs: Sysfs) -> None:

@@ -513,7 +513,10 @@ def cmd_unbind(args: argparse.Namespace) -> int:
     if args.json:
         print_json(binding_json(before.bdf, now, before.driver))
         return 0
-    print(f"{args.bdf}: released; now on {now or 'no driver'}")
+    if before.driver is not None and before.driver_override is None:
+        print(f"{args.bdf}: already on {now}, the driver the kernel picks for it; nothing to do")
+    else:
+        print(f"{args.bdf}: released; now on {now or 'no driver'}")
     return 0
 
 

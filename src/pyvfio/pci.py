@@ -147,7 +147,7 @@ class Sysfs:
             device=int((path / "device").read_text(), 16),
             class_code=int((path / "class").read_text(), 16),
             driver=driver_link.resolve().name if driver_link.exists() else None,
-            driver_override=None if override in (None, "(null)") else override,
+            driver_override=None if override in (None, "", "(null)") else override,
             iommu_group=int(group_link.resolve().name) if group_link.exists() else None,
             bars=_parse_resource((path / "resource").read_text()),
         )
@@ -317,8 +317,14 @@ class Sysfs:
 
         Refused like :meth:`bind` while the device is in use, unless ``force``.
         Returns the driver the device ends up with (None if none claims it).
+        A device already on the driver the kernel picked for it (bound, with
+        no driver_override) is left alone: unbinding it would only take it
+        from its driver and probe the same one again.
         """
         dev = self.device(bdf)
+        if dev.driver is not None and dev.driver_override is None:
+            log.info("%s: already on %s, its default driver", dev.bdf, dev.driver)
+            return dev.driver
         self._refuse_if_used(dev, "unbind", force)
         self._restore(dev.bdf)
         return self.device(bdf).driver

@@ -541,3 +541,29 @@ def test_vm_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert set(tools.HOST_TOOLS) <= {m["name"] for m in doc["missing"]}
     # what make setup left: nothing missing
     assert _json_of(["vm", "check", "--json"], capsys) == (0, {**doc, "missing": []})
+
+
+def test_unbind_of_a_device_on_its_default_driver_does_nothing(
+    two_devices: Path,
+    fake_kernel: dict[str, str | None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It used to take nvme from its driver and probe the same driver again.
+    fake_kernel["0000:00:0c.0"] = "nvme"
+    root = ["--sysfs", str(two_devices)]
+    assert main([*root, "bind", "0000:00:0c.0", "--driver", "nvme"]) == 0  # no override left
+    Sysfs(two_devices)._restore("0000:00:0c.0")
+    capsys.readouterr()
+
+    def no_probe(self: Sysfs, bdf: str) -> None:
+        raise AssertionError(f"{bdf} was probed again")
+
+    monkeypatch.setattr(Sysfs, "_probe", no_probe)
+    assert main([*root, "unbind", "0000:00:0c.0"]) == 0
+    out = capsys.readouterr().out
+    said = "already on nvme, the driver the kernel picks for it; nothing to do"
+    assert out == f"0000:00:0c.0: {said}\n"
+    assert Sysfs(two_devices).device("0000:00:0c.0").driver == "nvme"
+    unchanged = _json_of([*root, "unbind", "0000:00:0c.0", "--json"], capsys)[1]
+    assert (unchanged["driver"], unchanged["previous_driver"]) == ("nvme", "nvme")

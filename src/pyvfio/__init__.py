@@ -4,6 +4,7 @@
 from .container import Container
 from .device import Backend, Device, DeviceInfo
 from .errors import (
+    ArgumentTypeError,
     BusyError,
     ClosedError,
     DeviceNotFoundError,
@@ -27,6 +28,7 @@ from .region import Region, RegionInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
     "Backend",
     "Bar",
     "BusyError",

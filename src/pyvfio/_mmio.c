@@ -16,6 +16,7 @@
 
 static PyObject *out_of_range_error; /* pyvfio.errors.OutOfRangeError */
 static PyObject *closed_error;       /* pyvfio.errors.ClosedError */
+static PyObject *type_error;         /* pyvfio.errors.ArgumentTypeError */
 
 typedef struct {
 	PyObject_HEAD
@@ -39,6 +40,93 @@ static void overflow_to_range(Window *self, const char *op, const char *what, Py
 	PyErr_Format(out_of_range_error, "%S: %s: %s %R is out of range", self->name, op, what, arg);
 }
 
+/*
+ * A wrong type for argument ``what``: "NAME: OP: WHAT must be TAKES, not
+ * REPR (TYPE)", the repr cut at 60 characters, as mmio.py's fallback says it.
+ */
+static void raise_type(Window *self, const char *op, const char *what, const char *takes,
+		       PyObject *arg)
+{
+	PyObject *repr = PyObject_Repr(arg), *cut, *type_name;
+
+	if (!repr)
+		return;
+	if (PyUnicode_GET_LENGTH(repr) > 60) {
+		cut = PyUnicode_Substring(repr, 0, 57);
+		Py_DECREF(repr);
+		if (!cut)
+			return;
+		repr = PyUnicode_FromFormat("%U...", cut);
+		Py_DECREF(cut);
+		if (!repr)
+			return;
+	}
+	type_name = PyType_GetName(Py_TYPE(arg));
+	if (type_name)
+		PyErr_Format(type_error, "%S: %s: %s must be %s, not %U (%U)",
+			     self->name, op, what, takes, repr, type_name);
+	Py_XDECREF(type_name);
+	Py_DECREF(repr);
+}
+
+/*
+ * An int argument (or one with __index__), never a bool: True is not an
+ * offset.  Returns a new reference, or NULL with an error set.  An exact int
+ * costs two pointer tests.
+ */
+static PyObject *as_int(Window *self, PyObject *arg, const char *op, const char *what)
+{
+	if (PyLong_Check(arg) && !PyBool_Check(arg))
+		return Py_NewRef(arg);
+	if (PyBool_Check(arg) || !PyIndex_Check(arg)) {
+		raise_type(self, op, what, "an int", arg);
+		return NULL;
+	}
+	return PyNumber_Index(arg);
+}
+
+/* ``arg`` as a Py_ssize_t; -1 with an error set if it is no int or too large. */
+static inline int get_ssize(Window *self, PyObject *arg, const char *op, const char *what,
+			    Py_ssize_t *out)
+{
+	PyObject *num = NULL;
+
+	if (PyLong_CheckExact(arg)) {	/* the accessors' fast path */
+		*out = PyLong_AsSsize_t(arg);
+	} else {
+		num = as_int(self, arg, op, what);
+		if (!num)
+			return -1;
+		*out = PyLong_AsSsize_t(num);
+		Py_DECREF(num);
+	}
+	if (*out == -1 && PyErr_Occurred()) {
+		overflow_to_range(self, op, what, arg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A buffer argument: any contiguous bytes-like object (writable for
+ * ``PyBUF_WRITABLE``); the buffer protocol's own TypeError or BufferError
+ * would not name the argument.
+ */
+static int get_buffer(Window *self, PyObject *arg, Py_buffer *view, int flags,
+		      const char *op, const char *what)
+{
+	if (PyObject_GetBuffer(arg, view, flags) == 0)
+		return 0;
+	if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_BufferError))
+		return -1;
+	PyErr_Clear();
+	raise_type(self, op, what,
+		   (flags & PyBUF_WRITABLE) ? "a writable contiguous bytes-like object"
+					    : "a contiguous bytes-like object",
+		   arg);
+	return -1;
+}
+
 static void raise_closed(Window *self, const char *op)
 {
 	if (self->closed_reason)
@@ -51,12 +139,10 @@ static void raise_closed(Window *self, const char *op)
 static inline volatile char *
 window_at(Window *self, PyObject *arg, Py_ssize_t width, const char *op)
 {
-	Py_ssize_t offset = PyLong_AsSsize_t(arg);
+	Py_ssize_t offset;
 
-	if (offset == -1 && PyErr_Occurred()) {
-		overflow_to_range(self, op, "offset", arg);
+	if (get_ssize(self, arg, op, "offset", &offset))
 		return NULL;
-	}
 	if (!self->base) {
 		raise_closed(self, op);
 		return NULL;
@@ -92,13 +178,22 @@ window_write##bits(Window *self, PyObject *const *args, Py_ssize_t nargs)	\
 {										\
 	volatile char *p;							\
 	unsigned long long value;						\
+	PyObject *num;								\
 										\
 	if (nargs != 2) {							\
 		PyErr_SetString(PyExc_TypeError,				\
 				"write" #bits "(offset, value) takes 2 arguments");	\
 		return NULL;							\
 	}									\
-	value = PyLong_AsUnsignedLongLong(args[1]);				\
+	if (PyLong_CheckExact(args[1])) {					\
+		value = PyLong_AsUnsignedLongLong(args[1]);			\
+	} else {								\
+		num = as_int(self, args[1], "write" #bits, "value");		\
+		if (!num)							\
+			return NULL;						\
+		value = PyLong_AsUnsignedLongLong(num);				\
+		Py_DECREF(num);							\
+	}									\
 	if (value == (unsigned long long)-1 && PyErr_Occurred()) {		\
 		overflow_to_range(self, "write" #bits, "value", args[1]);	\
 		return NULL;							\
@@ -151,7 +246,8 @@ static int check_span(Window *self, Py_ssize_t offset, Py_ssize_t n, const char 
 	}
 	if (offset < 0 || n < 0 || offset > self->size || n > self->size - offset) {
 		PyErr_Format(out_of_range_error,
-			     "%S: %s: [%zd, %zd + %zd) is outside the %zd-byte mapping",
+			     "%S: %s: [offset, offset + length) = [%zd, %zd + %zd) "
+			     "is outside the %zd-byte mapping",
 			     self->name, op, offset, offset, n, self->size);
 		return -1;
 	}
@@ -167,9 +263,9 @@ static PyObject *window_read_bytes(Window *self, PyObject *const *args, Py_ssize
 		PyErr_SetString(PyExc_TypeError, "read_bytes(offset, length) takes 2 arguments");
 		return NULL;
 	}
-	offset = PyLong_AsSsize_t(args[0]);
-	n = PyLong_AsSsize_t(args[1]);
-	if (PyErr_Occurred() || check_span(self, offset, n, "read_bytes"))
+	if (get_ssize(self, args[0], "read_bytes", "offset", &offset) ||
+	    get_ssize(self, args[1], "read_bytes", "length", &n) ||
+	    check_span(self, offset, n, "read_bytes"))
 		return NULL;
 	out = PyBytes_FromStringAndSize(NULL, n);
 	if (out)
@@ -187,10 +283,8 @@ static PyObject *window_write_bytes(Window *self, PyObject *const *args, Py_ssiz
 		PyErr_SetString(PyExc_TypeError, "write_bytes(offset, data) takes 2 arguments");
 		return NULL;
 	}
-	offset = PyLong_AsSsize_t(args[0]);
-	if (offset == -1 && PyErr_Occurred())
-		return NULL;
-	if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE))
+	if (get_ssize(self, args[0], "write_bytes", "offset", &offset) ||
+	    get_buffer(self, args[1], &data, PyBUF_SIMPLE, "write_bytes", "data"))
 		return NULL;
 	if (check_span(self, offset, data.len, "write_bytes")) {
 		PyBuffer_Release(&data);
@@ -211,10 +305,8 @@ static PyObject *window_copy_from(Window *self, PyObject *const *args, Py_ssize_
 		PyErr_SetString(PyExc_TypeError, "copy_from(offset, buffer) takes 2 arguments");
 		return NULL;
 	}
-	offset = PyLong_AsSsize_t(args[0]);
-	if (offset == -1 && PyErr_Occurred())
-		return NULL;
-	if (PyObject_GetBuffer(args[1], &out, PyBUF_WRITABLE))
+	if (get_ssize(self, args[0], "copy_from", "offset", &offset) ||
+	    get_buffer(self, args[1], &out, PyBUF_WRITABLE, "copy_from", "buffer"))
 		return NULL;
 	if (check_span(self, offset, out.len, "copy_from")) {
 		PyBuffer_Release(&out);
@@ -296,22 +388,30 @@ static PyObject *window_get_released(Window *self, void *closure)
 }
 
 static PyMethodDef window_methods[] = {
-	{"read8", (PyCFunction)window_read8, METH_O, "One 8-bit load."},
-	{"read16", (PyCFunction)window_read16, METH_O, "One 16-bit load."},
-	{"read32", (PyCFunction)window_read32, METH_O, "One 32-bit load."},
-	{"read64", (PyCFunction)window_read64, METH_O, "One 64-bit load."},
-	{"write8", (PyCFunction)(void (*)(void))window_write8, METH_FASTCALL, "One 8-bit store."},
-	{"write16", (PyCFunction)(void (*)(void))window_write16, METH_FASTCALL, "One 16-bit store."},
-	{"write32", (PyCFunction)(void (*)(void))window_write32, METH_FASTCALL, "One 32-bit store."},
-	{"write64", (PyCFunction)(void (*)(void))window_write64, METH_FASTCALL, "One 64-bit store."},
+	{"read8", (PyCFunction)window_read8, METH_O,
+	 "read8($self, offset, /)\n--\n\nOne 8-bit load."},
+	{"read16", (PyCFunction)window_read16, METH_O,
+	 "read16($self, offset, /)\n--\n\nOne 16-bit load."},
+	{"read32", (PyCFunction)window_read32, METH_O,
+	 "read32($self, offset, /)\n--\n\nOne 32-bit load."},
+	{"read64", (PyCFunction)window_read64, METH_O,
+	 "read64($self, offset, /)\n--\n\nOne 64-bit load."},
+	{"write8", (PyCFunction)(void (*)(void))window_write8, METH_FASTCALL,
+	 "write8($self, offset, value, /)\n--\n\nOne 8-bit store."},
+	{"write16", (PyCFunction)(void (*)(void))window_write16, METH_FASTCALL,
+	 "write16($self, offset, value, /)\n--\n\nOne 16-bit store."},
+	{"write32", (PyCFunction)(void (*)(void))window_write32, METH_FASTCALL,
+	 "write32($self, offset, value, /)\n--\n\nOne 32-bit store."},
+	{"write64", (PyCFunction)(void (*)(void))window_write64, METH_FASTCALL,
+	 "write64($self, offset, value, /)\n--\n\nOne 64-bit store."},
 	{"read_bytes", (PyCFunction)(void (*)(void))window_read_bytes, METH_FASTCALL,
-	 "Copy length bytes out with aligned wide loads."},
+	 "read_bytes($self, offset, length, /)\n--\n\nCopy length bytes out with aligned wide loads."},
 	{"write_bytes", (PyCFunction)(void (*)(void))window_write_bytes, METH_FASTCALL,
-	 "Copy a bytes-like object in with aligned wide stores."},
+	 "write_bytes($self, offset, data, /)\n--\n\nCopy a bytes-like object in with aligned wide stores."},
 	{"copy_from", (PyCFunction)(void (*)(void))window_copy_from, METH_FASTCALL,
-	 "Fill a writable buffer from the mapping at offset."},
+	 "copy_from($self, offset, buffer, /)\n--\n\nFill a writable buffer from the mapping at offset."},
 	{"write_barrier", (PyCFunction)window_write_barrier, METH_NOARGS,
-	 "Order and flush earlier stores (sfence on x86)."},
+	 "write_barrier($self, /)\n--\n\nOrder and flush earlier stores (sfence on x86)."},
 	{"_release", (PyCFunction)(void (*)(void))window_release, METH_FASTCALL,
 	 "Drop the buffer (optionally saying why)."},
 	{NULL, NULL, 0, NULL}
@@ -338,14 +438,16 @@ static PyTypeObject WindowType = {
 
 static PyObject *set_errors(PyObject *module, PyObject *args)
 {
-	PyObject *out_of_range, *closed;
+	PyObject *out_of_range, *closed, *wrong_type;
 
-	if (!PyArg_ParseTuple(args, "OO", &out_of_range, &closed))
+	if (!PyArg_ParseTuple(args, "OOO", &out_of_range, &closed, &wrong_type))
 		return NULL;
 	Py_INCREF(out_of_range);
 	Py_XSETREF(out_of_range_error, out_of_range);
 	Py_INCREF(closed);
 	Py_XSETREF(closed_error, closed);
+	Py_INCREF(wrong_type);
+	Py_XSETREF(type_error, wrong_type);
 	Py_RETURN_NONE;
 }
 
@@ -372,6 +474,7 @@ PyMODINIT_FUNC PyInit__mmio(void)
 		return NULL;
 	out_of_range_error = Py_NewRef(PyExc_IndexError);
 	closed_error = Py_NewRef(PyExc_ValueError);
+	type_error = Py_NewRef(PyExc_TypeError);
 	Py_INCREF(&WindowType);
 	if (PyModule_AddObject(m, "Window", (PyObject *)&WindowType) < 0) {
 		Py_DECREF(&WindowType);

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from . import uapi
+from ._check import CheckedRecord
 from .errors import InvalidArgumentError
 
 _HEADER = ctypes.sizeof(uapi.vfio_info_cap_header)
@@ -64,14 +65,14 @@ def _counted_pairs(raw: RawCap, what: str) -> tuple[tuple[int, int], ...]:
 
 
 @dataclass(frozen=True)
-class SparseMmapCap:
+class SparseMmapCap(CheckedRecord):
     """Only these (offset, size) areas of the region may be mmapped."""
 
     areas: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
-class TypeCap:
+class TypeCap(CheckedRecord):
     """A device-specific region: its type and subtype."""
 
     type: int
@@ -79,12 +80,12 @@ class TypeCap:
 
 
 @dataclass(frozen=True)
-class MsixMappableCap:
+class MsixMappableCap(CheckedRecord):
     """The MSI-X table in this BAR may be mmapped (kernel virtualises it)."""
 
 
 @dataclass(frozen=True)
-class UnknownCap:
+class UnknownCap(CheckedRecord):
     id: int
     version: int
     data: bytes
@@ -108,7 +109,7 @@ def parse_region_caps(info: bytes, first: int) -> tuple[RegionCap, ...]:
 
 
 @dataclass(frozen=True)
-class IommuInfo:
+class IommuInfo(CheckedRecord):
     """What VFIO_IOMMU_GET_INFO reports for a type1 container."""
 
     page_sizes: int

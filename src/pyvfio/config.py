@@ -10,13 +10,11 @@ what is read here is what the kernel lets userspace see.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from . import uapi
+from . import _check, uapi
+from ._check import CheckedRecord
 from .errors import InvalidArgumentError, OutOfRangeError
-
-if TYPE_CHECKING:
-    from .region import Region
+from .region import Region
 
 PCI_COMMAND = 0x04
 PCI_COMMAND_MEMORY = 0x2
@@ -50,7 +48,7 @@ EXT_CAP_NAMES = {
 
 
 @dataclass(frozen=True)
-class Capability:
+class Capability(CheckedRecord):
     id: int
     offset: int
     extended: bool
@@ -63,35 +61,59 @@ class Capability:
 
 
 class ConfigSpace:
-    """Width-exact accessors and a capability walk over region 7."""
+    """Width-exact accessors and a capability walk over region 7.
+
+    Offsets and values are ints (never bools); an offset must be aligned to
+    the access width and inside config space, a value fit the width.
+    """
 
     def __init__(self, region: Region) -> None:
+        """Over ``region``, the device's config region (``dev.config`` makes one)."""
+        _check.instance(
+            region,
+            Region,
+            "region",
+            "the config Region (dev.region(7))",
+            device=None,
+            operation="ConfigSpace()",
+        )
         if region.index != uapi.VFIO_PCI_CONFIG_REGION_INDEX:
-            raise ValueError("ConfigSpace needs the config region (index 7)")
+            raise InvalidArgumentError(
+                f"region must be the config region (index {uapi.VFIO_PCI_CONFIG_REGION_INDEX}), "
+                f"not region {region.index}",
+                device=region._device.bdf,
+                operation="ConfigSpace()",
+                hint="use dev.config",
+            )
         self._region = region
 
     @property
     def size(self) -> int:
         return self._region.size
 
-    def _read(self, offset: int, width: int) -> int:
+    def _offset(self, offset: object, width: int, operation: str) -> int:
+        bdf = self._region._device.bdf
+        offset = _check.integer(offset, "offset", device=bdf, operation=operation, high=None)
         if offset % width:
             raise OutOfRangeError(
-                f"offset {offset:#x} is not {width}-byte aligned",
-                operation=f"config read{width * 8}",
+                f"offset {offset:#x} is not {width}-byte aligned", device=bdf, operation=operation
             )
+        return offset
+
+    def _read(self, offset: int, width: int) -> int:
+        offset = self._offset(offset, width, f"config read{width * 8}")
         return int.from_bytes(self._region.read(offset, width), "little")
 
     def _write(self, offset: int, width: int, value: int) -> None:
-        if offset % width:
-            raise OutOfRangeError(
-                f"offset {offset:#x} is not {width}-byte aligned",
-                operation=f"config write{width * 8}",
-            )
+        operation = f"config write{width * 8}"
+        offset = self._offset(offset, width, operation)
+        bdf = self._region._device.bdf
+        value = _check.integer(value, "value", device=bdf, operation=operation, high=None)
         if not 0 <= value < 1 << (8 * width):
             raise OutOfRangeError(
                 f"value {value:#x} does not fit in {width * 8} bits",
-                operation=f"config write{width * 8}",
+                device=bdf,
+                operation=operation,
             )
         self._region.write(offset, value.to_bytes(width, "little"))
 
@@ -115,7 +137,10 @@ class ConfigSpace:
 
     def enable_bus_master(self, enable: bool = True) -> None:
         """Set (or clear) PCI_COMMAND bus mastering: needed for DMA and for MSI/MSI-X,
-        which the device delivers as memory writes."""
+        which the device delivers as memory writes.  ``enable`` is True or False."""
+        enable = _check.boolean(
+            enable, "enable", device=self._region._device.bdf, operation="enable bus master"
+        )
         command = self.read16(PCI_COMMAND)
         wanted = command | PCI_COMMAND_MASTER if enable else command & ~PCI_COMMAND_MASTER
         if wanted != command:

@@ -8,18 +8,24 @@ import os
 import struct
 from collections.abc import Sequence
 
-from . import uapi
+from . import _check, uapi
 from ._sys import ioctl, open_node
 from .caps import IommuInfo, parse_iommu_info
+from .dma import check_iova_span, check_map_args
 from .errors import ClosedError, OutOfRangeError, UnsupportedError, VfioError, explain_overlap
 
 CONTAINER_PATH = "/dev/vfio/vfio"
+C_INT_MAX = (1 << 31) - 1  # an ioctl's int argument
 
 
 class Container:
-    """An open VFIO container; groups are attached to it, then the IOMMU is set."""
+    """An open VFIO container; groups are attached to it, then the IOMMU is set.
+
+    ``path`` is the container node (str or pathlib.Path).
+    """
 
     def __init__(self, path: str = CONTAINER_PATH) -> None:
+        path = _check.path(path, "path", device=None, operation="open container")
         self.path = path
         self._fd = open_node(
             path,
@@ -51,6 +57,14 @@ class Container:
         return self._fd
 
     def check_extension(self, extension: int) -> bool:
+        """VFIO_CHECK_EXTENSION: ``extension`` an int (pyvfio.uapi.VFIO_TYPE1v2_IOMMU ...)."""
+        extension = _check.integer(
+            extension,
+            "extension",
+            device=self.path,
+            operation="VFIO_CHECK_EXTENSION",
+            high=C_INT_MAX,
+        )
         return (
             ioctl(
                 self.fd,
@@ -63,7 +77,11 @@ class Container:
         )
 
     def set_iommu(self, iommu_type: int = uapi.VFIO_TYPE1v2_IOMMU) -> None:
-        """Select the IOMMU model; needs at least one group attached first."""
+        """Select the IOMMU model (an int, pyvfio.uapi.VFIO_*_IOMMU); needs at
+        least one group attached first."""
+        iommu_type = _check.integer(
+            iommu_type, "iommu_type", device=self.path, operation="VFIO_SET_IOMMU", high=C_INT_MAX
+        )
         if self.iommu_type is not None:
             return
         if not self.check_extension(iommu_type):
@@ -110,6 +128,11 @@ class Container:
     def map_dma(
         self, vaddr: int, iova: int, size: int, *, readable: bool = True, writable: bool = True
     ) -> None:
+        """Map ``size`` bytes of this process at ``vaddr`` to ``iova`` (ints, size
+        > 0, the span below 2**64); ``readable``/``writable`` by the device, True or False."""
+        vaddr, iova, size, readable, writable = check_map_args(
+            vaddr, iova, size, readable, writable, device=self.path, operation="VFIO_IOMMU_MAP_DMA"
+        )
         flags = (uapi.VFIO_DMA_MAP_FLAG_READ if readable else 0) | (
             uapi.VFIO_DMA_MAP_FLAG_WRITE if writable else 0
         )
@@ -133,6 +156,8 @@ class Container:
             raise
 
     def unmap_dma(self, iova: int, size: int) -> None:
+        """Unmap what was mapped at ``iova``, ``size`` bytes (ints, as map_dma() takes them)."""
+        iova, size = check_iova_span(iova, size, device=self.path, operation="VFIO_IOMMU_UNMAP_DMA")
         arg = uapi.vfio_iommu_type1_dma_unmap(
             argsz=ctypes.sizeof(uapi.vfio_iommu_type1_dma_unmap), iova=iova, size=size
         )

@@ -13,7 +13,8 @@ import enum
 import errno
 from dataclasses import dataclass
 
-from . import uapi
+from . import _check, uapi
+from ._check import CheckedRecord
 from ._where import build_command
 from .devfd import DeviceFd
 from .errors import InvalidArgumentError, UnsupportedError, VfioError
@@ -58,7 +59,7 @@ class MemoryType(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class CookieInfo:
+class CookieInfo(CheckedRecord):
     index: int
     offset: int
     length: int
@@ -72,40 +73,90 @@ def _feature(device: DeviceFd, feature: int, flags: int, arg: ctypes.Structure) 
     ctypes.memmove(ctypes.addressof(arg), data, ctypes.sizeof(arg))
 
 
-def _region_attrs(device: DeviceFd, index: int) -> uapi.vfio_device_feature_mmap_attrs | None:
+def check_device(device: object, operation: str) -> DeviceFd:
+    """``device`` is an open device (a pyvfio.Device)."""
+    checked: DeviceFd = _check.instance(
+        device, DeviceFd, "device", "an open pyvfio.Device", device=None, operation=operation
+    )
+    return checked
+
+
+def _region_attrs(
+    device: DeviceFd, index: int, operation: str
+) -> uapi.vfio_device_feature_mmap_attrs | None:
     """MMAP_ATTRS for region ``index``, or None if the driver has no cookies."""
+    device = check_device(device, operation)
+    index = device._region_index(index, operation)
+    arg = _check.struct(
+        uapi.vfio_device_feature_mmap_attrs, device=device.bdf, operation=operation, index=index
+    )
     if not device.has_feature(uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS):
         return None
-    arg = uapi.vfio_device_feature_mmap_attrs(index=index)
     _feature(device, uapi.VFIO_DEVICE_FEATURE_MMAP_ATTRS, uapi.VFIO_DEVICE_FEATURE_GET, arg)
     return arg
 
 
 def supported_attrs(device: DeviceFd, index: int) -> frozenset[MemoryAttr]:
-    """Attributes a cookie may ask for on region ``index`` (empty: none or no module)."""
-    arg = _region_attrs(device, index)
+    """Attributes a cookie may ask for on region ``index`` (empty: none or no module).
+
+    ``device`` is an open Device, ``index`` one of its region indexes (an int).
+    """
+    arg = _region_attrs(device, index, "supported_attrs")
     if arg is None:
         return frozenset()
     return frozenset(a for a in MemoryAttr if arg.attrs & (1 << a))
 
 
 def wc_refused_ranges(device: DeviceFd, index: int) -> list[tuple[int, int]]:
-    """(offset, length) page ranges of region ``index`` where WC is refused (MSI-X)."""
-    arg = _region_attrs(device, index)
+    """(offset, length) page ranges of region ``index`` where WC is refused (MSI-X).
+
+    Arguments as :func:`supported_attrs`'s.
+    """
+    arg = _region_attrs(device, index, "wc_refused_ranges")
     if arg is None:
         return []
     return [(r.offset, r.length) for r in arg.wc_refused[: arg.nr_wc_refused]]
 
 
+def check_attr(attr: object, device: str, operation: str) -> MemoryAttr:
+    """A MemoryAttr member, or an int that is one."""
+    return _check.member(attr, MemoryAttr, "attr", device=device, operation=operation)
+
+
 class Cookie:
-    """One cookie on an open device; ``destroy()`` it when done (idempotent)."""
+    """One cookie on an open device; ``destroy()`` it when done (idempotent).
+
+    ``device`` is an open Device; ``index`` one of its region indexes,
+    ``offset`` and ``length`` a range of it (ints, the range inside
+    0..2**64-1); ``attr`` a MemoryAttr or its int value.  The driver checks
+    the rest against the region and answers with an errno (EINVAL: not page
+    aligned, empty, not a mmap-able BAR; ERANGE: past its end).
+    """
 
     def __init__(
         self, device: DeviceFd, index: int, offset: int, length: int, attr: MemoryAttr
     ) -> None:
+        device = check_device(device, "create cookie")
+        operation = "create cookie"
+        attr = check_attr(attr, device.bdf, operation)
+        index = device._region_index(index, operation)
+        offset = _check.integer(offset, "offset", device=device.bdf, operation=operation)
+        length = _check.integer(
+            length,
+            "length",
+            device=device.bdf,
+            operation=operation,
+            high=_check.U64_MAX - offset,  # the range may not wrap
+        )
         self._device = device
-        arg = uapi.vfio_device_feature_mmap_cookie_create(
-            index=index, attr=int(attr), offset=offset, length=length
+        arg = _check.struct(
+            uapi.vfio_device_feature_mmap_cookie_create,
+            device=device.bdf,
+            operation=operation,
+            index=index,
+            attr=int(attr),
+            offset=offset,
+            length=length,
         )
         try:
             _feature(

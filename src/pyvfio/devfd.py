@@ -13,9 +13,9 @@ import ctypes
 import os
 import struct
 
-from . import uapi
+from . import _check, uapi
 from ._sys import ioctl
-from .errors import ClosedError, DeviceReleasedError, VfioError
+from .errors import ClosedError, DeviceReleasedError, InvalidArgumentError, VfioError
 
 
 class DeviceFd:
@@ -32,6 +32,21 @@ class DeviceFd:
         self._released = False
         self._closing = False  # inside close(): its own uses of fd must not close again
         self.release_fd = -1  # readable once the release is due (Interrupts.wait polls it)
+        # Regions the device has, once known (Device reads it at open): region
+        # indexes are checked against it, else only against their u32 field.
+        self._num_regions: int | None = None
+
+    def _region_index(self, index: object, operation: str) -> int:
+        """``index`` checked as a region index of this device (an int)."""
+        known = self._num_regions
+        return _check.integer(
+            index,
+            "index",
+            device=self.bdf,
+            operation=operation,
+            high=_check.U32_MAX if known is None else known - 1,
+            hint="0-5 for the BARs, 7 for config space (pyvfio.uapi.VFIO_PCI_*_REGION_INDEX)",
+        )
 
     @property
     def fd(self) -> int:
@@ -75,10 +90,40 @@ class DeviceFd:
     def closed(self) -> bool:
         return self._fd < 0
 
+    def _check_feature(self, feature: object, flags: object, operation: str) -> tuple[int, int]:
+        feature = _check.integer(
+            feature,
+            "feature",
+            device=self.bdf,
+            operation=operation,
+            high=uapi.VFIO_DEVICE_FEATURE_MASK,
+        )
+        flags = _check.integer(
+            flags, "flags", device=self.bdf, operation=operation, high=_check.U32_MAX
+        )
+        if flags & uapi.VFIO_DEVICE_FEATURE_MASK:
+            # Or'ed into the same word, such bits would change the feature number.
+            raise InvalidArgumentError(
+                f"flags {flags:#x} has bits of the feature number (mask "
+                f"{uapi.VFIO_DEVICE_FEATURE_MASK:#x})",
+                device=self.bdf,
+                operation=operation,
+                hint="flags takes VFIO_DEVICE_FEATURE_GET, _SET and _PROBE (pyvfio.uapi)",
+            )
+        return feature, flags
+
     def feature(self, feature: int, flags: int, data: bytes = b"") -> bytes:
-        """VFIO_DEVICE_FEATURE: ``flags`` is GET/SET/PROBE; returns the data area after."""
+        """VFIO_DEVICE_FEATURE: returns the data area after the call.
+
+        ``feature`` is a feature number (an int, 0..0xFFFF); ``flags`` the
+        VFIO_DEVICE_FEATURE_GET, _SET and _PROBE bits (pyvfio.uapi); ``data`` a
+        bytes-like object, the feature's argument.
+        """
+        operation = f"VFIO_DEVICE_FEATURE({feature!r})"
+        feature, flags = self._check_feature(feature, flags, operation)
+        size = _check.readable_buffer(data, "data", device=self.bdf, operation=operation)
         header = ctypes.sizeof(uapi.vfio_device_feature)
-        buf = bytearray(header + len(data))
+        buf = bytearray(header + size)
         struct.pack_into("<II", buf, 0, len(buf), (feature & uapi.VFIO_DEVICE_FEATURE_MASK) | flags)
         buf[header:] = data
         ioctl(
@@ -91,7 +136,10 @@ class DeviceFd:
         return bytes(buf[header:])
 
     def has_feature(self, feature: int, flags: int = uapi.VFIO_DEVICE_FEATURE_GET) -> bool:
-        """Probe: does the driver support ``feature`` with ``flags`` (GET and/or SET)?"""
+        """Probe: does the driver support ``feature`` with ``flags`` (GET and/or SET)?
+
+        Arguments as :meth:`feature`'s."""
+        feature, flags = self._check_feature(feature, flags, f"probe feature {feature!r}")
         try:
             self.feature(feature, flags | uapi.VFIO_DEVICE_FEATURE_PROBE)
         except ClosedError:

@@ -15,7 +15,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import irq, uapi, usage
+from . import _check, irq, uapi, usage
+from ._check import CheckedRecord
 from ._sys import ioctl, open_node, retry_eagain
 from .config import ConfigSpace
 from .container import Container
@@ -48,7 +49,7 @@ class DeviceFlags(enum.IntFlag):
 
 
 @dataclass(frozen=True)
-class DeviceInfo:
+class DeviceInfo(CheckedRecord):
     flags: DeviceFlags
     num_regions: int
     num_irqs: int
@@ -62,10 +63,36 @@ class DeviceInfo:
         return bool(self.flags & DeviceFlags.PCI)
 
 
+BACKEND_CHOICES = ("auto", *(b.value for b in Backend))
+
+
+def check_backend(value: object, bdf: str | None, *, source: str = "the backend argument") -> str:
+    """A backend choice: a Backend, or one of "auto", "legacy", "iommufd"."""
+    if not isinstance(value, str):
+        raise _check.wrong_type(
+            "backend",
+            value,
+            "a Backend or one of " + ", ".join(map(repr, BACKEND_CHOICES)),
+            device=bdf,
+            operation="open",
+        )
+    if value not in BACKEND_CHOICES:
+        raise InvalidArgumentError(
+            f"unknown VFIO backend {value!r}",
+            device=bdf,
+            operation="open",
+            hint=f"use one of {', '.join(BACKEND_CHOICES)} ({source})",
+        )
+    return str(value)
+
+
 def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) -> Backend:
     """``requested``, else $PYVFIO_BACKEND, else iommufd where the kernel offers
     it for this device (``/dev/iommu`` and the device's cdev), else legacy."""
-    choice = requested or os.environ.get(BACKEND_ENV) or "auto"
+    if requested:
+        choice = check_backend(requested, bdf)
+    else:
+        choice = check_backend(os.environ.get(BACKEND_ENV) or "auto", bdf, source=f"${BACKEND_ENV}")
     if choice == "auto":
         # Only what this process may open: a user given /dev/vfio/N but not
         # /dev/iommu keeps working through the group.
@@ -73,16 +100,7 @@ def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) 
             os.access(path, os.R_OK | os.W_OK) for path in (IOMMUFD_PATH, f"{CDEV_DIR}/{cdev}")
         )
         return Backend.IOMMUFD if usable else Backend.LEGACY
-    try:
-        backend = Backend(choice)
-    except ValueError:
-        raise VfioError(
-            f"unknown VFIO backend {choice!r}",
-            device=bdf,
-            operation="open",
-            hint=f"use one of auto, {', '.join(b.value for b in Backend)} "
-            f"(the backend argument or ${BACKEND_ENV})",
-        ) from None
+    backend = Backend(choice)
     if backend is Backend.IOMMUFD and (cdev is None or not os.path.exists(IOMMUFD_PATH)):
         raise UnsupportedError(
             "the kernel offers no VFIO device cdev and iommufd for this device",
@@ -130,6 +148,27 @@ class Device(DeviceFd):
         *,
         group: Group | None = None,
     ) -> None:
+        """Take over an open device fd (``Device.open()`` is the way to get one).
+
+        ``bdf`` is the device's PCI address, ``fd`` its open VFIO device fd
+        (an int), ``iommu`` the Container or Ioas it is attached to, ``driver``
+        the name of its driver or None, ``group`` its Group (legacy) or None.
+        """
+        operation = "Device()"
+        bdf = normalize_bdf(bdf)
+        fd = _check.integer(fd, "fd", device=bdf, operation=operation, high=(1 << 31) - 1)
+        _check.instance(
+            iommu,
+            (Container, Ioas),
+            "iommu",
+            "a Container or an Ioas",
+            device=bdf,
+            operation=operation,
+        )
+        _check.text(driver, "driver", device=bdf, operation=operation, allow_none=True)
+        _check.instance(
+            group, Group, "group", "a Group", device=bdf, operation=operation, allow_none=True
+        )
         super().__init__(bdf, fd, driver)
         self._pid = os.getpid()  # a forked child shares the fds, not the ownership
         # Taken by close() only, never across a call into user code; the
@@ -146,6 +185,7 @@ class Device(DeviceFd):
         self.info = DeviceInfo(
             flags=DeviceFlags(info.flags), num_regions=info.num_regions, num_irqs=info.num_irqs
         )
+        self._num_regions = info.num_regions
         self._on_release_request: Callable[[Device], None] | None = None
         self._release_watch: irq.ReleaseWatch | None = None
         if self.info.num_irqs > irq.IrqIndex.REQ and self.irq_info(irq.IrqIndex.REQ).supported:
@@ -168,10 +208,26 @@ class Device(DeviceFd):
     ) -> Device:
         """Open ``bdf`` (bound to vfio-pci or a variant driver).
 
-        ``backend``: ``"iommufd"``, ``"legacy"`` or ``"auto"``; None reads
-        $PYVFIO_BACKEND, and auto (the default) takes iommufd where the kernel
-        offers it.  Everything after the open behaves the same on both.
+        ``bdf`` is a PCI address (a str, as :func:`~pyvfio.normalize_bdf`
+        takes it).  ``sysfs`` a :class:`~pyvfio.Sysfs` or None (the real one).
+        ``backend``: a :class:`Backend`, ``"iommufd"``, ``"legacy"`` or
+        ``"auto"``; None reads $PYVFIO_BACKEND, and auto (the default) takes
+        iommufd where the kernel offers it.  Everything after the open
+        behaves the same on both.
         """
+        bdf = normalize_bdf(bdf)
+        _check.instance(
+            sysfs,
+            Sysfs,
+            "sysfs",
+            "a pyvfio.Sysfs",
+            device=bdf,
+            operation="open",
+            allow_none=True,
+            hint="pass Sysfs(root) for another sysfs tree, not its path",
+        )
+        if backend is not None:
+            check_backend(backend, bdf)
         sysfs = sysfs or Sysfs()
         pci = sysfs.device(normalize_bdf(bdf))
         if pci.driver is None or "vfio" not in pci.driver:
@@ -286,8 +342,9 @@ class Device(DeviceFd):
         A callback replaces that default: it runs once, in pyvfio's watcher
         thread, and should get the program to ``close()`` the device soon
         (set an Event the main loop checks, say).  ``None`` restores the
-        default.
+        default.  Anything else (not callable) raises ArgumentTypeError.
         """
+        _check.callback(callback, "callback", device=self.bdf, operation="on_release_request")
         self._on_release_request = callback
 
     @property
@@ -310,14 +367,18 @@ class Device(DeviceFd):
     # -- regions ---------------------------------------------------------
 
     def region(self, index: int) -> Region:
-        """Region ``index``: 0-5 BARs, 6 ROM, 7 config space, 8 VGA, then device-specific."""
-        if not isinstance(index, int):
-            raise InvalidArgumentError(
-                f"a region index is an int, not {index!r}",
-                device=self.bdf,
-                operation="region",
-                hint="0-5 for the BARs, 7 for config space (pyvfio.uapi.VFIO_PCI_*_REGION_INDEX)",
-            )
+        """Region ``index``: 0-5 BARs, 6 ROM, 7 config space, 8 VGA, then device-specific.
+
+        ``index`` is an int; one the device lacks raises UnsupportedError."""
+        index = _check.integer(
+            index,
+            "index",
+            device=self.bdf,
+            operation="region",
+            low=None,
+            high=None,
+            hint="0-5 for the BARs, 7 for config space (pyvfio.uapi.VFIO_PCI_*_REGION_INDEX)",
+        )
         if not 0 <= index < self.info.num_regions:
             raise UnsupportedError(
                 f"region {index} does not exist (the device has {self.info.num_regions})",
@@ -338,13 +399,34 @@ class Device(DeviceFd):
     # -- interrupts ------------------------------------------------------
 
     def irq_info(self, index: int) -> irq.IrqInfo:
-        return irq.query_irq_info(self, index)
+        """What the device offers at IRQ index ``index`` (an int, 0..num_irqs - 1:
+        pyvfio.irq.IrqIndex names the PCI ones); count 0 if it has none there."""
+        return irq.query_irq_info(self, self._irq_index(index, "irq info"))
+
+    def _irq_index(self, index: object, operation: str) -> int:
+        last = self.info.num_irqs - 1
+        return _check.integer(
+            index,
+            "index",
+            device=self.bdf,
+            operation=operation,
+            high=last,
+            hint="pyvfio.irq.IrqIndex names them (INTX, MSI, MSIX, ERR, REQ)",
+        )
 
     def irq_infos(self) -> list[irq.IrqInfo]:
         return [self.irq_info(i) for i in range(self.info.num_irqs)]
 
     def enable_irq(self, index: int, count: int | None = None) -> irq.Interrupts:
-        """Enable ``count`` vectors (default: all) of an IRQ index, one eventfd each."""
+        """Enable ``count`` vectors (default: all) of an IRQ index, one eventfd each.
+
+        ``index`` as :meth:`irq_info` takes it; ``count`` an int from 1 to the
+        index's count, or None for all."""
+        index = self._irq_index(index, "enable irq")
+        if count is not None:
+            count = _check.integer(
+                count, "count", device=self.bdf, operation="enable irq", low=1, high=_check.U32_MAX
+            )
         if index == irq.IrqIndex.REQ and self._release_watch is not None:
             raise BusyError(
                 "pyvfio answers the request interrupt itself",
@@ -395,7 +477,11 @@ class Device(DeviceFd):
         limit: int | None = None,
         writable_by_device: bool = True,
     ) -> DmaBuffer:
-        """Allocate host memory and map it for the device's DMA (see DmaBuffer)."""
+        """Allocate host memory and map it for the device's DMA (see DmaBuffer).
+
+        ``size`` in bytes (an int > 0, rounded up to pages); ``hugepages``
+        and ``writable_by_device`` True or False; ``limit`` None or the first
+        IOVA the device cannot reach (an int > 0)."""
         with self._named_errors():
             return self.dma.allocate(
                 size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
@@ -405,7 +491,10 @@ class Device(DeviceFd):
         self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
     ) -> DmaBuffer:
         """Map memory you already have (an mmap of whole pages) for the device's
-        DMA; the buffer's ``close()`` unmaps it from the IOMMU and leaves it yours."""
+        DMA; the buffer's ``close()`` unmaps it from the IOMMU and leaves it yours.
+
+        ``memory`` is an open, writable ``mmap.mmap``; ``limit`` and
+        ``writable_by_device`` as :meth:`dma_buffer` takes them."""
         with self._named_errors():
             return self.dma.map_memory(memory, limit=limit, writable_by_device=writable_by_device)
 
@@ -429,8 +518,11 @@ class Device(DeviceFd):
 
         The kernel only *tries* to take the device's locks and answers EAGAIN
         when another operation holds them for a moment; that is retried for
-        up to ``timeout`` seconds.
+        up to ``timeout`` seconds (an int or float, >= 0).
         """
+        timeout = _check.seconds(
+            timeout, "timeout", device=self.bdf, operation="VFIO_DEVICE_RESET", high=1e9
+        )
         fd = self.fd  # a closed device says so before anything else
         if not self.info.can_reset:
             raise UnsupportedError(

@@ -14,16 +14,18 @@ import ctypes
 import mmap
 import struct
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from . import _check
 from ._sys import close_mmap
-from .errors import ClosedError, OutOfRangeError, VfioError
+from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, VfioError
 
 _U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
 MAP_HUGETLB = 0x40000  # <linux/mman.h>; Python's mmap module does not export it
 HUGEPAGE_SIZE = 2 << 20
 
 
+@runtime_checkable
 class IommuBackend(Protocol):
     @property
     def name(self) -> str: ...
@@ -39,8 +41,96 @@ class IommuBackend(Protocol):
     def unmap_dma(self, iova: int, size: int) -> None: ...
 
 
+def _check_memory(memory: object, name: str, operation: str) -> int:
+    """Memory to map for DMA: an open, writable mmap; returns its length."""
+    _check.instance(
+        memory,
+        mmap.mmap,
+        "memory",
+        "an mmap.mmap of whole pages",
+        device=name,
+        operation=operation,
+    )
+    assert isinstance(memory, mmap.mmap)
+    try:
+        length = len(memory)
+    except ValueError:  # "mmap closed or invalid"
+        raise InvalidArgumentError(
+            "memory is a closed mmap", device=name, operation=operation, hint="map an open one"
+        ) from None
+    with memoryview(memory) as view:
+        if view.readonly:
+            raise _check.wrong_type(
+                "memory",
+                memory,
+                "a writable mmap.mmap (PROT_WRITE)",
+                device=name,
+                operation=operation,
+            )
+    return length
+
+
+def check_iova_span(iova: object, size: object, *, device: str, operation: str) -> tuple[int, int]:
+    """An IOMMU mapping's ``iova`` and ``size``: ints, size > 0, the span below 2**64."""
+    iova = _check.integer(iova, "iova", device=device, operation=operation)
+    size = _check.integer(
+        size, "size", device=device, operation=operation, low=1, high=(1 << 64) - iova
+    )
+    return iova, size
+
+
+def check_map_args(
+    vaddr: object,
+    iova: object,
+    size: object,
+    readable: object,
+    writable: object,
+    *,
+    device: str,
+    operation: str,
+) -> tuple[int, int, int, bool, bool]:
+    """map_dma()'s arguments, as both IOMMU backends take them."""
+    vaddr = _check.integer(vaddr, "vaddr", device=device, operation=operation)
+    iova, size = check_iova_span(iova, size, device=device, operation=operation)
+    readable = _check.boolean(readable, "readable", device=device, operation=operation)
+    writable = _check.boolean(writable, "writable", device=device, operation=operation)
+    return vaddr, iova, size, readable, writable
+
+
 def _align_up(value: int, align: int) -> int:
     return (value + align - 1) & ~(align - 1)
+
+
+def check_range_pairs(ranges: object, operation: str) -> list[tuple[int, int]]:
+    """IOVA ranges: a sequence of inclusive (first, last) int pairs, first <= last < 2**64."""
+    takes = "a sequence of (first, last) int pairs"
+    if not isinstance(ranges, Sequence) or isinstance(ranges, str | bytes):
+        raise _check.wrong_type("ranges", ranges, takes, device=None, operation=operation)
+    pairs = []
+    for pair in ranges:
+        if not (isinstance(pair, Sequence) and len(pair) == 2):
+            raise _check.wrong_type(
+                "ranges", pair, f"{takes} (an item)", device=None, operation=operation
+            )
+        first = _check.integer(pair[0], "ranges", device=None, operation=operation)
+        last = _check.integer(pair[1], "ranges", device=None, operation=operation)
+        if first > last:
+            raise InvalidArgumentError(
+                f"ranges has ({first:#x}, {last:#x}): first > last",
+                operation=operation,
+                hint="ranges are inclusive (first, last) pairs",
+            )
+        pairs.append((first, last))
+    return pairs
+
+
+def _power_of_two(value: object, name: str, operation: str) -> int:
+    number = _check.integer(value, name, device=None, operation=operation, low=1, high=1 << 63)
+    if number & (number - 1):
+        raise OutOfRangeError(
+            f"{name} must be a power of two, not {number:#x}", operation=operation
+        )
+    return number
 
 
 class IovaAllocator:
@@ -51,12 +141,14 @@ class IovaAllocator:
     """
 
     def __init__(self, ranges: Sequence[tuple[int, int]], page_size: int = mmap.PAGESIZE) -> None:
-        if page_size & (page_size - 1):
-            raise ValueError("page_size must be a power of two")
+        """``ranges``: the usable IOVAs as inclusive (first, last) int pairs;
+        ``page_size`` a power of two (an int)."""
+        page_size = _power_of_two(page_size, "page_size", "IovaAllocator()")
+        pairs = check_range_pairs(ranges, "IovaAllocator()")
         self.page_size = page_size
         # free spans as sorted, non-overlapping [start, end) pairs
         self._free: list[tuple[int, int]] = []
-        for first, last in sorted(ranges):
+        for first, last in sorted(pairs):
             start = max(_align_up(first, page_size), page_size)
             end = (last + 1) & ~(page_size - 1)
             if end > start:
@@ -70,16 +162,20 @@ class IovaAllocator:
     def allocate(self, size: int, *, align: int | None = None, limit: int | None = None) -> int:
         """Reserve ``size`` bytes (rounded up to pages); return the IOVA.
 
-        ``limit`` is the first address the device cannot reach (its DMA mask
-        + 1); ``align`` a power of two, at least the page size.
+        ``size`` is an int > 0; ``limit`` None or the first address the
+        device cannot reach (its DMA mask + 1, an int > 0); ``align`` None or
+        a power of two (an int), raised to the page size if smaller.
         """
+        operation = "allocate IOVA"
+        size = _check.integer(size, "size", device=None, operation=operation, low=None, high=None)
         if size <= 0:
-            raise OutOfRangeError(f"size must be positive, not {size}", operation="allocate IOVA")
+            raise OutOfRangeError(f"size must be positive, not {size}", operation=operation)
+        if align is not None:
+            align = _power_of_two(align, "align", operation)
+        limit = _check.optional_integer(
+            limit, "limit", device=None, operation=operation, low=1, high=1 << 64
+        )
         align = max(align or self.page_size, self.page_size)
-        if align & (align - 1):
-            raise OutOfRangeError(
-                f"align must be a power of two, not {align:#x}", operation="allocate IOVA"
-            )
         size = _align_up(size, self.page_size)
         for i, (start, end) in enumerate(self._free):
             iova = _align_up(start, align)
@@ -99,9 +195,13 @@ class IovaAllocator:
         )
 
     def free(self, iova: int) -> None:
+        """Return the span allocated at ``iova`` (an int allocate() returned)."""
+        iova = _check.integer(iova, "iova", device=None, operation="free IOVA")
         size = self._allocated.pop(iova, None)
         if size is None:
-            raise ValueError(f"IOVA {iova:#x} was not allocated here")
+            raise InvalidArgumentError(
+                f"iova {iova:#x} was not allocated here", operation="free IOVA"
+            )
         self._release(iova, iova + size)
 
     def _release(self, start: int, end: int) -> None:
@@ -122,6 +222,11 @@ class DmaBuffer:
     buffer.  Release any views taken from it before ``close()``, which unmaps
     it from the IOMMU and, if the buffer made it, from the process; the
     caller's mmap stays the caller's (and cannot be closed while mapped).
+
+    ``size`` is an int > 0 (ignored with ``memory``, an open, writable
+    ``mmap.mmap``); ``hugepages`` and ``writable_by_device`` True or False;
+    ``limit`` None or the first IOVA the device cannot reach (an int > 0).
+    Offsets and values of the accessors are ints (never bools).
     """
 
     def __init__(
@@ -134,17 +239,39 @@ class DmaBuffer:
         writable_by_device: bool = True,
         memory: mmap.mmap | None = None,
     ) -> None:
+        _check.instance(
+            dma, DmaSpace, "dma", "a DmaSpace (dev.dma)", device=None, operation="DMA buffer"
+        )
+        operation = "map memory for DMA" if memory is not None else "allocate DMA buffer"
+        name = dma.backend.name
+        hugepages = _check.boolean(hugepages, "hugepages", device=name, operation=operation)
+        writable_by_device = _check.boolean(
+            writable_by_device, "writable_by_device", device=name, operation=operation
+        )
+        limit = _check.optional_integer(
+            limit, "limit", device=name, operation=operation, low=1, high=1 << 64
+        )
+        if memory is None:
+            size = _check.integer(
+                size, "size", device=name, operation=operation, low=None, high=None
+            )
+            if size > _check.SIZE_MAX:
+                raise OutOfRangeError(
+                    f"size {size:#x}: a DMA buffer is at most {_check.SIZE_MAX:#x} bytes (mmap(2))",
+                    device=name,
+                    operation=operation,
+                )
+        else:
+            size = _check_memory(memory, name, operation)
         self._dma = dma
         self._owned = memory is None
-        if memory is not None:
-            size = len(memory)
-            if size % mmap.PAGESIZE:
-                raise OutOfRangeError(
-                    f"an mmap of {size:#x} bytes is not whole pages",
-                    device=dma.backend.name,
-                    operation="map memory for DMA",
-                    hint=f"map a multiple of {mmap.PAGESIZE} bytes",
-                )
+        if memory is not None and size % mmap.PAGESIZE:
+            raise OutOfRangeError(
+                f"an mmap of {size:#x} bytes is not whole pages",
+                device=dma.backend.name,
+                operation="map memory for DMA",
+                hint=f"map a multiple of {mmap.PAGESIZE} bytes",
+            )
         if size <= 0:
             raise OutOfRangeError(
                 f"a DMA buffer of {size} bytes",
@@ -173,7 +300,13 @@ class DmaBuffer:
         anchor = ctypes.c_char.from_buffer(self._mm)
         self.vaddr = ctypes.addressof(anchor)
         del anchor  # the address stays valid as long as the mmap does
-        self.iova = dma.allocator.allocate(self.size, align=page, limit=limit)
+        try:
+            self.iova = dma.allocator.allocate(self.size, align=page, limit=limit)
+        except BaseException:
+            # No IOVA (limit too low, space full): the memory made for it goes.
+            if self._owned:
+                self._mm.close()
+            raise
         try:
             dma.backend.map_dma(
                 self.vaddr, self.iova, self.size, readable=True, writable=writable_by_device
@@ -194,6 +327,10 @@ class DmaBuffer:
     # README's "DMA and ordering" says when the device sees them.
 
     def _at(self, offset: int, width: int, op: str) -> int:
+        if type(offset) is not int:  # bools, strs ... (an int costs one test)
+            offset = _check.integer(
+                offset, "offset", device=self._dma.backend.name, operation=op, low=None, high=None
+            )
         if self._mm is None:
             raise ClosedError("DMA buffer is closed", device=self._dma.backend.name, operation=op)
         if not 0 <= offset <= self.size - width:
@@ -230,6 +367,10 @@ class DmaBuffer:
 
     def _store(self, fmt: struct.Struct, offset: int, value: int, op: str) -> None:
         at = self._at(offset, fmt.size, op)
+        if type(value) is not int:
+            value = _check.integer(
+                value, "value", device=self._dma.backend.name, operation=op, low=None, high=None
+            )
         if not 0 <= value < 1 << (8 * fmt.size):
             raise OutOfRangeError(
                 f"value {value} does not fit in {8 * fmt.size} bits",
@@ -264,7 +405,19 @@ class DmaBuffer:
 class DmaSpace:
     """The buffers mapped into one IOMMU address space, and its allocator."""
 
+    backend: IommuBackend
+    allocator: IovaAllocator
+
     def __init__(self, backend: IommuBackend) -> None:
+        """Over ``backend``: what maps DMA (dev.iommu, a Container or an Ioas)."""
+        _check.instance(
+            backend,
+            IommuBackend,
+            "backend",
+            "an IOMMU backend (dev.iommu: a Container or an Ioas)",
+            device=None,
+            operation="DmaSpace()",
+        )
         self.backend = backend
         self.allocator = IovaAllocator(backend.iova_ranges())
         self._buffers: list[DmaBuffer] = []
@@ -278,6 +431,7 @@ class DmaSpace:
         limit: int | None = None,
         writable_by_device: bool = True,
     ) -> DmaBuffer:
+        """A new DmaBuffer of ``size`` bytes; arguments as DmaBuffer takes them."""
         if self._closed:
             raise ClosedError(
                 "DMA space is closed", device=self.backend.name, operation="allocate DMA buffer"
@@ -292,7 +446,8 @@ class DmaSpace:
         self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
     ) -> DmaBuffer:
         """Map memory the caller already has (an mmap of whole pages: anonymous,
-        a file, hugetlbfs) for DMA; ``close()`` unmaps it from the IOMMU only."""
+        a file, hugetlbfs) for DMA; ``close()`` unmaps it from the IOMMU only.
+        Arguments as DmaBuffer takes them."""
         if self._closed:
             raise ClosedError(
                 "DMA space is closed", device=self.backend.name, operation="map memory for DMA"
@@ -302,6 +457,10 @@ class DmaSpace:
         return buf
 
     def forget(self, buf: DmaBuffer) -> None:
+        """Stop tracking ``buf`` (a DmaBuffer; its close() calls this)."""
+        _check.instance(
+            buf, DmaBuffer, "buf", "a DmaBuffer", device=self.backend.name, operation="forget"
+        )
         if buf in self._buffers:
             self._buffers.remove(buf)
 

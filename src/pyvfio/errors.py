@@ -25,6 +25,9 @@ class VfioError(Exception):
         errno: int | None = None,
         hint: str | None = None,
     ) -> None:
+        # Checked here too: a wrong type would surface only later, as a
+        # confusing error from __str__, in the middle of reporting another one.
+        _check_error_args(message, device=device, operation=operation, errno=errno, hint=hint)
         super().__init__(message)
         self.message = message
         self.device = device
@@ -62,8 +65,14 @@ class BusyError(VfioError):
     """The resource is in use (EBUSY), e.g. a group already opened elsewhere."""
 
 
-class InvalidArgumentError(VfioError):
-    """The kernel rejected the arguments (EINVAL)."""
+class InvalidArgumentError(VfioError, ValueError):
+    """A bad argument value: refused by pyvfio before the call (the message
+    names the parameter), or by the kernel (EINVAL, with ``errno`` set)."""
+
+
+class ArgumentTypeError(VfioError, TypeError):
+    """An argument of the wrong type, refused before anything was done; the
+    message names the parameter and what it takes."""
 
 
 class UnsupportedError(VfioError):
@@ -71,7 +80,8 @@ class UnsupportedError(VfioError):
 
 
 class OutOfRangeError(VfioError, ValueError):
-    """An offset, width or length falls outside what the region allows."""
+    """A number outside what the call takes: an offset, width or length
+    outside the region, an index the device lacks, a value wider than its field."""
 
 
 class ClosedError(VfioError):
@@ -91,8 +101,26 @@ class VmArgumentError(VmError, InvalidArgumentError):
     that cannot work, refused before anything starts; ``parameter`` names it."""
 
     def __init__(self, parameter: str, message: str, *, hint: str | None = None) -> None:
+        if not isinstance(parameter, str):
+            raise ArgumentTypeError(
+                f"parameter must be a str, not {parameter!r}", operation="VmArgumentError()"
+            )
         super().__init__(message, operation=f"vm run: {parameter}", hint=hint)
         self.parameter = parameter
+
+
+def _check_error_args(message: object, **optional: object) -> None:
+    if not isinstance(message, str):
+        raise ArgumentTypeError(
+            f"message must be a str, not {message!r}", operation=f"{VfioError.__name__}()"
+        )
+    for name, value in optional.items():
+        wanted: type = int if name == "errno" else str
+        if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+            raise ArgumentTypeError(
+                f"{name} must be {'an int' if wanted is int else 'a str'} or None, not {value!r}",
+                operation=f"{VfioError.__name__}()",
+            )
 
 
 _ERRNO_CLASSES: dict[int, type[VfioError]] = {

@@ -6,11 +6,11 @@ from __future__ import annotations
 import ctypes
 import os
 
-from . import uapi, usage
+from . import _check, uapi, usage
 from ._sys import ioctl, open_node, retry_eagain
 from .container import Container
 from .errors import BusyError, ClosedError, GroupNotViableError
-from .pci import Sysfs
+from .pci import Sysfs, normalize_bdf
 
 
 def group_offenders(sysfs: Sysfs, number: int) -> list[str]:
@@ -50,9 +50,34 @@ def name_holders(exc: BusyError, group: int | None, cdev: str | None) -> None:
 
 
 class Group:
-    """An open IOMMU group attached to ``container``."""
+    """An open IOMMU group attached to ``container``.
+
+    ``number`` is the group's number (an int >= 0, /dev/vfio/NUMBER),
+    ``container`` an open Container, ``sysfs`` a Sysfs or None (the real one).
+    """
 
     def __init__(self, number: int, container: Container, sysfs: Sysfs | None = None) -> None:
+        operation = "open group"
+        number = _check.integer(
+            number, "number", device=None, operation=operation, high=(1 << 31) - 1
+        )
+        _check.instance(
+            container,
+            Container,
+            "container",
+            "an open Container",
+            device=None,
+            operation=operation,
+        )
+        _check.instance(
+            sysfs,
+            Sysfs,
+            "sysfs",
+            "a pyvfio.Sysfs",
+            device=None,
+            operation=operation,
+            allow_none=True,
+        )
         self.number = number
         self.path = f"/dev/vfio/{number}"
         self._sysfs = sysfs or Sysfs()
@@ -98,7 +123,13 @@ class Group:
 
     def device_fd(self, bdf: str, timeout: float = 1.0) -> int:
         """A new device fd for ``bdf`` (VFIO_GROUP_GET_DEVICE_FD); a first open
-        that finds the device lock taken (EAGAIN) is retried for ``timeout`` s."""
+        that finds the device lock taken (EAGAIN) is retried for ``timeout`` s.
+
+        ``bdf`` is a PCI address (a str), ``timeout`` seconds (an int or float >= 0)."""
+        bdf = normalize_bdf(bdf)
+        timeout = _check.seconds(
+            timeout, "timeout", device=bdf, operation="VFIO_GROUP_GET_DEVICE_FD", high=1e9
+        )
         name = bytearray(bdf.encode() + b"\0")
         return retry_eagain(
             lambda: ioctl(

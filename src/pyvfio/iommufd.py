@@ -16,8 +16,9 @@ import errno
 import os
 from collections.abc import Sequence
 
-from . import uapi
+from . import _check, uapi
 from ._sys import ioctl, open_node
+from .dma import check_iova_span, check_map_args
 from .errors import (
     ClosedError,
     DeviceNotFoundError,
@@ -31,9 +32,13 @@ FIRST_RANGES = 8  # room for this many IOVA ranges at first; EMSGSIZE says if mo
 
 
 class Ioas:
-    """An iommufd of its own and one IOAS in it; devices attach to the IOAS."""
+    """An iommufd of its own and one IOAS in it; devices attach to the IOAS.
+
+    ``path`` is the iommufd node (str or pathlib.Path).
+    """
 
     def __init__(self, path: str = IOMMUFD_PATH) -> None:
+        path = _check.path(path, "path", device=None, operation="open iommufd")
         self.path = path
         # Missing: the kernel lacks iommufd.  Present but refused: the
         # permission hint open_node gives.
@@ -65,8 +70,20 @@ class Ioas:
 
     # -- devices ---------------------------------------------------------
 
+    @staticmethod
+    def _device_args(device_fd: object, bdf: object, operation: str) -> tuple[int, str]:
+        """A device cdev's fd (an int) and its PCI address (a str, for messages)."""
+        bdf = _check.text(bdf, "bdf", device=None, operation=operation)
+        device_fd = _check.integer(
+            device_fd, "device_fd", device=bdf, operation=operation, high=(1 << 31) - 1
+        )
+        return device_fd, bdf
+
     def bind(self, device_fd: int, bdf: str) -> int:
-        """Bind a device cdev fd to this iommufd; returns the device's object ID."""
+        """Bind a device cdev fd to this iommufd; returns the device's object ID.
+
+        ``device_fd`` is the open cdev's fd (an int), ``bdf`` its address (a str)."""
+        device_fd, bdf = self._device_args(device_fd, bdf, "VFIO_DEVICE_BIND_IOMMUFD")
         arg = uapi.vfio_device_bind_iommufd(
             argsz=ctypes.sizeof(uapi.vfio_device_bind_iommufd), iommufd=self.fd
         )
@@ -80,7 +97,10 @@ class Ioas:
         return int(arg.out_devid)
 
     def attach(self, device_fd: int, bdf: str) -> None:
-        """Attach a bound device to the IOAS: its DMA now goes through it."""
+        """Attach a bound device to the IOAS: its DMA now goes through it.
+
+        Arguments as :meth:`bind`'s."""
+        device_fd, bdf = self._device_args(device_fd, bdf, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
         arg = uapi.vfio_device_attach_iommufd_pt(
             argsz=ctypes.sizeof(uapi.vfio_device_attach_iommufd_pt), pt_id=self.ioas_id
         )
@@ -93,6 +113,8 @@ class Ioas:
         )
 
     def detach(self, device_fd: int, bdf: str) -> None:
+        """Detach a device from the IOAS; arguments as :meth:`bind`'s."""
+        device_fd, bdf = self._device_args(device_fd, bdf, "VFIO_DEVICE_DETACH_IOMMUFD_PT")
         arg = uapi.vfio_device_detach_iommufd_pt(
             argsz=ctypes.sizeof(uapi.vfio_device_detach_iommufd_pt)
         )
@@ -136,6 +158,11 @@ class Ioas:
     def map_dma(
         self, vaddr: int, iova: int, size: int, *, readable: bool = True, writable: bool = True
     ) -> None:
+        """Map ``size`` bytes of this process at ``vaddr`` to ``iova`` (ints, size
+        > 0, the span below 2**64); ``readable``/``writable`` by the device, True or False."""
+        vaddr, iova, size, readable, writable = check_map_args(
+            vaddr, iova, size, readable, writable, device=self.name, operation="IOMMU_IOAS_MAP"
+        )
         flags = (
             uapi.IOMMU_IOAS_MAP_FIXED_IOVA
             | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
@@ -162,6 +189,8 @@ class Ioas:
             raise
 
     def unmap_dma(self, iova: int, size: int) -> None:
+        """Unmap what was mapped at ``iova``, ``size`` bytes (ints, as map_dma() takes them)."""
+        iova, size = check_iova_span(iova, size, device=self.name, operation="IOMMU_IOAS_UNMAP")
         arg = uapi.iommu_ioas_unmap(
             size=ctypes.sizeof(uapi.iommu_ioas_unmap), ioas_id=self.ioas_id, iova=iova, length=size
         )

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import uapi
+from . import _check, uapi
+from ._check import CheckedRecord
 from ._sys import ioctl
 from .devfd import DeviceFd
 from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, UnsupportedError
@@ -48,7 +49,7 @@ def irq_name(index: int) -> str:
 
 
 @dataclass(frozen=True)
-class IrqInfo:
+class IrqInfo(CheckedRecord):
     index: int
     flags: IrqFlags
     count: int  # 0: the device has no such interrupt
@@ -68,7 +69,13 @@ def query_irq_info(device: DeviceFd, index: int) -> IrqInfo:
     vfio-pci answers EINVAL for the ERR index on conventional PCI devices:
     that means "no such interrupt", not a failure.
     """
-    info = uapi.vfio_irq_info(argsz=ctypes.sizeof(uapi.vfio_irq_info), index=index)
+    info = _check.struct(
+        uapi.vfio_irq_info,
+        device=device.bdf,
+        operation="VFIO_DEVICE_GET_IRQ_INFO",
+        argsz=ctypes.sizeof(uapi.vfio_irq_info),
+        index=index,
+    )
     try:
         ioctl(
             device.fd,
@@ -107,10 +114,33 @@ class Interrupts:
     """Enabled vectors of one IRQ index, one non-blocking eventfd each.
 
     Obtain with ``Device.enable_irq()``; ``wait()`` reports which vectors
-    fired; ``close()`` disables the index and closes the eventfds.
+    fired; ``close()`` disables the index and closes the eventfds.  Vectors
+    are ints (never bools), from 0 to ``count - 1``.
     """
 
     def __init__(self, device: DeviceFd, info: IrqInfo, count: int) -> None:
+        """Enable ``count`` (an int, 1..info.count) vectors of the index ``info``
+        (the device's IrqInfo for it) on ``device``, an open Device."""
+        device = _check.instance(
+            device, DeviceFd, "device", "an open pyvfio.Device", device=None, operation="enable irq"
+        )
+        operation = "enable irq"
+        _check.instance(
+            info,
+            IrqInfo,
+            "info",
+            "an IrqInfo (dev.irq_info())",
+            device=device.bdf,
+            operation=operation,
+        )
+        count = _check.integer(
+            count,
+            "count",
+            device=device.bdf,
+            operation=f"enable {info.name}",
+            low=1,
+            high=info.count,
+        )
         self._device = device
         self.info = info
         self.eventfds: list[int] = []
@@ -145,7 +175,15 @@ class Interrupts:
     def count(self) -> int:
         return len(self.eventfds)
 
-    def _check(self, vector: int) -> None:
+    def _vector(self, vector: int, operation: str) -> int:
+        vector = _check.integer(
+            vector,
+            "vector",
+            device=self._device.bdf,
+            operation=f"{self.info.name} {operation}",
+            low=None,
+            high=None,
+        )
         if not self.eventfds:
             raise ClosedError(
                 f"{self.info.name} interrupts are disabled",
@@ -158,9 +196,10 @@ class Interrupts:
                 device=self._device.bdf,
                 operation=f"{self.info.name} irq",
             )
+        return vector
 
-    def _action(self, vector: int, action: int) -> None:
-        self._check(vector)
+    def _action(self, vector: int, action: int, operation: str) -> None:
+        vector = self._vector(vector, operation)
         _set_irqs(self._device, self.info.index, uapi.VFIO_IRQ_SET_DATA_NONE | action, vector, 1)
 
     def _maskable(self, operation: str) -> None:
@@ -176,31 +215,43 @@ class Interrupts:
             )
 
     def mask(self, vector: int = 0) -> None:
+        """Mask ``vector`` (INTx only: see unmask())."""
+        self._vector(vector, "mask")
         self._maskable("mask")
-        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_MASK)
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_MASK, "mask")
 
     def unmask(self, vector: int = 0) -> None:
         """Unmask INTx after handling it (vfio-pci masks it when it fires)."""
+        self._vector(vector, "unmask")
         self._maskable("unmask")
-        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_UNMASK)
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_UNMASK, "unmask")
 
     def trigger(self, vector: int = 0) -> None:
         """Have the kernel signal the vector's eventfd, as if the device had (testing)."""
-        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_TRIGGER)
+        self._action(vector, uapi.VFIO_IRQ_SET_ACTION_TRIGGER, "trigger")
 
     def wait(self, timeout: float | None = None) -> list[int]:
         """Block until a vector fires or ``timeout`` seconds pass; return the fired vectors.
 
         Each returned vector's eventfd counter is consumed.  An empty list
-        means the timeout expired.
+        means the timeout expired.  ``timeout`` is None (no limit) or a number
+        of seconds, 0 to 2147483 (poll(2)'s limit, 24 days).
         """
+        if timeout is not None:
+            timeout = _check.seconds(
+                timeout,
+                "timeout",
+                device=self._device.bdf,
+                operation=f"{self.info.name} wait",
+                hint="pass None to wait without a limit",
+            )
         if not self.eventfds:
             raise ClosedError(
                 f"{self.info.name} interrupts are disabled",
                 device=self._device.bdf,
                 operation="wait",
             )
-        ms = None if timeout is None else max(0, int(timeout * 1000))
+        ms = None if timeout is None else int(timeout * 1000)
         ready = [fd for fd, _ in self._poll.poll(ms)]
         # Closed meanwhile by another thread: the fd numbers may be reused.
         if self._device.closed or not self.eventfds:
@@ -229,7 +280,10 @@ class Interrupts:
         """Disable the index in the device and close the eventfds; safe twice.
 
         ``disable=False`` only closes the eventfds (a forked child: the
-        device's vectors are its parent's too)."""
+        device's vectors are its parent's too); True or False."""
+        disable = _check.boolean(
+            disable, "disable", device=self._device.bdf, operation=f"close {self.info.name}"
+        )
         if not self.eventfds:
             return
         try:

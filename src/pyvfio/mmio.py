@@ -21,16 +21,20 @@ from __future__ import annotations
 import functools
 import logging
 import mmap
+import operator
 import sys
+import typing
 from typing import TYPE_CHECKING, Literal
 
+from . import _check
 from ._sys import close_mmap
-from .errors import ClosedError, OutOfRangeError, UnsupportedError
+from .cookie import Cookie
+from .errors import ArgumentTypeError, ClosedError, OutOfRangeError, UnsupportedError
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from .cookie import Cookie, MemoryType
+    from .cookie import MemoryType
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,20 @@ if sys.byteorder != "little":  # pragma: no cover - x86 and arm64 hosts are litt
 
 
 _FORMATS: dict[int, Literal["Q", "I", "B"]] = {8: "Q", 4: "I", 1: "B"}
+
+
+def _offset_error(name: str, op: str, what: str, value: object, takes: str) -> ArgumentTypeError:
+    # The C helper's message, word for word: both backends validate alike.
+    return ArgumentTypeError(f"{name}: {op}: {what} must be {takes}, not {_check.shown(value)}")
+
+
+def _as_int(name: str, op: str, what: str, value: object) -> int:
+    """An int argument of an accessor (``__index__`` too), never a bool."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise _offset_error(name, op, what, value, "an int")
+    return operator.index(typing.cast(typing.SupportsIndex, value))
 
 
 class _PyWindow:
@@ -61,6 +79,7 @@ class _PyWindow:
         return self._raw is None
 
     def _index(self, offset: int, width: int, op: str) -> int:
+        offset = _as_int(self._name, op, "offset", offset)
         if self._raw is None:
             raise ClosedError(f"{self._name}: {op}: {self._closed_reason}")
         if offset < 0 or offset > self._size - width:
@@ -75,6 +94,7 @@ class _PyWindow:
         return offset // width
 
     def _store(self, width: int, offset: int, value: int) -> None:
+        value = _as_int(self._name, f"write{8 * width}", "value", value)
         if not 0 <= value < 1 << (8 * width):
             raise OutOfRangeError(
                 f"{self._name}: write{8 * width}: value {value} does not fit in {8 * width} bits"
@@ -118,12 +138,13 @@ class _PyWindow:
         self._store(8, offset, value)
 
     def _span(self, offset: int, length: int, op: str) -> None:
+        offset = _as_int(self._name, op, "offset", offset)
         if self._raw is None:
             raise ClosedError(f"{self._name}: {op}: {self._closed_reason}")
         if offset < 0 or length < 0 or offset + length > self._size:
             raise OutOfRangeError(
-                f"{self._name}: {op}: [{offset}, {offset} + {length}) is "
-                f"outside the {self._size}-byte mapping"
+                f"{self._name}: {op}: [offset, offset + length) = [{offset}, {offset} + {length}) "
+                f"is outside the {self._size}-byte mapping"
             )
 
     def _copy(self, dst: memoryview, src: memoryview) -> None:
@@ -136,6 +157,8 @@ class _PyWindow:
             pos += width
 
     def read_bytes(self, offset: int, length: int, /) -> bytes:
+        offset = _as_int(self._name, "read_bytes", "offset", offset)
+        length = _as_int(self._name, "read_bytes", "length", length)
         self._span(offset, length, "read_bytes")
         out = bytearray(length)
         assert self._raw is not None
@@ -143,13 +166,27 @@ class _PyWindow:
         return bytes(out)
 
     def write_bytes(self, offset: int, data: Buffer, /) -> None:
-        src = memoryview(data).cast("B")
+        offset = _as_int(self._name, "write_bytes", "offset", offset)
+        try:
+            src = memoryview(data).cast("B")
+        except TypeError:
+            raise _offset_error(
+                self._name, "write_bytes", "data", data, "a contiguous bytes-like object"
+            ) from None
         self._span(offset, len(src), "write_bytes")
         assert self._raw is not None
         self._copy(self._raw[offset : offset + len(src)], src)
 
     def copy_from(self, offset: int, buffer: Buffer, /) -> None:
-        dst = memoryview(buffer).cast("B")
+        offset = _as_int(self._name, "copy_from", "offset", offset)
+        try:
+            dst = memoryview(buffer).cast("B")
+        except TypeError:
+            dst = None
+        if dst is None or dst.readonly:
+            raise _offset_error(
+                self._name, "copy_from", "buffer", buffer, "a writable contiguous bytes-like object"
+            )
         self._span(offset, len(dst), "copy_from")
         assert self._raw is not None
         self._copy(dst, self._raw[offset : offset + len(dst)])
@@ -183,7 +220,7 @@ else:
     try:
         from . import _mmio
 
-        _mmio.set_errors(OutOfRangeError, ClosedError)
+        _mmio.set_errors(OutOfRangeError, ClosedError, ArgumentTypeError)
         _Window = _mmio.Window
         BACKEND = "c"
     except ImportError:
@@ -215,12 +252,34 @@ class Mapping(_Window):
     where that is in the region).  Accessors: ``read8/16/32/64(offset)``,
     ``write8/16/32/64(offset, value)``, ``read_bytes(offset, n)``,
     ``write_bytes(offset, data)``, ``copy_from(offset, buffer)`` and
-    ``write_barrier()``.  Errors are OutOfRangeError and ClosedError.
+    ``write_barrier()``.  Offsets, lengths and values are ints (never
+    bools), data a bytes-like object, ``copy_from``'s buffer a writable one.
+    Errors are OutOfRangeError, ClosedError and ArgumentTypeError.
     """
+
+    cookie: Cookie | None  # what it was mapped through, if an attribute was asked for
 
     def __init__(
         self, mm: mmap.mmap, name: str, region_offset: int = 0, cookie: Cookie | None = None
     ) -> None:
+        """Accessors over ``mm`` (an open, writable mmap of a region), called
+        ``name`` in errors, which starts at ``region_offset`` (an int >= 0) in
+        its region and was mapped through ``cookie`` (or None)."""
+        name = _check.text(name, "name", device=None, operation="Mapping()")
+        _check.instance(mm, mmap.mmap, "mm", "an mmap.mmap", device=name, operation="Mapping()")
+        _check.writable_buffer(mm, "mm", device=name, operation="Mapping()")
+        region_offset = _check.integer(
+            region_offset, "region_offset", device=name, operation="Mapping()"
+        )
+        _check.instance(
+            cookie,
+            Cookie,
+            "cookie",
+            "a Cookie",
+            device=name,
+            operation="Mapping()",
+            allow_none=True,
+        )
         _warn_fallback_once()
         super().__init__(mm, name)
         self._mm: mmap.mmap | None = mm

@@ -19,10 +19,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import usage
+from . import _check, usage
+from ._check import CheckedRecord
 from ._where import load_hint
 from .cookie import DRIVER as COOKIE_DRIVER
-from .errors import BusyError, DeviceNotFoundError, DriverError, VfioError
+from .errors import (
+    ArgumentTypeError,
+    BusyError,
+    DeviceNotFoundError,
+    DriverError,
+    InvalidArgumentError,
+    VfioError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +51,29 @@ TRANSIENT_HOLDER_SECONDS = 2.0
 PCI_ROM_RESOURCE = 6  # the line of `resource` after the six BARs
 
 
+_BDF_HINT = "use the DDDD:BB:DD.F form shown by `pyvfio list`, e.g. 0000:00:03.0"
+
+
 def normalize_bdf(bdf: str) -> str:
-    """Return the full ``DDDD:BB:DD.F`` form of a PCI address, lower case."""
-    m = _BDF_RE.match(bdf.strip()) if isinstance(bdf, str) else None
-    if not m:
-        raise DeviceNotFoundError(
-            f"{bdf!r} is not a PCI address",
-            hint="use the DDDD:BB:DD.F form shown by `pyvfio list`, e.g. 0000:00:03.0",
+    """Return the full ``DDDD:BB:DD.F`` form of a PCI address, lower case.
+
+    ``bdf`` is a str, ``DDDD:BB:DD.F`` or ``BB:DD.F`` in hex, either case,
+    with surrounding blanks; anything else raises ArgumentTypeError (not a
+    str) or InvalidArgumentError (not a PCI address).
+    """
+    if not isinstance(bdf, str):
+        raise _check.wrong_type(
+            "bdf", bdf, "a PCI address (str)", device=None, operation=None, hint=_BDF_HINT
         )
+    m = _BDF_RE.match(bdf.strip())
+    if not m:
+        raise InvalidArgumentError(f"bdf {bdf!r} is not a PCI address", hint=_BDF_HINT)
     domain = m.group(1) or "0000"
     return f"{domain}:{m.group(2)}:{m.group(3)}.{m.group(4)}".lower()
 
 
 @dataclass(frozen=True)
-class Bar:
+class Bar(CheckedRecord):
     """One base address register as the kernel assigned it."""
 
     index: int
@@ -78,7 +95,7 @@ class Bar:
 
 
 @dataclass(frozen=True)
-class PciDevice:
+class PciDevice(CheckedRecord):
     """A snapshot of one PCI function's sysfs attributes."""
 
     bdf: str
@@ -102,11 +119,42 @@ class PciDevice:
         return self.driver is not None and "vfio" in self.driver
 
 
-class Sysfs:
-    """Access to /sys/bus/pci; the root is a parameter so tests can fake it."""
+# What may name a driver: it becomes a sysfs path and a modprobe argument.
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-    def __init__(self, root: Path = SYSFS_PCI) -> None:
-        self.root = root
+
+def _check_driver(driver: object, operation: str) -> str:
+    name = _check.text(driver, "driver", device=None, operation=operation)
+    if not _DRIVER_RE.match(name):
+        raise InvalidArgumentError(
+            f"driver {name!r} is not a driver name",
+            operation=operation,
+            hint="name a driver as /sys/bus/pci/drivers lists it, e.g. vfio-pci",
+        )
+    return name
+
+
+def _check_force(force: object, operation: str) -> bool:
+    return _check.boolean(force, "force", device=None, operation=operation)
+
+
+def _check_id(value: object, name: str, high: int, operation: str) -> int:
+    try:
+        return _check.integer(value, name, device=None, operation=operation, high=high)
+    except ArgumentTypeError as exc:
+        exc.hint = "IDs are numbers: find(0x1234, 0x11E8), not find('1234', '11e8')"
+        raise
+
+
+class Sysfs:
+    """Access to /sys/bus/pci; the root is a parameter so tests can fake it.
+
+    ``root`` is a path (str or pathlib.Path).  Every ``bdf`` parameter takes
+    a PCI address as :func:`normalize_bdf` does.
+    """
+
+    def __init__(self, root: Path | str = SYSFS_PCI) -> None:
+        self.root = Path(_check.path(root, "root", device=None, operation="Sysfs()"))
 
     def _dev(self, bdf: str) -> Path:
         path = self.root / "devices" / normalize_bdf(bdf)
@@ -199,16 +247,25 @@ class Sysfs:
         return [self.device(bdf) for bdf in self.addresses()]
 
     def find(self, vendor: int, device: int) -> list[PciDevice]:
-        """All functions with this vendor:device ID, in address order."""
+        """All functions with this vendor:device ID (ints, 0..0xFFFF), in address order."""
+        vendor = _check_id(vendor, "vendor", 0xFFFF, "find")
+        device = _check_id(device, "device", 0xFFFF, "find")
         return [d for d in self.devices() if (d.vendor, d.device) == (vendor, device)]
 
     def find_class(self, class_code: int, mask: int = 0xFFFF00) -> list[PciDevice]:
         """All functions of a class, in address order: ``0x010800`` with the
         default mask is every NVMe controller (class 01, subclass 08, any
-        prog-if); ``mask=0xFF0000`` matches the base class only."""
+        prog-if); ``mask=0xFF0000`` matches the base class only.  Both are
+        ints, 0..0xFFFFFF."""
+        class_code = _check_id(class_code, "class_code", 0xFFFFFF, "find_class")
+        mask = _check_id(mask, "mask", 0xFFFFFF, "find_class")
         return [d for d in self.devices() if d.class_code & mask == class_code & mask]
 
     def group_members(self, group: int) -> list[str]:
+        """The addresses in IOMMU group ``group`` (an int >= 0); empty if there is none."""
+        group = _check.integer(
+            group, "group", device=None, operation="group members", high=(1 << 31) - 1
+        )
         path = self.root.parent.parent / "kernel" / "iommu_groups" / str(group) / "devices"
         return sorted(p.name for p in path.iterdir()) if path.exists() else []
 
@@ -263,8 +320,11 @@ class Sysfs:
         a process holding it through VFIO) is refused with BusyError naming
         the user, unless ``force``.  If the new driver does not take the
         device, the previous one is restored before the error is raised, so
-        a failed bind loses nothing.
+        a failed bind loses nothing.  ``driver`` is a driver's name (a str,
+        as /sys/bus/pci/drivers lists it), ``force`` True or False.
         """
+        driver = _check_driver(driver, "bind")
+        force = _check_force(force, "bind")
         dev = self.device(bdf)
         if dev.driver == driver:
             return driver
@@ -287,13 +347,20 @@ class Sysfs:
         log.info("%s: bound to %s (was %s)", dev.bdf, driver, dev.driver)
         return dev.driver
 
-    @contextlib.contextmanager
     def bound(
         self, bdf: str, driver: str = "vfio-pci", *, force: bool = False
-    ) -> Iterator[PciDevice]:
+    ) -> contextlib.AbstractContextManager[PciDevice]:
         """Bind ``bdf`` to ``driver`` for a ``with`` block; afterwards (error or
         not) the device is back as it was: on its previous driver with its
-        previous driver_override, or unbound if it had none."""
+        previous driver_override, or unbound if it had none.  Arguments as
+        :meth:`bind`'s, checked at the call, before the ``with``."""
+        driver = _check_driver(driver, "bind")
+        force = _check_force(force, "bind")
+        normalize_bdf(bdf)
+        return self._bound(bdf, driver, force)
+
+    @contextlib.contextmanager
+    def _bound(self, bdf: str, driver: str, force: bool) -> Iterator[PciDevice]:
         before = self.device(bdf)
         self.bind(before.bdf, driver, force=force)
         try:
@@ -320,7 +387,9 @@ class Sysfs:
         A device already on the driver the kernel picked for it (bound, with
         no driver_override) is left alone: unbinding it would only take it
         from its driver and probe the same one again.
+        ``force`` is True or False.
         """
+        force = _check_force(force, "unbind")
         dev = self.device(bdf)
         if dev.driver is not None and dev.driver_override is None:
             log.info("%s: already on %s, its default driver", dev.bdf, dev.driver)

@@ -10,10 +10,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import uapi
+from . import _check, uapi
+from ._check import CheckedRecord
 from ._sys import ioctl
 from .caps import MsixMappableCap, RegionCap, SparseMmapCap, TypeCap, parse_region_caps
-from .cookie import Cookie, MemoryAttr
+from .cookie import Cookie, MemoryAttr, check_attr, check_device
 from .devfd import DeviceFd
 from .errors import InvalidArgumentError, OutOfRangeError, UnsupportedError, from_oserror
 from .mmio import Mapping
@@ -32,7 +33,7 @@ REGION_NAMES = {
 
 
 @dataclass(frozen=True)
-class RegionInfo:
+class RegionInfo(CheckedRecord):
     index: int
     flags: int
     size: int
@@ -108,9 +109,15 @@ def query_region_info(fd: int, index: int, device: str) -> RegionInfo:
 
 
 class Region:
-    """One region of an open device; obtained with ``Device.region(index)``."""
+    """One region of an open device; obtained with ``Device.region(index)``.
+
+    Offsets and lengths are ints (never bools), relative to the region's start.
+    """
 
     def __init__(self, device: DeviceFd, index: int) -> None:
+        """``device`` an open Device, ``index`` one of its region indexes."""
+        device = check_device(device, "region")
+        index = device._region_index(index, "region")
         self._device = device
         self.index = index
         self.info = query_region_info(device.fd, index, device.bdf)
@@ -123,6 +130,17 @@ class Region:
     def _where(self, operation: str) -> str:
         return f"{operation} {self.info.name}"
 
+    def _check_int(self, value: object, name: str, operation: str) -> int:
+        """An int, for a range check after (which says what the region takes)."""
+        return _check.integer(
+            value,
+            name,
+            device=self._device.bdf,
+            operation=self._where(operation),
+            low=None,
+            high=None,
+        )
+
     def _check_range(self, offset: int, length: int, operation: str) -> None:
         if offset < 0 or length < 0 or offset + length > self.info.size:
             raise OutOfRangeError(
@@ -133,14 +151,22 @@ class Region:
             )
 
     def read(self, offset: int, length: int) -> bytes:
-        """Read through the kernel (pread on the device fd)."""
+        """Read ``length`` bytes at ``offset`` through the kernel (pread on the
+        device fd); both ints, the span inside the region."""
+        offset = self._check_int(offset, "offset", "read")
+        length = self._check_int(length, "length", "read")
         data = self._kernel_io("read", offset, length, lambda fd, at: os.pread(fd, length, at))
         assert isinstance(data, bytes)
         return data
 
     def write(self, offset: int, data: bytes) -> None:
-        """Write through the kernel (pwrite on the device fd)."""
-        self._kernel_io("write", offset, len(data), lambda fd, at: os.pwrite(fd, data, at))
+        """Write ``data`` (a bytes-like object) at ``offset`` (an int) through the
+        kernel (pwrite on the device fd); the span must lie inside the region."""
+        offset = self._check_int(offset, "offset", "write")
+        length = _check.readable_buffer(
+            data, "data", device=self._device.bdf, operation=self._where("write")
+        )
+        self._kernel_io("write", offset, length, lambda fd, at: os.pwrite(fd, data, at))
 
     def _kernel_io(
         self, op: str, offset: int, length: int, call: Callable[[int, int], bytes | int]
@@ -185,17 +211,32 @@ class Region:
         cookie with that memory attribute; it needs the device bound to the
         vfio_pci_cookie driver, and ``mapping.memory_type`` then reports the
         type in effect.  Without them this is a plain vfio-pci mmap.
+
+        ``offset`` and ``length`` are ints or None; ``wc`` True or False;
+        ``attr`` None, a MemoryAttr or its int value.  Everything is checked
+        before a cookie is made, and a failure after leaves none behind.
         """
+        bdf = self._device.bdf
+        where = self._where("map")
+        offset = _check.optional_integer(
+            offset, "offset", device=bdf, operation=where, low=None, high=None
+        )
+        length = _check.optional_integer(
+            length, "length", device=bdf, operation=where, low=None, high=None
+        )
+        wc = _check.boolean(wc, "wc", device=bdf, operation=where)
+        given = attr
+        if attr is not None:
+            attr = check_attr(attr, bdf, where)
         if wc:
             if attr not in (None, MemoryAttr.WC):
                 raise InvalidArgumentError(
-                    f"wc=True contradicts attr={getattr(attr, 'name', attr)}",
-                    device=self._device.bdf,
-                    operation=self._where("map"),
+                    f"wc=True contradicts attr={getattr(given, 'name', given)}",
+                    device=bdf,
+                    operation=where,
                     hint="pass wc=True or attr=MemoryAttr.X, not both",
                 )
             attr = MemoryAttr.WC
-        bdf = self._device.bdf
         areas = self.info.mmap_areas
         if not areas:
             raise UnsupportedError(
@@ -240,12 +281,40 @@ class Region:
             cookie = Cookie(self._device, self.index, offset, length, attr)
             file_offset, length = cookie.value, cookie.mmap_length
         try:
+            mapping = self._mmap(
+                file_offset=file_offset,
+                length=length,
+                prot=prot,
+                offset=offset,
+                attr=attr,
+                cookie=cookie,
+            )
+        except BaseException:
+            # Whatever failed after the cookie was made (the mmap, an interrupt),
+            # the cookie goes too: a live one would keep its memory type on
+            # these pages, and nothing would be left to destroy it by.
+            if cookie is not None:
+                cookie.destroy()
+            raise
+        self._mappings.append(mapping)
+        return mapping
+
+    def _mmap(
+        self,
+        *,
+        file_offset: int,
+        length: int,
+        prot: int,
+        offset: int,
+        attr: MemoryAttr | None,
+        cookie: Cookie | None,
+    ) -> Mapping:
+        bdf = self._device.bdf
+        try:
             mm = mmap.mmap(
                 self._device.fd, length, flags=mmap.MAP_SHARED, prot=prot, offset=file_offset
             )
         except OSError as exc:
-            if cookie is not None:
-                cookie.destroy()
             hint = (
                 "another mapping of these pages has another memory type"
                 if (exc.errno == errno.EBUSY)
@@ -253,17 +322,25 @@ class Region:
             )
             raise from_oserror(exc, device=bdf, operation=self._where("mmap"), hint=hint) from exc
         name = f"{bdf} {self.info.name}+{offset:#x}" + (f" {attr.name}" if attr is not None else "")
-        mapping = Mapping(mm, name, offset, cookie)
-        self._mappings.append(mapping)
-        return mapping
+        try:
+            return Mapping(mm, name, offset, cookie)
+        except BaseException:
+            mm.close()
+            raise
 
     def revoke(self, reason: str) -> None:
-        """Make the mappings' accessors raise ClosedError(reason); the pages stay
-        mapped until close(), so a thread mid-access cannot fault."""
+        """Make the mappings' accessors raise ClosedError(reason) (``reason`` a
+        str); the pages stay mapped until close(), so a thread mid-access cannot fault."""
+        reason = _check.text(reason, "reason", device=self._device.bdf, operation="revoke")
         for mapping in list(self._mappings):
             mapping._release(reason)
 
     def close(self, *, destroy_cookies: bool = True) -> None:
+        """Unmap every mapping of the region; ``destroy_cookies`` (True or False)
+        also destroys their cookies (False: a forked child, whose are its parent's)."""
+        destroy_cookies = _check.boolean(
+            destroy_cookies, "destroy_cookies", device=self._device.bdf, operation="close region"
+        )
         for mapping in self._mappings:
             if destroy_cookies:
                 mapping.close()

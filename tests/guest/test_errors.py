@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pytest
 
 from pyvfio import (
+    ArgumentTypeError,
     BusyError,
     Device,
-    DeviceNotFoundError,
     InvalidArgumentError,
     Mapping,
     OutOfRangeError,
@@ -48,16 +48,18 @@ def overlapping_dma_map(o: Open) -> None:
 
 
 MISTAKES = {
+    # A wrong type is a TypeError (issue 24): these were DeviceNotFoundError
+    # and InvalidArgumentError before.
     "open(None)": Mistake(
         lambda o: Device.open(None),  # type: ignore[arg-type]
-        DeviceNotFoundError,
-        "is not a PCI address",
+        ArgumentTypeError,
+        r"bdf must be a PCI address \(str\), not None",
         "pyvfio list",
     ),
     "region('0')": Mistake(
         lambda o: o.dev.region("0"),  # type: ignore[arg-type]
-        InvalidArgumentError,
-        "a region index is an int, not '0'",
+        ArgumentTypeError,
+        "index must be an int, not '0'",
         "0-5 for the BARs",
     ),
     "region(99)": Mistake(lambda o: o.dev.region(99), UnsupportedError, "region 99 does not exist"),

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import DeviceNotFoundError, Sysfs, normalize_bdf
+from pyvfio import DeviceNotFoundError, InvalidArgumentError, Sysfs, normalize_bdf
+from pyvfio.errors import ArgumentTypeError
 
 from .conftest import FakeDevice
 
@@ -25,12 +26,18 @@ def test_normalize_bdf(text: str, full: str) -> None:
     assert normalize_bdf(text) == full
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "0:3.0", "00:03", "00:20.0", "00:03.8", "zz:03.0", None, 3, b"00:03.0"]
-)
-def test_bad_bdf_is_refused_with_hint(bad: object) -> None:
-    # Device.open(None) once gave a raw AttributeError.
-    with pytest.raises(DeviceNotFoundError, match=r"is not a PCI address.*pyvfio list"):
+@pytest.mark.parametrize("bad", ["", "0:3.0", "00:03", "00:20.0", "00:03.8", "zz:03.0"])
+def test_bad_bdf_is_refused_with_hint(bad: str) -> None:
+    # A bad value (issue 24): InvalidArgumentError, a ValueError, no longer
+    # DeviceNotFoundError: nothing was looked for.
+    with pytest.raises(InvalidArgumentError, match=r"bdf .* is not a PCI address.*pyvfio list"):
+        normalize_bdf(bad)
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"00:03.0"])
+def test_a_bdf_of_another_type_is_a_type_error(bad: object) -> None:
+    # Device.open(None) once gave a raw AttributeError; now a TypeError (issue 24).
+    with pytest.raises(ArgumentTypeError, match=r"bdf must be a PCI address \(str\).*pyvfio list"):
         normalize_bdf(bad)  # type: ignore[arg-type]
 
 

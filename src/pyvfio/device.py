@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import _check, irq, uapi, usage
+from . import _check, irq, uapi
 from ._check import CheckedRecord
 from ._sys import ioctl, open_node, retry_eagain
 from .config import ConfigSpace
@@ -23,7 +23,7 @@ from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace
 from .errors import BusyError, DriverError, InvalidArgumentError, UnsupportedError, VfioError
-from .group import Group, group_offenders, name_holders, not_viable
+from .group import Group, group_offenders, name_holders, not_viable, other_holders
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
 from .region import Region
@@ -293,11 +293,7 @@ class Device(DeviceFd):
                 except InvalidArgumentError as exc:
                     # vfio_df_open(): a cdev opens a device once, unlike a group
                     exc.hint = "the device is already open through its cdev; close that first"
-                    others = [
-                        h
-                        for h in usage.vfio_holders(None, cdev)
-                        if not h.startswith(f"process {os.getpid()} ")
-                    ]
+                    others = other_holders(None, cdev)
                     if others:
                         exc.message = f"already open elsewhere: {'; '.join(others)}"
                     raise

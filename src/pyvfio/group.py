@@ -36,11 +36,15 @@ def not_viable(
     )
 
 
+def other_holders(group: int | None, cdev: str | None) -> list[str]:
+    """:func:`usage.vfio_holders` of the group or cdev, less this process."""
+    me = f"process {os.getpid()} "
+    return [h for h in usage.vfio_holders(group, cdev) if not h.startswith(me)]
+
+
 def name_holders(exc: BusyError, group: int | None, cdev: str | None) -> None:
     """Say in ``exc`` which other process holds the group or cdev (EBUSY)."""
-    others = [
-        h for h in usage.vfio_holders(group, cdev) if not h.startswith(f"process {os.getpid()} ")
-    ]
+    others = other_holders(group, cdev)
     if others:
         exc.message = f"held elsewhere: {'; '.join(others)}"
         pids = " ".join(h.split()[1] for h in others)

@@ -85,7 +85,8 @@ boot() {
 
 clients_only=0
 [ "${1:-}" = --clients ] && clients_only=1
-PYTEST=("$BIN/python" -m pytest -p no:cacheprovider)
+# --durations: each boot's log ends with its slowest tests (docs/testing.md).
+PYTEST=("$BIN/python" -m pytest -p no:cacheprovider --durations=15)
 
 # The client tests' boot: two e1000e NICs for DPDK, hugepages for DPDK and the
 # selftests' hugetlb variants (the 1 GiB page must be reserved at boot, and
@@ -178,4 +179,4 @@ for name in "${boots[@]}"; do  # a lane that died before writing its status
 	[ -f "build/logs/$name.shown" ] || { cat "build/logs/$name.log"; failed+=("$name"); }
 done
 
-"$BIN/python" tools/summary.py "${reports[@]}" "${failed[@]/#/step:}"
+"$BIN/python" tools/summary.py --logs build/logs "${reports[@]}" "${failed[@]/#/step:}"

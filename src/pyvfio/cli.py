@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -1037,15 +1039,41 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=cmd_vm_check)
 
 
+class _Terminated(BaseException):
+    """SIGTERM (timeout, a CI cancel, systemd) as an exception, so that what
+    is running unwinds as for Ctrl-C: `vm run` stops its guest and removes its
+    temporary directory instead of leaving QEMU behind."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Only the main thread may set handlers; a caller's own handler is kept.
+    catch_term = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if catch_term:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.func(args))
     except VfioError as exc:
         print(f"pyvfio: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("pyvfio: interrupted", file=sys.stderr)
+        return 130  # as a shell reports a command killed by SIGINT
+    except _Terminated:
+        print("pyvfio: terminated", file=sys.stderr)
+        return 143  # as a shell reports a command killed by SIGTERM
     except BrokenPipeError:
         # `pyvfio list --json | head`: the reader left; say nothing more, and
         # keep Python from failing again on flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a writer killed by SIGPIPE
+    finally:
+        if catch_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -191,6 +191,26 @@ def test_summary_counts_each_kernel_and_the_whole(tmp_path: Path) -> None:
     assert any("none.xml missing" in line for line in lines)
     assert lines[-1] == "pyvfio: 2 passed, 1 failed, 0 skipped"
 
+    # With the boots' logs: each line has its time, a boot without a report
+    # the runner's error, which is all that CI's view of the output ends with.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "6.12.rc").write_text("1 472\n")
+    (logs / "none.rc").write_text("1 1800\n")
+    (logs / "none.log").write_text(
+        "tests/guest/test_a.py ....\n"
+        "pyvfio: error: vm run: the guest did not finish within 1800 s; killed; "
+        "its last output:\ntests/guest/test_b.py ..\n"
+    )
+    rc, lines = summary("--logs", str(logs), junit("6.12", 3, 1, 0), f"7.3={tmp_path}/none.xml")
+    assert rc == 1
+    assert "  6.12: 2 passed, 1 failed, 0 skipped (472 s)" in lines
+    error = lines.index(f"summary: {tmp_path}/none.xml missing (its test run did not finish)")
+    assert lines[error + 1 : error + 3] == [
+        "  pyvfio: error: vm run: the guest did not finish within 1800 s; killed; its last output:",
+        "  tests/guest/test_b.py ..",
+    ]
+
 
 # Programs every Debian root has (Essential: yes), or that are this project's own.
 ESSENTIAL = {"sh", "true", "python3", "pyvfio", "cp", "tr", "ls", "mkdir", "cat", "echo"}

@@ -5,8 +5,10 @@ must not pass."""
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,101 @@ def test_good_options_pass_and_memory_reaches_vng_in_a_form_it_keeps(tmp_path: P
         argv = build_command(["true"], options, tmp_path)
         assert argv[argv.index("--memory") + 1] == passed
     assert runner.memory_bytes("2T") == 2 << 40
+
+
+# --- stopping: a timeout, SIGTERM and Ctrl-C leave nothing behind -----------
+
+# A stand-in for virtme-ng: it says which guest directory it was given, starts
+# a child as QEMU would, and never finishes.
+_HANGING_VNG = """#!/bin/sh
+for arg; do case "$arg" in */guest.sh*) echo "$arg" > {record}/rundir;; esac; done
+sleep 600 &
+echo $! > {record}/child
+echo "tests/guest/test_hangs.py ..."
+wait
+"""
+
+
+def _hanging_vng(tmp_path: Path) -> tuple[Path, Path]:
+    record = tmp_path / "record"
+    record.mkdir()
+    vng = tmp_path / "vng"
+    vng.write_text(_HANGING_VNG.format(record=record))
+    vng.chmod(0o755)
+    return vng, record
+
+
+def _left_behind(record: Path) -> list[str]:
+    """What of the stand-in's run still exists: its child, its guest directory."""
+    left = []
+    child = int((record / "child").read_text())
+    for _ in range(100):  # SIGKILL is delivered, but not always at once
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":  # killed, waiting for its reaper
+            break
+        time.sleep(0.05)
+    else:
+        left.append(f"process {child}")
+    words = (record / "rundir").read_text().split()
+    rundir = next(Path(w).parent for w in words if w.endswith("guest.sh"))
+    if rundir.exists():
+        left.append(str(rundir))
+    return left
+
+
+def _wait_for(path: Path) -> None:
+    for _ in range(200):
+        if path.exists() and path.read_text().strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never written")
+
+
+def test_timeout_names_the_last_output_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    vng, record = _hanging_vng(tmp_path)
+    monkeypatch.setattr(runner, "_find_vng", lambda: (str(vng), dict(os.environ)))
+    options = runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage"), timeout=2)
+    with pytest.raises(VmError) as err:
+        runner.run(["true"], options, echo=None)
+    assert "did not finish within 2 s" in str(err.value)
+    assert "tests/guest/test_hangs.py" in str(err.value)  # what was running
+    assert _left_behind(record) == []
+
+
+# The CLI in a process of its own, with the stand-in in place of virtme-ng.
+_CLI_WITH_VNG = """
+import os, sys
+from pyvfio import cli
+from pyvfio.vm import runner
+runner._find_vng = lambda: ({vng!r}, dict(os.environ))
+raise SystemExit(cli.main(["vm", "run", "--kernel", {kernel!r}, "--", "true"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "status", "said"),
+    [(signal.SIGTERM, 143, "pyvfio: terminated"), (signal.SIGINT, 130, "pyvfio: interrupted")],
+)
+def test_vm_run_stopped_by_a_signal_stops_its_guest(
+    tmp_path: Path, sig: signal.Signals, status: int, said: str
+) -> None:
+    vng, record = _hanging_vng(tmp_path)
+    kernel = _bzimage(tmp_path / "bzImage")
+    code = _CLI_WITH_VNG.format(vng=str(vng), kernel=str(kernel))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(record / "child")
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == status
+    assert stderr.strip() == said  # one line, no traceback
+    assert _left_behind(record) == []

@@ -538,8 +538,11 @@ def _run_streaming(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         reader.join(5)
+        # The last lines say what was running: a log holding only this error
+        # (CI prints the end of each boot's log) must name it.
         raise VmError(
-            f"the guest did not finish within {timeout:.0f} s; killed",
+            f"the guest did not finish within {timeout:.0f} s; killed; its last output:\n"
+            + _died_summary("".join(chunks)),
             operation="vm run",
             hint="raise --timeout, or rerun with --verbose",
         ) from None

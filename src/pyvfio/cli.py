@@ -30,6 +30,10 @@ FORCE_HELP = (
     "even if it is in use (a filesystem mounted, an interface up, a process holding it "
     "through VFIO): its users lose the device, or the kernel waits for them"
 )
+WAIT_HELP = (
+    "with --force: give up waiting for the device's holders after S seconds (the "
+    "kernel's unbind goes on until they let go); default: wait, saying for whom"
+)
 
 
 def human_size(size: int) -> str:
@@ -498,9 +502,27 @@ def binding_json(bdf: str, driver: str | None, previous: str | None) -> dict[str
     return {"bdf": bdf, "driver": driver, "previous_driver": previous}
 
 
+def _say_waiting(sentence: str) -> None:
+    print(f"pyvfio: {sentence}", file=sys.stderr, flush=True)
+
+
+def _rebinding(what: str, bdf: str) -> str:
+    """The line for an interrupted bind or unbind: the kernel's part goes on."""
+    return (
+        f"pyvfio: interrupted; the kernel's {what} of {bdf} goes on until the device is "
+        "let go (see `pyvfio info` for its driver)"
+    )
+
+
 def cmd_bind(args: argparse.Namespace) -> int:
     sysfs = Sysfs(Path(args.sysfs))
-    previous = sysfs.bind(args.bdf, args.driver, force=args.force)
+    try:
+        previous = sysfs.bind(
+            args.bdf, args.driver, force=args.force, timeout=args.timeout, on_wait=_say_waiting
+        )
+    except KeyboardInterrupt:
+        print(_rebinding("unbind", args.bdf), file=sys.stderr)
+        return 130
     if args.json:
         print_json(binding_json(normalize_bdf(args.bdf), args.driver, previous))
         return 0
@@ -511,7 +533,11 @@ def cmd_bind(args: argparse.Namespace) -> int:
 def cmd_unbind(args: argparse.Namespace) -> int:
     sysfs = Sysfs(Path(args.sysfs))
     before = sysfs.device(args.bdf)
-    now = sysfs.unbind(before.bdf, force=args.force)
+    try:
+        now = sysfs.unbind(before.bdf, force=args.force, timeout=args.timeout, on_wait=_say_waiting)
+    except KeyboardInterrupt:
+        print(_rebinding("unbind", before.bdf), file=sys.stderr)
+        return 130
     if args.json:
         print_json(binding_json(before.bdf, now, before.driver))
         return 0
@@ -868,12 +894,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bdf")
     p.add_argument("--driver", default="vfio-pci")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help=WAIT_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bind)
 
     p = sub.add_parser("unbind", help="release a device back to its default driver")
     p.add_argument("bdf")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help=WAIT_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_unbind)
 

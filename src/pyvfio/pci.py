@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,24 @@ NUM_BARS = 6
 # counts as a user (udev opens it as it appears).
 TRANSIENT_HOLDER_SECONDS = 2.0
 PCI_ROM_RESOURCE = 6  # the line of `resource` after the six BARs
+# When an unbind that waits for the device's holders first says whom it
+# waits for, and how often it says so again.
+WAIT_FIRST_REPORT_SECONDS = 1.0
+WAIT_REPORT_SECONDS = 5.0
+
+# Taking a device from its driver, then probing it again, in a child process:
+# the kernel waits in the unbind write until every holder has closed the
+# device, and a signal turns that wait uninterruptible
+# (vfio_unregister_group_dev), so a writer in this process could keep it from
+# ever exiting.  A child of its own can be left waiting.  Exit 10 or 11 says
+# which write failed; the shell's message, on stderr, says why.
+_UNBIND_AND_PROBE = 'printf %s "$1" >"$2" || exit 10; printf %s "$1" >"$3" || exit 11'
+_ERRNO_OF = {
+    os.strerror(e): e
+    for e in (errno.EPERM, errno.EACCES, errno.ENODEV, errno.ENOENT, errno.EBUSY, errno.EINVAL)
+}
+# Writers given up on: kept so that Python reaps them once they end.
+_left_waiting: list[subprocess.Popen[str]] = []
 
 
 _BDF_HINT = "use the DDDD:BB:DD.F form shown by `pyvfio list`, e.g. 0000:00:03.0"
@@ -136,6 +155,14 @@ def _check_driver(driver: object, operation: str) -> str:
 
 def _check_force(force: object, operation: str) -> bool:
     return _check.boolean(force, "force", device=None, operation=operation)
+
+
+def _check_wait(
+    timeout: object, on_wait: object, operation: str
+) -> tuple[float | None, Callable[[str], object] | None]:
+    if timeout is not None:
+        timeout = _check.seconds(timeout, "timeout", device=None, operation=operation)
+    return timeout, _check.callback(on_wait, "on_wait", device=None, operation=operation)
 
 
 def _check_id(value: object, name: str, high: int, operation: str) -> int:
@@ -313,7 +340,15 @@ class Sysfs:
             hint=f"{hint}; or force it (--force, force=True)",
         )
 
-    def bind(self, bdf: str, driver: str = "vfio-pci", *, force: bool = False) -> str | None:
+    def bind(
+        self,
+        bdf: str,
+        driver: str = "vfio-pci",
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+        on_wait: Callable[[str], object] | None = None,
+    ) -> str | None:
         """Bind ``bdf`` to ``driver``; return the driver it had before.
 
         A device in use (:meth:`users`: a mounted filesystem, an interface up,
@@ -322,9 +357,11 @@ class Sysfs:
         device, the previous one is restored before the error is raised, so
         a failed bind loses nothing.  ``driver`` is a driver's name (a str,
         as /sys/bus/pci/drivers lists it), ``force`` True or False.
+        ``timeout`` and ``on_wait`` are :meth:`unbind`'s.
         """
         driver = _check_driver(driver, "bind")
         force = _check_force(force, "bind")
+        timeout, on_wait = _check_wait(timeout, on_wait, "bind")
         dev = self.device(bdf)
         if dev.driver == driver:
             return driver
@@ -332,12 +369,10 @@ class Sysfs:
         self._ensure_driver_loaded(driver, dev.bdf)
         path = self._dev(dev.bdf)
         _write(path / "driver_override", driver, dev.bdf, "set driver_override")
-        if dev.driver is not None:
-            _write(path / "driver" / "unbind", dev.bdf, dev.bdf, f"unbind from {dev.driver}")
-        self._probe(dev.bdf)
+        self._reprobe(dev, f"bind to {driver}", timeout, on_wait)
         now = self.device(dev.bdf).driver
         if now != driver:
-            self._restore(dev.bdf)
+            self._restore(dev)
             raise DriverError(
                 f"{driver} did not take the device (kernel log may say why)",
                 device=dev.bdf,
@@ -379,7 +414,14 @@ class Sysfs:
         override = before.driver_override or "\n"
         _write(path / "driver_override", override, before.bdf, "restore driver_override")
 
-    def unbind(self, bdf: str, *, force: bool = False) -> str | None:
+    def unbind(
+        self,
+        bdf: str,
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+        on_wait: Callable[[str], object] | None = None,
+    ) -> str | None:
         """Release ``bdf`` from its driver and let the kernel pick its default one.
 
         Refused like :meth:`bind` while the device is in use, unless ``force``.
@@ -388,22 +430,125 @@ class Sysfs:
         no driver_override) is left alone: unbinding it would only take it
         from its driver and probe the same one again.
         ``force`` is True or False.
+
+        A forced unbind of a device that a process holds through VFIO waits
+        in the kernel until the holder closes it (a pyvfio program does at
+        its next use of the device).  ``on_wait(sentence)``, if given, is
+        called after a second of waiting and every 5 s after, naming whom the
+        kernel waits for.  After ``timeout`` seconds (None: no limit) a
+        BusyError says so; the kernel's unbind cannot be called off, so it
+        goes on in a child process and ends when the holders let go.
         """
         force = _check_force(force, "unbind")
+        timeout, on_wait = _check_wait(timeout, on_wait, "unbind")
         dev = self.device(bdf)
         if dev.driver is not None and dev.driver_override is None:
             log.info("%s: already on %s, its default driver", dev.bdf, dev.driver)
             return dev.driver
         self._refuse_if_used(dev, "unbind", force)
-        self._restore(dev.bdf)
+        self._restore(dev, timeout, on_wait)
         return self.device(bdf).driver
 
-    def _restore(self, bdf: str) -> None:
-        path = self._dev(bdf)
-        _write(path / "driver_override", "\n", bdf, "clear driver_override")
-        if (path / "driver").exists():
-            _write(path / "driver" / "unbind", bdf, bdf, "unbind")
-        self._probe(bdf)
+    def _restore(
+        self,
+        dev: PciDevice,
+        timeout: float | None = None,
+        on_wait: Callable[[str], object] | None = None,
+    ) -> None:
+        path = self._dev(dev.bdf)
+        _write(path / "driver_override", "\n", dev.bdf, "clear driver_override")
+        self._reprobe(dev, "unbind", timeout, on_wait)
+
+    def _reprobe(
+        self,
+        dev: PciDevice,
+        operation: str,
+        timeout: float | None,
+        on_wait: Callable[[str], object] | None,
+    ) -> None:
+        """Take ``dev`` from its driver, if it has one, and probe it again:
+        driver_override, already written, picks the next driver."""
+        path = self._dev(dev.bdf)
+        if not (path / "driver").exists():
+            self._probe(dev.bdf)
+            return
+        driver = path / "driver" / "unbind"
+        writer = subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                _UNBIND_AND_PROBE,
+                "sh",
+                dev.bdf,
+                str(driver),
+                str(self.root / "drivers_probe"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C in a terminal is not for it
+        )
+        start = time.monotonic()
+        next_report = start + WAIT_FIRST_REPORT_SECONDS
+        try:
+            while True:
+                try:
+                    status = writer.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if timeout is not None and now - start >= timeout:
+                    whom, pids = self._waited_for(dev)
+                    raise BusyError(
+                        f"the kernel still waits for {whom} after {timeout:g} s; the unbind "
+                        f"cannot be called off: it goes on in process {writer.pid} and ends "
+                        "when the device is let go",
+                        device=dev.bdf,
+                        operation=operation,
+                        hint=(
+                            f"stop process {', '.join(pids)} (kill {' '.join(pids)})"
+                            if pids
+                            else "find the process that maps the device and stop it"
+                        )
+                        + "; a pyvfio program lets go at its next use of the device",
+                    )
+                if on_wait is not None and now >= next_report:
+                    next_report = now + WAIT_REPORT_SECONDS
+                    whom, _ = self._waited_for(dev)
+                    on_wait(f"{dev.bdf}: waiting {now - start:.0f} s for {whom} to close it")
+        except BaseException:
+            _left_waiting.append(writer)
+            raise
+        assert writer.stderr is not None
+        said = writer.stderr.read().strip()
+        writer.stderr.close()
+        if status != 0:
+            reason = said.rsplit(": ", 1)[-1] if said else f"status {status}"
+            step = "unbind" if status == 10 else "drivers_probe"
+            raise VfioError(
+                f"writing {driver if status == 10 else self.root / 'drivers_probe'} "
+                f"failed: {reason}",
+                device=dev.bdf,
+                operation=f"{operation} ({step})",
+                errno=_ERRNO_OF.get(reason),
+                hint="binding needs root"
+                if _ERRNO_OF.get(reason) in (errno.EPERM, errno.EACCES)
+                else None,
+            )
+
+    def _waited_for(self, dev: PciDevice) -> tuple[str, list[str]]:
+        """Whom an unbind waits for, as words and as process ids."""
+        holders = usage.vfio_holders(dev.iommu_group, self.vfio_cdev(dev.bdf))
+        pids = [h.split()[1] for h in holders]
+        if holders:
+            return "; ".join(
+                h.removesuffix(" open").replace(" has ", " holding ") for h in holders
+            ), pids
+        # An mmap of a BAR or a device fd passed on keeps the device, with
+        # no group or cdev node open to see.
+        return "its holder (no process has its group or cdev open: a mapping or a passed fd)", pids
 
     def _probe(self, bdf: str) -> None:
         _write(self.root / "drivers_probe", bdf, bdf, "drivers_probe")

@@ -5,7 +5,9 @@ refuse a device in use, naming the user."""
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,49 @@ def test_unbind_names_the_process_holding_the_device(sysfs: Sysfs) -> None:
         finally:
             holder.kill()
             holder.wait()
+
+
+def test_a_forced_unbind_says_whom_it_waits_for_and_takes_a_timeout(sysfs: Sysfs) -> None:
+    # It used to hang in the kernel with no output, and `timeout` could not
+    # stop it: a signal makes the kernel's wait uninterruptible.
+    (edu,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(edu.bdf):
+        holder = forked.python(HOLD, edu.bdf)  # idle: it never lets go by itself
+        try:
+            assert holder.stdout.readline() == "open\n"
+            status, out, err = forked.pyvfio("unbind", edu.bdf, "--force", "--timeout", "3")
+            assert status == 1, (out, err)
+            waiting, *_, error = err.splitlines()
+            assert re.fullmatch(
+                rf"pyvfio: {edu.bdf}: waiting 1 s for process {holder.pid} \(.+\) holding "
+                r"/dev/vfio/\S+ to close it",
+                waiting,
+            ), err
+            assert f"still waits for process {holder.pid} (" in error
+            assert "after 3 s" in error and f"kill {holder.pid}" in error
+            writer = re.search(r"goes on in process (\d+) ", error)
+            assert writer, error
+            assert _running(int(writer[1]))  # still in the kernel's unbind
+        finally:
+            holder.kill()
+            holder.wait()
+        # The holder gone, the unbind left waiting in the kernel ends, and the
+        # device is on no driver, edu's default.
+        for _ in range(100):
+            if not _running(int(writer[1])):
+                break
+            time.sleep(0.1)
+        assert not _running(int(writer[1]))
+        assert sysfs.device(edu.bdf).driver is None
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_open_names_the_process_holding_the_device(sysfs: Sysfs) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import math
 import mmap
 import re
 import sys
@@ -303,11 +304,11 @@ def _info() -> IrqInfo:
     return IrqInfo(index=1, flags=IrqFlags.EVENTFD, count=1)
 
 
-def _calls(attr: str, method: str, *args: object) -> Callable[[Host], object]:
-    """``host.<attr>.<method>(*args)``, for rows made in a loop."""
+def _calls(attr: str, method: str, *args: object, **kwargs: object) -> Callable[[Host], object]:
+    """``host.<attr>.<method>(*args, **kwargs)``, for rows made in a loop."""
 
     def call(h: Host) -> object:
-        return getattr(getattr(h, attr), method)(*args)
+        return getattr(getattr(h, attr), method)(*args, **kwargs)
 
     return call
 
@@ -427,6 +428,26 @@ HOST_ROWS: dict[str, Bad] = {
         lambda h: h.sysfs.unbind(BDF, force=bad(None)),
         ArgumentTypeError,
     ),
+    **{
+        f"{name}(timeout={shown})": Bad(
+            f"Sysfs.{name}",
+            "timeout",
+            _calls("sysfs", name, BDF, force=True, timeout=value),
+            error,
+        )
+        for name in ("bind", "unbind")
+        for shown, value, error in (
+            ("-1", -1, OutOfRangeError),
+            ("nan", math.nan, OutOfRangeError),
+            ("'5'", "5", ArgumentTypeError),
+        )
+    },
+    **{
+        f"{name}(on_wait=1)": Bad(
+            f"Sysfs.{name}", "on_wait", _calls("sysfs", name, BDF, on_wait=1), ArgumentTypeError
+        )
+        for name in ("bind", "unbind")
+    },
     **{
         f"{name}('00:0a')": Bad(
             f"Sysfs.{name}",

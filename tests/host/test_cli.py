@@ -14,7 +14,7 @@ import pytest
 import pyvfio
 from pyvfio import kmod
 from pyvfio.cli import KMOD_ABSENT, KMOD_LOADABLE, KMOD_LOADED, main
-from pyvfio.pci import Sysfs
+from pyvfio.pci import PciDevice, Sysfs
 from pyvfio.vm import kernels, runner, tools
 
 from .conftest import FakeDevice
@@ -401,7 +401,13 @@ def fake_kernel(sysfs_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
             (self.root / "drivers" / driver).mkdir(exist_ok=True)
             (dev / "driver").symlink_to(self.root / "drivers" / driver)
 
+    def reprobe(self: Sysfs, dev: PciDevice, *args: object) -> None:
+        # The real one writes unbind and drivers_probe from a child process.
+        (self.root / "devices" / dev.bdf / "driver").unlink(missing_ok=True)
+        probe(self, dev.bdf)
+
     monkeypatch.setattr(Sysfs, "_probe", probe)
+    monkeypatch.setattr(Sysfs, "_reprobe", reprobe)
     (sysfs_root / "drivers" / "vfio-pci").mkdir()
     return defaults
 
@@ -553,13 +559,14 @@ def test_unbind_of_a_device_on_its_default_driver_does_nothing(
     fake_kernel["0000:00:0c.0"] = "nvme"
     root = ["--sysfs", str(two_devices)]
     assert main([*root, "bind", "0000:00:0c.0", "--driver", "nvme"]) == 0  # no override left
-    Sysfs(two_devices)._restore("0000:00:0c.0")
+    Sysfs(two_devices)._restore(Sysfs(two_devices).device("0000:00:0c.0"))
     capsys.readouterr()
 
-    def no_probe(self: Sysfs, bdf: str) -> None:
-        raise AssertionError(f"{bdf} was probed again")
+    def no_probe(self: Sysfs, *args: object) -> None:
+        raise AssertionError(f"{args[0]} was probed again")
 
     monkeypatch.setattr(Sysfs, "_probe", no_probe)
+    monkeypatch.setattr(Sysfs, "_reprobe", no_probe)
     assert main([*root, "unbind", "0000:00:0c.0"]) == 0
     out = capsys.readouterr().out
     said = "already on nvme, the driver the kernel picks for it; nothing to do"

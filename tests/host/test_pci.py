@@ -1,11 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
 """sysfs parsing: addresses, IDs, groups, drivers and BARs."""
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from pyvfio import DeviceNotFoundError, InvalidArgumentError, Sysfs, normalize_bdf
+from pyvfio import (
+    BusyError,
+    DeviceNotFoundError,
+    InvalidArgumentError,
+    Sysfs,
+    VfioError,
+    normalize_bdf,
+    pci,
+)
 from pyvfio.errors import ArgumentTypeError
 
 from .conftest import FakeDevice
@@ -102,3 +113,67 @@ def test_find_by_class(sysfs_root: Path, fake_device: FakeDevice) -> None:
         "0000:00:0d.0",
     ]
     assert sysfs.find_class(0x020000) == []
+
+
+def _held_device(sysfs_root: Path, fake_device: FakeDevice) -> Path:
+    """A device on vfio-pci whose unbind blocks until the test lets it go:
+    ``unbind`` is a FIFO, whose writer waits for a reader as the kernel's
+    unbind waits for the device's holders."""
+    dev = fake_device("0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00, driver="vfio-pci", group=10)
+    (dev / "driver_override").write_text("vfio-pci\n")
+    os.mkfifo(sysfs_root / "drivers" / "vfio-pci" / "unbind")
+    (sysfs_root / "drivers_probe").write_text("")
+    return dev
+
+
+def _let_go(sysfs_root: Path) -> str:
+    with open(sysfs_root / "drivers" / "vfio-pci" / "unbind") as fifo:
+        return fifo.read()
+
+
+def test_a_forced_unbind_says_whom_it_waits_for_and_gives_up_at_its_timeout(
+    sysfs_root: Path, fake_device: FakeDevice
+) -> None:
+    _held_device(sysfs_root, fake_device)
+    said: list[str] = []
+    start = time.monotonic()
+    with pytest.raises(BusyError) as err:
+        Sysfs(sysfs_root).unbind("0000:00:0a.0", force=True, timeout=1.5, on_wait=said.append)
+    assert 1.5 <= time.monotonic() - start < 10
+    assert said == [
+        "0000:00:0a.0: waiting 1 s for its holder (no process has its group or cdev "
+        "open: a mapping or a passed fd) to close it"
+    ]
+    message = str(err.value)
+    assert "still waits for its holder" in message and "after 1.5 s" in message
+    writer = pci._left_waiting[-1]
+    assert f"goes on in process {writer.pid} " in message
+    assert Sysfs(sysfs_root).device("0000:00:0a.0").driver_override is None  # cleared
+    # The holder lets go: the unbind the writer was left in ends, then the probe.
+    assert _let_go(sysfs_root) == "0000:00:0a.0"
+    assert writer.wait(timeout=10) == 0
+    assert (sysfs_root / "drivers_probe").read_text() == "0000:00:0a.0"
+
+
+def test_a_forced_unbind_without_timeout_waits_for_the_holder(
+    sysfs_root: Path, fake_device: FakeDevice
+) -> None:
+    _held_device(sysfs_root, fake_device)
+    holder = threading.Timer(1.2, _let_go, (sysfs_root,))
+    holder.start()
+    said: list[str] = []
+    Sysfs(sysfs_root).unbind("0000:00:0a.0", force=True, on_wait=said.append)
+    holder.join()
+    assert len(said) == 1 and said[0].startswith("0000:00:0a.0: waiting 1 s for its holder")
+    assert (sysfs_root / "drivers_probe").read_text() == "0000:00:0a.0"
+
+
+def test_a_failed_write_names_the_file_and_the_reason(
+    sysfs_root: Path, fake_device: FakeDevice
+) -> None:
+    dev = fake_device("0000:00:0a.0", 0x1234, 0x11E8, 0x00FF00, driver="vfio-pci", group=10)
+    (dev / "driver_override").write_text("vfio-pci\n")
+    (sysfs_root / "drivers_probe").mkdir()  # no file to write
+    with pytest.raises(VfioError, match="drivers_probe failed: ") as err:
+        Sysfs(sysfs_root).unbind("0000:00:0a.0")
+    assert err.value.operation == "unbind (drivers_probe)"

@@ -6,7 +6,9 @@ with an admin queue, identifies the controller and namespace 1, and creates
 one I/O queue pair. On one block it then READs the old content, WRITEs a
 random pattern, READs that back into another buffer, compares, and WRITEs the
 old content back. A completion is seen by its phase bit, after MSI-X vector
-0's eventfd fired. At the end the controller goes back to the nvme driver.
+0's eventfd fired. At the end the controller goes back to the driver it had:
+the nvme driver, or, after a run that was killed before it could give it
+back, vfio-pci, with the command that gives it to nvme.
 
 IT WRITES TO ONE BLOCK OF NAMESPACE 1: the one --lba names, by default the
 last. The old content is put back, but a crash in between loses it. A
@@ -24,9 +26,11 @@ import sys
 import time
 
 from pyvfio import Device, Sysfs, VfioError
+from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.irq import IrqIndex
 
 NVME_CLASS = 0x010802  # mass storage, NVM, NVM Express I/O controller
+VFIO_DRIVERS = ("vfio-pci", COOKIE_DRIVER)
 CAP, VS, CC, CSTS, AQA, ASQ, ACQ = 0x00, 0x08, 0x14, 0x1C, 0x24, 0x28, 0x30
 SQE_SIZE, CQE_SIZE = 64, 16  # log2 of each goes in CC.IOSQES and CC.IOCQES
 DEPTH = 16  # entries per queue; one command at a time needs no more
@@ -179,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     except (VfioError, NvmeError) as exc:
         print(f"nvme: {exc}", file=sys.stderr)
         return 1
-    print(f"{pci.bdf}: back on {sysfs.device(pci.bdf).driver}")
+    now = sysfs.device(pci.bdf).driver
+    print(f"{pci.bdf}: back on {now}")
+    if now in VFIO_DRIVERS:
+        # A run killed before it could give the controller back left it here.
+        print(
+            f"{pci.bdf} was on {now} before this ran, so it stays there; "
+            f"`pyvfio unbind {pci.bdf}` gives it back to the driver the kernel picks (nvme)"
+        )
     return 0
 
 

@@ -148,3 +148,23 @@ def test_nvme_example_names_a_command_the_controller_rejects_and_its_status(
         finally:
             ctrl.disable()
     assert _nvme_disk(sysfs).blocks == disk.blocks
+
+
+def test_nvme_example_after_a_killed_run_says_how_to_give_the_controller_back(
+    sysfs: Sysfs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run killed inside its block (SIGKILL: no cleanup) leaves the
+    # controller on vfio-pci; the next run "gave it back" there, silently.
+    disk = _nvme_disk(sysfs)
+    sysfs.bind(disk.bdf, "vfio-pci")
+    try:
+        assert _example()["main"]([]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-2:] == [
+            f"{disk.bdf}: back on vfio-pci",
+            f"{disk.bdf} was on vfio-pci before this ran, so it stays there; "
+            f"`pyvfio unbind {disk.bdf}` gives it back to the driver the kernel picks (nvme)",
+        ]
+    finally:
+        sysfs.unbind(disk.bdf)  # the hint, followed
+    assert _nvme_disk(sysfs).blocks == disk.blocks

@@ -621,7 +621,7 @@ def cmd_vm_debug_kernel(args: argparse.Namespace) -> int:
             "(tens of minutes, once per machine)",
             flush=True,
         )
-    built = debugkernel.build(*kernels.host_mirrors())
+    built = debugkernel.build(*kernels.host_mirrors(), progress=lambda s: print(s, flush=True))
     kernel = built.kernel()
     print(
         f"{kernels.DEBUG_SERIES}: {kernel.release} ({selftests.PACKAGE} {built.version}, "

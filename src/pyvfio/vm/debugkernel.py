@@ -35,9 +35,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -97,12 +100,15 @@ def installed() -> DebugKernel | None:
     return built if complete else None
 
 
-def build(archive: str, security: str) -> DebugKernel:
+def build(
+    archive: str, security: str, progress: Callable[[str], object] | None = None
+) -> DebugKernel:
     """Build the debug kernel of the newest linux-source-7.3 unless already built.
 
     A new upload of the source package, or a changed fragment, builds a new
     kernel (and removes the old tree).  If the package lists cannot be
     refreshed (offline), a kernel already built is kept, with a warning.
+    ``progress(sentence)`` is told how far the compile is, every 30 s.
     """
     with cache_lock():
         apt = PrivateApt(BASE)
@@ -124,7 +130,7 @@ def build(archive: str, security: str) -> DebugKernel:
         key = cache_key(version, FRAGMENT.read_bytes())
         if current is not None and current.key == key:
             return current
-        built = _build(apt, version, key)
+        built = _build(apt, version, key, progress)
         for old in ROOT.iterdir():  # the trees of earlier keys (a GiB or more each)
             if old.name != key and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -138,7 +144,9 @@ def _make_env() -> dict[str, str]:
     return env
 
 
-def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
+def _build(
+    apt: PrivateApt, version: str, key: str, progress: Callable[[str], object] | None
+) -> DebugKernel:
     work = ROOT / key
     tree = work / PACKAGE
     env = _make_env()
@@ -168,7 +176,7 @@ def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
         _configure(tree, env)
         stamp.touch()
     jobs = str((os.cpu_count() or 1) + 1)
-    _make(tree, env, ["-j", jobs, "bzImage", "modules"], "build the debug kernel")
+    _make_showing_progress(tree, env, ["-j", jobs, "bzImage", "modules"], progress)
     _make(tree, env, ["headers"], "install the debug kernel's uAPI headers")
     release = _make(tree, env, ["kernelrelease"], "read the debug kernel's release").strip()
     kernel = Kernel(DEBUG_SERIES, release, "", str(tree))
@@ -196,6 +204,53 @@ def _build(apt: PrivateApt, version: str, key: str) -> DebugKernel:
     tmp.write_text(record)
     tmp.rename(_INDEX)
     return built
+
+
+# How often the compile says how far it is: it takes tens of minutes.
+PROGRESS_SECONDS = 30.0
+_COMPILED = re.compile(r"^\s+CC\s", re.MULTILINE)
+
+
+def _make_showing_progress(
+    tree: Path, env: dict[str, str], args: list[str], progress: Callable[[str], object] | None
+) -> None:
+    """The compile, its output in build.log beside the tree (what a failure
+    quotes), and every PROGRESS_SECONDS how many files it has compiled."""
+    log_path = tree.parent / "build.log"
+    start = time.monotonic()
+    compiled = 0
+    with open(log_path, "w+") as out:
+        proc = subprocess.Popen(
+            ["make", "-C", str(tree), *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=PROGRESS_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                out.seek(0)
+                compiled = len(_COMPILED.findall(out.read()))
+                if progress is not None:
+                    minutes, seconds = divmod(round(time.monotonic() - start), 60)
+                    progress(
+                        f"{DEBUG_SERIES}: {compiled} files compiled in {minutes} min "
+                        f"{seconds:02d} s (log: {log_path})"
+                    )
+        except BaseException:  # interrupted: no make left running in the tree
+            proc.terminate()
+            proc.wait()
+            raise
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        errors = [line for line in text.splitlines() if "error" in line.lower()]
+        tail = "\n".join((errors or text.strip().splitlines())[-8:])
+        raise VmError(
+            f"`make {' '.join(args)}` failed (log: {log_path}):\n{tail}",
+            operation="build the debug kernel",
+        )
 
 
 def _make(tree: Path, env: dict[str, str], args: list[str], what: str) -> str:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..errors import VmArgumentError, VmError
 from . import klog
@@ -507,18 +507,47 @@ def _died_summary(output: str) -> str:
     return "\n".join([*qemu[:5], *tail])
 
 
+class _SignalsHeld:
+    """SIGINT and SIGTERM held back while a guest is started: one that came
+    inside Popen would leave a QEMU that nobody knows the pid of.  ``release``
+    gives back the handlers and delivers what came meanwhile, where the
+    caller can stop the guest.  Only the main thread has handlers."""
+
+    def __init__(self) -> None:
+        self._pending: list[int] = []
+        self._saved: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._hold)
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self._pending.append(signum)
+
+    def release(self) -> None:
+        saved, self._saved = self._saved, {}
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for signum in self._pending:
+            signal.raise_signal(signum)
+
+
 def _run_streaming(
     argv: list[str], env: dict[str, str], timeout: float, echo: TextIO | None
 ) -> str:
-    # QEMU reopens its stdout with O_TRUNC: a pipe is the only safe target.
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    held = _SignalsHeld()
+    try:
+        # QEMU reopens its stdout with O_TRUNC: a pipe is the only safe target.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    except BaseException:
+        held.release()
+        raise
     chunks: list[str] = []
 
     def pump() -> None:
@@ -531,8 +560,9 @@ def _run_streaming(
                 echo.flush()
 
     reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
+    try:  # from here on a signal (SIGTERM, Ctrl-C) stops the guest
+        held.release()
+        reader.start()
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)

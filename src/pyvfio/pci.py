@@ -473,6 +473,8 @@ class Sysfs:
             self._probe(dev.bdf)
             return
         driver = path / "driver" / "unbind"
+        # Named now: the unbind takes the cdev out of sysfs before it waits.
+        nodes = (dev.iommu_group, self.vfio_cdev(dev.bdf))
         writer = subprocess.Popen(
             [
                 "sh",
@@ -500,7 +502,7 @@ class Sysfs:
                     pass
                 now = time.monotonic()
                 if timeout is not None and now - start >= timeout:
-                    whom, pids = self._waited_for(dev)
+                    whom, pids = _waited_for(*nodes)
                     raise BusyError(
                         f"the kernel still waits for {whom} after {timeout:g} s; the unbind "
                         f"cannot be called off: it goes on in process {writer.pid} and ends "
@@ -516,7 +518,7 @@ class Sysfs:
                     )
                 if on_wait is not None and now >= next_report:
                     next_report = now + WAIT_REPORT_SECONDS
-                    whom, _ = self._waited_for(dev)
+                    whom, _ = _waited_for(*nodes)
                     on_wait(f"{dev.bdf}: waiting {now - start:.0f} s for {whom} to close it")
         except BaseException:
             _left_waiting.append(writer)
@@ -538,18 +540,6 @@ class Sysfs:
                 else None,
             )
 
-    def _waited_for(self, dev: PciDevice) -> tuple[str, list[str]]:
-        """Whom an unbind waits for, as words and as process ids."""
-        holders = usage.vfio_holders(dev.iommu_group, self.vfio_cdev(dev.bdf))
-        pids = [h.split()[1] for h in holders]
-        if holders:
-            return "; ".join(
-                h.removesuffix(" open").replace(" has ", " holding ") for h in holders
-            ), pids
-        # An mmap of a BAR or a device fd passed on keeps the device, with
-        # no group or cdev node open to see.
-        return "its holder (no process has its group or cdev open: a mapping or a passed fd)", pids
-
     def _probe(self, bdf: str) -> None:
         _write(self.root / "drivers_probe", bdf, bdf, "drivers_probe")
 
@@ -565,6 +555,19 @@ class Sysfs:
                 operation="bind",
                 hint=_load_hint(driver),
             )
+
+
+def _waited_for(group: int | None, cdev: str | None) -> tuple[str, list[str]]:
+    """Whom an unbind waits for, as words and as process ids."""
+    holders = usage.vfio_holders(group, cdev)
+    pids = [h.split()[1] for h in holders]
+    if holders:
+        return "; ".join(
+            h.removesuffix(" open").replace(" has ", " holding ") for h in holders
+        ), pids
+    # An mmap of a BAR or a device fd passed on keeps the device, with
+    # no group or cdev node open to see.
+    return "its holder (no process has its group or cdev open: a mapping or a passed fd)", pids
 
 
 def _read_optional(path: Path) -> str | None:

@@ -95,7 +95,9 @@ def vfio_holders(group: int | None, cdev: str | None, proc: Path = Path("/proc")
             continue
         for fd in fds:
             try:
-                target = os.readlink(fd)
+                # A cdev's node is deleted as its unbind starts; the open
+                # files that hold the unbind back stay.
+                target = os.readlink(fd).removesuffix(" (deleted)")
             except OSError:
                 continue
             if target in nodes:

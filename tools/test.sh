@@ -44,7 +44,15 @@ kill_tree() {
 	for child in $(pgrep -P "$1"); do kill_tree "$child"; done
 	kill "$1" 2>/dev/null
 }
-trap 'trap - TERM INT; for j in $(jobs -p); do kill_tree "$j"; done; exit 130' TERM INT
+stop() {
+	trap - HUP INT TERM
+	for j in $(jobs -p); do kill_tree "$j"; done
+	exit "$1"
+}
+# The status a shell gives a command killed by the signal: 128 + its number.
+trap 'stop 129' HUP
+trap 'stop 130' INT
+trap 'stop 143' TERM
 
 # Print the log of every boot that ended since the last call.
 reap() {

@@ -571,6 +571,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             cpus=args.cpus,
             kvm=args.kvm,
             timeout=args.timeout,
+            silence=args.silence,
             verbose=args.verbose,
             rwdirs=tuple(Path(d) for d in args.rwdir),
             append=tuple(args.append),
@@ -1012,9 +1013,17 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument(
         "--timeout",
         type=float,
-        default=1800.0,
+        default=3600.0,
         metavar="S",
-        help="seconds, above 0: the guest is killed after that (default 1800)",
+        help="seconds, above 0: the guest is killed after that, output or not (default 3600)",
+    )
+    p.add_argument(
+        "--silence",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds, above 0: a guest that prints nothing for that long is killed as "
+        "stuck (default 300)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
     p.add_argument(
@@ -1067,25 +1076,36 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=cmd_vm_check)
 
 
-class _Terminated(BaseException):
-    """SIGTERM (timeout, a CI cancel, systemd) as an exception, so that what
-    is running unwinds as for Ctrl-C: `vm run` stops its guest and removes its
-    temporary directory instead of leaving QEMU behind."""
+class _Stopped(BaseException):
+    """SIGTERM (timeout, a CI cancel, systemd) or SIGHUP (a closed terminal)
+    as an exception, so that what is running unwinds as for Ctrl-C: `vm run`
+    stops its guest and removes its temporary directory instead of leaving
+    QEMU behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+# What each signal that stops the CLI is reported as.
+_STOPPED_BY = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Only the main thread may set handlers; a caller's own handler is kept.
-    catch_term = (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    )
-    if catch_term:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    caught = [
+        sig
+        for sig in _STOPPED_BY
+        if threading.current_thread() is threading.main_thread()
+        and signal.getsignal(sig) == signal.SIG_DFL
+    ]
+    for sig in caught:
+        signal.signal(sig, _raise_stopped)
     try:
         return int(args.func(args))
     except VfioError as exc:
@@ -1093,15 +1113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("pyvfio: interrupted", file=sys.stderr)
-        return 130  # as a shell reports a command killed by SIGINT
-    except _Terminated:
-        print("pyvfio: terminated", file=sys.stderr)
-        return 143  # as a shell reports a command killed by SIGTERM
+        return 128 + signal.SIGINT  # as a shell reports a command a signal killed
+    except _Stopped as stop:
+        print(f"pyvfio: {_STOPPED_BY[signal.Signals(stop.signum)]}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:
         # `pyvfio list --json | head`: the reader left; say nothing more, and
         # keep Python from failing again on flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a writer killed by SIGPIPE
     finally:
-        if catch_term:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in caught:
+            signal.signal(sig, signal.SIG_DFL)

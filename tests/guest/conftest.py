@@ -32,6 +32,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.line(line)
 
 
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    # A guest that hangs is killed by `vm run`, which then names this test.
+    running = os.environ.get("PYVFIO_VM_RUNNING")
+    if running:
+        with open(running, "w") as out:
+            out.write(nodeid + "\n")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if IN_GUEST:
         return

@@ -281,6 +281,7 @@ def _vm_run_refusals(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--timeout", "-5"], "argument --timeout: -5 is not a number of seconds above 0"),
         (["--timeout", "nan"], "argument --timeout: nan is not"),
         (["--timeout", "inf"], "argument --timeout: inf is not"),
+        (["--silence", "0"], "argument --silence: 0 is not a number of seconds above 0"),
         (["--nics", "-1"], "argument --nics: -1 is not between 0 and 8"),
         (["--nics", "9"], "argument --nics: 9 is not between 0 and 8"),
         (["--append", ""], "argument --append: '' is empty"),

@@ -145,6 +145,8 @@ def _refusals(tmp_path: Path) -> list[tuple[dict[str, Any], str, str]]:
         ({"timeout": math.nan}, "timeout", "nan is not"),
         ({"timeout": math.inf}, "timeout", "inf is not"),
         ({"timeout": 10**400}, "timeout", "inf is not"),
+        ({"silence": -1}, "silence", "-1 is not a number of seconds above 0"),
+        ({"silence": math.nan}, "silence", "nan is not"),
         ({"nics": -1}, "nics", f"-1 is not between 0 and {runner.MAX_NICS}"),
         ({"nics": runner.MAX_NICS + 1}, "nics", "is not between 0 and"),
         ({"append": ("",)}, "append", "is empty"),
@@ -178,6 +180,7 @@ def test_run_refuses_wrong_types(tmp_path: Path) -> None:
         {"cpus": True},
         {"memory": 1 << 30},
         {"timeout": "5"},
+        {"silence": None},
         {"nics": 1.0},
         {"kvm": 1},
         {"append": "nopat"},  # a string is not a tuple of strings
@@ -244,12 +247,25 @@ def test_good_options_pass_and_memory_reaches_vng_in_a_form_it_keeps(tmp_path: P
 
 # A stand-in for virtme-ng: it says which guest directory it was given, starts
 # a child as QEMU would, and never finishes.
+# A stand-in for virtme-ng: it says what runs (as the guest's pytest does),
+# starts a child as vng starts QEMU, prints, and never ends.
 _HANGING_VNG = """#!/bin/sh
 for arg; do case "$arg" in */guest.sh*) echo "$arg" > {record}/rundir;; esac; done
+rundir=$(dirname "$(sed 's/^sh //' {record}/rundir)")
+echo tests/guest/test_hangs.py::test_forever > "$rundir/running"
 sleep 600 &
 echo $! > {record}/child
 echo "tests/guest/test_hangs.py ..."
 wait
+"""
+
+# One that prints a dot every 0.2 s for {seconds} s and then ends as a guest does.
+_SLOW_VNG = """#!/bin/sh
+for arg; do case "$arg" in */guest.sh*) rundir=$(dirname "${{arg#sh }}");; esac; done
+end=$(($(date +%s) + {seconds}))
+while [ "$(date +%s)" -lt "$end" ]; do printf .; sleep 0.2; done
+echo 0 > "$rundir/status"
+: > "$rundir/kernel.log"
 """
 
 
@@ -291,17 +307,35 @@ def _wait_for(path: Path) -> None:
     raise AssertionError(f"{path} never written")
 
 
-def test_timeout_names_the_last_output_and_leaves_nothing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("limits", "said"),
+    [
+        ({"timeout": 2}, "did not finish within 2 s"),
+        ({"silence": 1}, "printed nothing for 1 s"),
+    ],
+)
+def test_a_stuck_guest_is_killed_naming_what_ran_and_leaving_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, limits: dict[str, float], said: str
 ) -> None:
     vng, record = _hanging_vng(tmp_path)
     monkeypatch.setattr(runner, "_find_vng", lambda: (str(vng), dict(os.environ)))
-    options = runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage"), timeout=2)
+    options = runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage"), **limits)
     with pytest.raises(VmError) as err:
         runner.run(["true"], options, echo=None)
-    assert "did not finish within 2 s" in str(err.value)
-    assert "tests/guest/test_hangs.py" in str(err.value)  # what was running
+    assert said + "; killed while it ran tests/guest/test_hangs.py::test_forever;" in str(err.value)
+    assert "tests/guest/test_hangs.py ..." in str(err.value)  # its last output
     assert _left_behind(record) == []
+
+
+def test_a_guest_that_prints_is_not_stuck(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Dots without a newline, as pytest prints them, are progress too.
+    vng = tmp_path / "vng"
+    vng.write_text(_SLOW_VNG.format(seconds=3))
+    vng.chmod(0o755)
+    monkeypatch.setattr(runner, "_find_vng", lambda: (str(vng), dict(os.environ)))
+    options = runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage"), silence=1)
+    result = runner.run(["true"], options, echo=None)
+    assert result.returncode == 0 and result.output.count(".") >= 10
 
 
 # The CLI in a process of its own, with the stand-in in place of virtme-ng.
@@ -314,13 +348,20 @@ raise SystemExit(cli.main(["vm", "run", "--kernel", {kernel!r}, "--", "true"]))
 """
 
 
+@pytest.mark.parametrize("whom", ["process", "group"])
 @pytest.mark.parametrize(
-    ("sig", "status", "said"),
-    [(signal.SIGTERM, 143, "pyvfio: terminated"), (signal.SIGINT, 130, "pyvfio: interrupted")],
+    ("sig", "said"),
+    [
+        (signal.SIGTERM, "pyvfio: terminated"),
+        (signal.SIGINT, "pyvfio: interrupted"),
+        (signal.SIGHUP, "pyvfio: hung up"),
+    ],
 )
 def test_vm_run_stopped_by_a_signal_stops_its_guest(
-    tmp_path: Path, sig: signal.Signals, status: int, said: str
+    tmp_path: Path, sig: signal.Signals, said: str, whom: str
 ) -> None:
+    # To the process alone, as `timeout` sends it; to its group, as CI and a
+    # terminal do.
     vng, record = _hanging_vng(tmp_path)
     kernel = _bzimage(tmp_path / "bzImage")
     code = _CLI_WITH_VNG.format(vng=str(vng), kernel=str(kernel))
@@ -329,10 +370,43 @@ def test_vm_run_stopped_by_a_signal_stops_its_guest(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     _wait_for(record / "child")
-    proc.send_signal(sig)
+    if whom == "group":
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == status
+    assert proc.returncode == 128 + sig
     assert stderr.strip() == said  # one line, no traceback
     assert _left_behind(record) == []
+
+
+def test_a_runner_killed_outright_takes_its_guest_along_and_the_next_run_sweeps_up(
+    tmp_path: Path,
+) -> None:
+    vng, record = _hanging_vng(tmp_path)
+    kernel = _bzimage(tmp_path / "bzImage")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLI_WITH_VNG.format(vng=str(vng), kernel=str(kernel))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
+    _wait_for(record / "child")
+    proc.kill()
+    proc.wait()
+    (rundir,) = tmp.iterdir()
+    # The guest (here vng's child) died with the runner; its directory is
+    # what a SIGKILL leaves, and the next run removes it.
+    assert _left_behind(record) == [str(rundir)]
+    in_use = tmp / "pyvfio-vm-in-use"
+    in_use.mkdir()
+    (in_use / runner.RUNNER_FILE).write_text(runner._process_identity(os.getpid()) or "")
+    unnamed = tmp / "pyvfio-vm-unnamed"  # being made, or an older pyvfio's
+    unnamed.mkdir()
+    assert runner.sweep_stale_rundirs(tmp) == [rundir]
+    assert in_use.exists() and unnamed.exists() and not rundir.exists()

@@ -11,6 +11,7 @@ with the host; the host judges that log with :mod:`pyvfio.vm.klog`.
 
 from __future__ import annotations
 
+import codecs
 import compileall
 import math
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,9 @@ from typing import Any, TextIO
 from ..errors import VmArgumentError, VmError
 from . import klog
 from .kernel import default_kernel
+
+# What stops `vm run` and with it its guest (exit status 128 + the number).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # PCI IDs of the emulated devices, for finding them in the guest: addresses
 # shift with vng's options, IDs do not.
@@ -167,6 +172,17 @@ def _check_type(parameter: str, value: object, kinds: type | tuple[type, ...], w
         raise TypeError(f"vm run: {parameter} must be {what}, not {type(value).__name__}")
 
 
+def _check_seconds(parameter: str, value: object) -> None:
+    _check_type(parameter, value, (int, float), "a number of seconds")
+    assert isinstance(value, (int, float))
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past float's range
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise VmArgumentError(parameter, f"{seconds:g} is not a number of seconds above 0")
+
+
 def _check_strings(parameter: str, values: object, what: str) -> None:
     if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
         raise TypeError(
@@ -183,7 +199,8 @@ class VmOptions:
     memory: str = "1G"  # N with K, M, G or T (no suffix: MiB); 128M to the host's RAM
     cpus: int = 2  # 1 to the host's CPU count
     kvm: bool = False  # /dev/kvm may exist without working; TCG is the safe default
-    timeout: float = 1800.0  # seconds, > 0
+    timeout: float = 3600.0  # seconds, > 0: the hard cap, output or not
+    silence: float = 300.0  # seconds, > 0: killed as stuck after that long without output
     verbose: bool = False  # show the guest console (boot messages, panics)
     append: tuple[str, ...] = ()
     # e1000e NICs for the client tests (DPDK); added last, so the other
@@ -208,13 +225,8 @@ class VmOptions:
         _check_type("kvm", self.kvm, bool, "a bool")
         if self.kvm:
             self._check_kvm()
-        _check_type("timeout", self.timeout, (int, float), "a number of seconds")
-        try:
-            seconds = float(self.timeout)
-        except OverflowError:  # an int past float's range
-            seconds = math.inf
-        if not math.isfinite(seconds) or seconds <= 0:
-            raise VmArgumentError("timeout", f"{seconds:g} is not a number of seconds above 0")
+        for name in ("timeout", "silence"):
+            _check_seconds(name, getattr(self, name))
         _check_type("verbose", self.verbose, bool, "a bool")
         _check_strings("append", self.append, "strings")
         for arg in self.append:
@@ -342,6 +354,9 @@ _GUEST_SCRIPT = """\
 #!/bin/sh
 # Runs inside the guest; written by pyvfio.vm.runner.
 export PYVFIO_GUEST=1 PYTHONDONTWRITEBYTECODE=1
+# The command may write here what it is running (a test's name): a guest
+# killed as stuck is reported with it.
+export PYVFIO_VM_RUNNING={rundir}/running
 {exports}
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 cd {cwd} || exit 125
@@ -468,11 +483,13 @@ def run(
     options.check()  # before anything is looked for or started
     vng, env = _find_vng()
     compile_bytecode()
-    with tempfile.TemporaryDirectory(prefix="pyvfio-vm-") as tmp:
+    sweep_stale_rundirs()
+    with tempfile.TemporaryDirectory(prefix=RUNDIR_PREFIX) as tmp:
         rundir = Path(tmp)
+        (rundir / RUNNER_FILE).write_text(_process_identity(os.getpid()) or "")
         _write_guest_script(command, options, rundir)
         argv = [vng, *build_command(command, options, rundir)]
-        output = _run_streaming(argv, env, options.timeout, echo)
+        output = _run_streaming(argv, env, options, echo, rundir / "running")
         status_file = rundir / "status"
         if not status_file.exists() and "/virtme/" in output and "Traceback" in output:
             raise VmError(
@@ -507,17 +524,84 @@ def _died_summary(output: str) -> str:
     return "\n".join([*qemu[:5], *tail])
 
 
+RUNDIR_PREFIX = "pyvfio-vm-"
+RUNNER_FILE = "runner"  # in a run's directory: the identity of the process that made it
+_UNNAMED_RUNDIR_SECONDS = 24 * 3600
+
+
+def _process_identity(pid: int) -> str | None:
+    """``pid`` and its start time: a pid the system gave again is another process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def sweep_stale_rundirs(tmp: Path | None = None) -> list[Path]:
+    """Remove what runs killed with SIGKILL left in the temporary directory:
+    run directories of this user whose runner is gone (their guest died with
+    it).  A directory that names no runner is being made, or is an older
+    pyvfio's, whose run may still go on: left alone for a day.  Returns what
+    was removed."""
+    removed = []
+    for rundir in Path(tmp or tempfile.gettempdir()).glob(RUNDIR_PREFIX + "*"):
+        try:
+            if rundir.stat().st_uid != os.geteuid() or not rundir.is_dir():
+                continue
+            owner = (rundir / RUNNER_FILE).read_text().strip()
+        except FileNotFoundError:
+            owner = ""
+        except OSError:
+            continue
+        if owner:
+            pid = owner.split()[0]
+            if pid.isdigit() and _process_identity(int(pid)) == owner:
+                continue
+        else:
+            try:
+                if time.time() - rundir.stat().st_mtime < _UNNAMED_RUNDIR_SECONDS:
+                    continue
+            except OSError:
+                continue
+        shutil.rmtree(rundir, ignore_errors=True)
+        removed.append(rundir)
+    return removed
+
+
+# Between the runner and vng: it dies with the runner (PR_SET_PDEATHSIG) and
+# takes its process group, vng and QEMU, with it; vng alone would leave QEMU,
+# its grandchild, running after a SIGKILL of the runner.
+_GUARD = """
+import ctypes, os, signal, sys
+def stop(signum, frame):
+    os.killpg(0, signal.SIGKILL)
+for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, stop)
+PR_SET_PDEATHSIG = 1
+ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGHUP)
+if os.getppid() != int(sys.argv[1]):  # the runner died before the prctl
+    stop(0, None)
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status = os.waitpid(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 class _SignalsHeld:
-    """SIGINT and SIGTERM held back while a guest is started: one that came
-    inside Popen would leave a QEMU that nobody knows the pid of.  ``release``
-    gives back the handlers and delivers what came meanwhile, where the
-    caller can stop the guest.  Only the main thread has handlers."""
+    """SIGINT, SIGTERM and SIGHUP held back while a guest is started: one
+    that came inside Popen would leave a QEMU that nobody knows the pid of.
+    ``release`` gives back the handlers and delivers what came meanwhile,
+    where the caller can stop the guest.  Only the main thread has handlers."""
 
     def __init__(self) -> None:
         self._pending: list[int] = []
         self._saved: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._saved[sig] = signal.signal(sig, self._hold)
 
     def _hold(self, signum: int, frame: object) -> None:
@@ -531,14 +615,27 @@ class _SignalsHeld:
             signal.raise_signal(signum)
 
 
+def _was_running(running_file: Path) -> str:
+    """What the command said it was running ($PYVFIO_VM_RUNNING), as words."""
+    try:
+        said = running_file.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return f" while it ran {said.splitlines()[-1]}" if said else ""
+
+
 def _run_streaming(
-    argv: list[str], env: dict[str, str], timeout: float, echo: TextIO | None
+    argv: list[str],
+    env: dict[str, str],
+    options: VmOptions,
+    echo: TextIO | None,
+    running_file: Path,
 ) -> str:
     held = _SignalsHeld()
     try:
         # QEMU reopens its stdout with O_TRUNC: a pipe is the only safe target.
         proc = subprocess.Popen(
-            argv,
+            [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -549,36 +646,54 @@ def _run_streaming(
         held.release()
         raise
     chunks: list[str] = []
+    last_output = [time.monotonic()]
 
     def pump() -> None:
+        # Bytes as they come, not lines: pytest's dots are progress too.
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode(errors="replace")
-            chunks.append(line)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while raw := os.read(proc.stdout.fileno(), 65536):
+            last_output[0] = time.monotonic()
+            text = decoder.decode(raw)
+            chunks.append(text)
             if echo is not None:
-                echo.write(line)
+                echo.write(text)
                 echo.flush()
 
     reader = threading.Thread(target=pump, daemon=True)
-    try:  # from here on a signal (SIGTERM, Ctrl-C) stops the guest
+    try:  # from here on a signal (SIGTERM, Ctrl-C, SIGHUP) stops the guest
         held.release()
         reader.start()
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        reader.join(5)
-        # The last lines say what was running: a log holding only this error
-        # (CI prints the end of each boot's log) must name it.
-        raise VmError(
-            f"the guest did not finish within {timeout:.0f} s; killed; its last output:\n"
-            + _died_summary("".join(chunks)),
-            operation="vm run",
-            hint="raise --timeout, or rerun with --verbose",
-        ) from None
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - start >= options.timeout:
+                why = f"did not finish within {options.timeout:g} s"
+            elif now - last_output[0] >= options.silence:
+                why = f"printed nothing for {options.silence:g} s"
+            else:
+                left = min(start + options.timeout, last_output[0] + options.silence) - now
+                try:
+                    proc.wait(timeout=min(max(left, 0.01), 1.0))
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            reader.join(5)
+            # The last lines say what was running: a log holding only this error
+            # (CI prints the end of each boot's log) must name it.
+            raise VmError(
+                f"the guest {why}; killed{_was_running(running_file)}; its last output:\n"
+                + _died_summary("".join(chunks)),
+                operation="vm run",
+                hint="raise --timeout (the cap) or --silence (a step that prints nothing "
+                "for long), or rerun with --verbose",
+            )
     except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         raise
     reader.join()
     return "".join(chunks)

@@ -2,6 +2,7 @@
 """The test VM runner: its command line, its argument checks, and one real boot that
 must not pass."""
 
+import dataclasses
 import math
 import os
 import shutil
@@ -319,7 +320,7 @@ def test_a_stuck_guest_is_killed_naming_what_ran_and_leaving_nothing(
 ) -> None:
     vng, record = _hanging_vng(tmp_path)
     monkeypatch.setattr(runner, "_find_vng", lambda: (str(vng), dict(os.environ)))
-    options = runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage"), **limits)
+    options = dataclasses.replace(runner.VmOptions(kernel=_bzimage(tmp_path / "bzImage")), **limits)
     with pytest.raises(VmError) as err:
         runner.run(["true"], options, echo=None)
     assert said + "; killed while it ran tests/guest/test_hangs.py::test_forever;" in str(err.value)

@@ -13,7 +13,7 @@ KERNEL ?=
 KMOD_PENDING :=
 export KMOD_PENDING
 
-.PHONY: setup demo test test-clients lint host-test guest-test kmod bench clean
+.PHONY: setup demo test test-clients lint docs host-test guest-test kmod bench clean
 
 setup:
 	@tools/setup.sh
@@ -33,9 +33,14 @@ test-clients: setup
 	@tools/test.sh --clients
 
 lint: setup
-	$(BIN)/ruff check src tests examples tools bench
-	$(BIN)/ruff format --check src tests examples tools bench
+	$(BIN)/ruff check src tests examples tools bench docs/api
+	$(BIN)/ruff format --check src tests examples tools bench docs/api
 	$(BIN)/mypy
+
+# The API reference, from the docstrings (docs/api), warnings as errors.
+docs: setup
+	$(BIN)/sphinx-build -q -E -W --keep-going -b html docs/api build/docs
+	@echo "docs: build/docs/index.html"
 
 host-test: setup
 	$(BIN)/pytest tests/host

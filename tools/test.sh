@@ -135,9 +135,12 @@ guest() {
 
 reports=()
 if [ "$clients_only" = 0 ]; then
-	step ruff "$BIN/ruff" check src tests examples tools bench
-	step ruff-format "$BIN/ruff" format --check src tests examples tools bench
+	step ruff "$BIN/ruff" check src tests examples tools bench docs/api
+	step ruff-format "$BIN/ruff" format --check src tests examples tools bench docs/api
 	step mypy "$BIN/mypy"
+	# The API reference (docs/api), warnings as errors; its examples run in
+	# the host tests and in the guests (tests/guest/test_docs_examples.py).
+	step docs "$BIN/sphinx-build" -q -E -W --keep-going -b html docs/api build/docs
 	step host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml
 	reports+=(host=build/junit/host.xml)
 fi

@@ -68,6 +68,7 @@ def _counted_pairs(raw: RawCap, what: str) -> tuple[tuple[int, int], ...]:
 class SparseMmapCap(CheckedRecord):
     """Only these (offset, size) areas of the region may be mmapped."""
 
+    #: (offset, size) pairs, in the region.
     areas: tuple[tuple[int, int], ...]
 
 
@@ -75,7 +76,9 @@ class SparseMmapCap(CheckedRecord):
 class TypeCap(CheckedRecord):
     """A device-specific region: its type and subtype."""
 
+    #: VFIO_REGION_TYPE_* (a vendor's PCI ID with bit 31 set for vendor types).
     type: int
+    #: What the type means by it (VFIO_REGION_SUBTYPE_*).
     subtype: int
 
 
@@ -86,8 +89,13 @@ class MsixMappableCap(CheckedRecord):
 
 @dataclass(frozen=True)
 class UnknownCap(CheckedRecord):
+    """A capability pyvfio does not decode, kept as it came."""
+
+    #: Its ID in the chain.
     id: int
+    #: Its version.
     version: int
+    #: Its bytes after the header.
     data: bytes
 
 
@@ -112,9 +120,14 @@ def parse_region_caps(info: bytes, first: int) -> tuple[RegionCap, ...]:
 class IommuInfo(CheckedRecord):
     """What VFIO_IOMMU_GET_INFO reports for a type1 container."""
 
+    #: The IOMMU page sizes, a bit per size (bit 12: 4 KiB).
     page_sizes: int
-    iova_ranges: tuple[tuple[int, int], ...]  # inclusive (start, end)
+    #: The usable IOVA ranges, inclusive (start, end); empty: the kernel
+    #: did not say (then the whole 64-bit space is usable).
+    iova_ranges: tuple[tuple[int, int], ...]
+    #: How many more DMA mappings the container takes, or None if not said.
     dma_avail: int | None
+    #: Capabilities of the info that pyvfio does not decode.
     unknown: tuple[UnknownCap, ...]
 
 

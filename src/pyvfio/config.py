@@ -49,13 +49,21 @@ EXT_CAP_NAMES = {
 
 @dataclass(frozen=True)
 class Capability(CheckedRecord):
+    """One capability of a config space's lists (:meth:`ConfigSpace.capabilities`)."""
+
+    #: Its ID (PCI_CAP_ID_*, or PCI_EXT_CAP_ID_* when extended).
     id: int
+    #: Where it is in config space.
     offset: int
+    #: An extended (PCI Express, at 0x100 and up) capability, or a standard one.
     extended: bool
+    #: An extended capability's version (0 for a standard one).
     version: int = 0
 
     @property
     def name(self) -> str:
+        """Its name (``MSI``, ``PCI Express``, ``Advanced Error Reporting`` ...),
+        or ``cap 0xNN`` / ``ext-cap 0xNN`` for one without a name here."""
         names = EXT_CAP_NAMES if self.extended else CAP_NAMES
         return names.get(self.id, f"{'ext-' if self.extended else ''}cap {self.id:#x}")
 
@@ -89,6 +97,7 @@ class ConfigSpace:
 
     @property
     def size(self) -> int:
+        """Config space's size: 256 bytes, 4096 for PCI Express."""
         return self._region.size
 
     def _offset(self, offset: object, width: int, operation: str) -> int:
@@ -118,21 +127,27 @@ class ConfigSpace:
         self._region.write(offset, value.to_bytes(width, "little"))
 
     def read8(self, offset: int) -> int:
+        """The byte at ``offset``."""
         return self._read(offset, 1)
 
     def read16(self, offset: int) -> int:
+        """The 16-bit word at ``offset`` (2-byte aligned), little-endian."""
         return self._read(offset, 2)
 
     def read32(self, offset: int) -> int:
+        """The 32-bit word at ``offset`` (4-byte aligned), little-endian."""
         return self._read(offset, 4)
 
     def write8(self, offset: int, value: int) -> None:
+        """Write the byte ``value`` at ``offset``."""
         self._write(offset, 1, value)
 
     def write16(self, offset: int, value: int) -> None:
+        """Write the 16-bit ``value`` at ``offset`` (2-byte aligned), little-endian."""
         self._write(offset, 2, value)
 
     def write32(self, offset: int, value: int) -> None:
+        """Write the 32-bit ``value`` at ``offset`` (4-byte aligned), little-endian."""
         self._write(offset, 4, value)
 
     def enable_bus_master(self, enable: bool = True) -> None:

@@ -26,6 +26,7 @@ class Container:
 
     def __init__(self, path: str = CONTAINER_PATH) -> None:
         path = _check.path(path, "path", device=None, operation="open container")
+        #: The container node it opened.
         self.path = path
         self._fd = open_node(
             path,
@@ -33,6 +34,8 @@ class Container:
             operation="open container",
             hint="load the vfio module (modprobe vfio-pci)",
         )
+        #: The IOMMU model :meth:`set_iommu` selected (VFIO_TYPE1v2_IOMMU ...),
+        #: None before.
         self.iommu_type: int | None = None
         try:
             version = ioctl(
@@ -52,6 +55,7 @@ class Container:
 
     @property
     def fd(self) -> int:
+        """The container's fd; ClosedError once closed."""
         if self._fd < 0:
             raise ClosedError("container is closed", device=self.path, operation="use")
         return self._fd
@@ -98,6 +102,7 @@ class Container:
 
     @property
     def name(self) -> str:
+        """What errors call it: its path."""
         return self.path
 
     def iommu_info(self) -> IommuInfo:
@@ -121,6 +126,8 @@ class Container:
         return parse_iommu_info(bytes(buf[:argsz]), pgsizes, first)
 
     def iova_ranges(self) -> Sequence[tuple[int, int]]:
+        """Usable IOVA ranges, inclusive (start, end), from :meth:`iommu_info`;
+        the whole 64-bit space where the kernel does not say."""
         ranges = self.iommu_info().iova_ranges
         # Kernels without the capability accept the whole 64-bit space.
         return ranges or ((0, (1 << 64) - 1),)
@@ -176,6 +183,7 @@ class Container:
             )
 
     def close(self) -> None:
+        """Close the container; safe to call twice."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

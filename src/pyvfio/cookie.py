@@ -19,13 +19,18 @@ from ._where import build_command
 from .devfd import DeviceFd
 from .errors import InvalidArgumentError, UnsupportedError, VfioError
 
+#: The driver that offers cookies: pyvfio's kernel module, a vfio-pci variant.
 DRIVER = "vfio_pci_cookie"
 
 
 class MemoryAttr(enum.IntEnum):
-    """What a cookie asks for."""
+    """What a cookie asks for: ``Region.map(attr=...)``, :class:`Cookie`.
+    An int that is one of the values is accepted where a MemoryAttr is."""
 
+    #: Uncached: every access goes to the device, in order.
     UC = uapi.VFIO_MMAP_ATTR_UC
+    #: Write-combining: stores may be merged and held back until a fence
+    #: (:meth:`Mapping.write_barrier() <pyvfio.Mapping.write_barrier>`).
     WC = uapi.VFIO_MMAP_ATTR_WC
 
     def __str__(self) -> str:  # the name: IntEnum would print the number
@@ -33,18 +38,30 @@ class MemoryAttr(enum.IntEnum):
 
 
 class MemoryType(enum.IntEnum):
-    """What the platform applies, as x86 PAT names it in pat_memtype_list."""
+    """What the platform applies, as x86 PAT names it in pat_memtype_list:
+    :attr:`Mapping.memory_type <pyvfio.Mapping.memory_type>`,
+    :attr:`CookieInfo.memory_type`."""
 
+    #: Not known, e.g. on a platform without PAT (booted with ``nopat``).
     UNKNOWN = uapi.VFIO_MEMTYPE_UNKNOWN
+    #: Uncached, but an MTRR may make it write-combining (``uncached-minus``,
+    #: what a plain vfio-pci mapping of a BAR gets).
     UC_MINUS = uapi.VFIO_MEMTYPE_UC_MINUS
+    #: Write-combining.
     WC = uapi.VFIO_MEMTYPE_WC
+    #: Uncached, strictly.
     UC = uapi.VFIO_MEMTYPE_UC
+    #: Write-back (cached).
     WB = uapi.VFIO_MEMTYPE_WB
+    #: Write-through.
     WT = uapi.VFIO_MEMTYPE_WT
+    #: Write-protect.
     WP = uapi.VFIO_MEMTYPE_WP
 
     @property
     def pat_name(self) -> str:
+        """The type as /sys/kernel/debug/x86/pat_memtype_list writes it
+        (``write-combining``, ``uncached-minus`` ...; ``unknown``)."""
         return {
             MemoryType.UC_MINUS: "uncached-minus",
             MemoryType.WC: "write-combining",
@@ -60,11 +77,19 @@ class MemoryType(enum.IntEnum):
 
 @dataclass(frozen=True)
 class CookieInfo(CheckedRecord):
+    """What the module says of a live cookie (:meth:`Cookie.query`)."""
+
+    #: The region index it covers.
     index: int
+    #: Where its range starts in the region.
     offset: int
+    #: The range's length in bytes.
     length: int
+    #: The attribute it asked for.
     attr: MemoryAttr
+    #: The memory type in effect on its pages.
     memory_type: MemoryType
+    #: Whether it is mmapped now.
     mapped: bool
 
 
@@ -196,12 +221,17 @@ class Cookie:
                     "destroy and unmap ones you no longer use"
                 )
             raise
+        #: The cookie: the offset to pass to mmap() on the device fd.
         self.value: int = arg.cookie
+        #: The length to mmap: the range rounded out to whole pages.
         self.mmap_length: int = arg.mmap_length
+        #: The region index, the range's offset in it and the attribute asked for.
         self.index, self.offset, self.attr = index, offset, attr
         self._destroyed = False
 
     def query(self) -> CookieInfo:
+        """Ask the module about the cookie (its range, attribute, memory type in
+        effect and whether it is mapped); InvalidArgumentError once destroyed."""
         if self._destroyed:
             raise InvalidArgumentError(
                 "cookie was destroyed", device=self._device.bdf, operation="query cookie"
@@ -224,6 +254,7 @@ class Cookie:
 
     @property
     def destroyed(self) -> bool:
+        """Whether :meth:`destroy` was called (or the device closed)."""
         return self._destroyed
 
     def destroy(self) -> None:

@@ -22,7 +22,9 @@ class DeviceFd:
     """An open device fd and its names; ``fd`` raises ClosedError once closed."""
 
     def __init__(self, bdf: str, fd: int, driver: str | None) -> None:
+        #: The device's PCI address, ``DDDD:BB:DD.F``.
         self.bdf = bdf
+        #: The driver it was on when opened (vfio-pci, vfio_pci_cookie ...), or None.
         self.driver = driver
         self._fd = fd
         # The kernel asked for the device back (Device's ReleaseWatch sets
@@ -31,7 +33,10 @@ class DeviceFd:
         self._release_due = False
         self._released = False
         self._closing = False  # inside close(): its own uses of fd must not close again
-        self.release_fd = -1  # readable once the release is due (Interrupts.wait polls it)
+        #: An eventfd that becomes readable when the kernel asks for the device
+        #: back (:meth:`Interrupts.wait() <pyvfio.irq.Interrupts.wait>` polls it);
+        #: -1 without one (a driver without the request interrupt, or closed).
+        self.release_fd = -1
         # Regions the device has, once known (Device reads it at open): region
         # indexes are checked against it, else only against their u32 field.
         self._num_regions: int | None = None
@@ -50,6 +55,8 @@ class DeviceFd:
 
     @property
     def fd(self) -> int:
+        """The open VFIO device fd.  Raises ClosedError once closed (or
+        DeviceReleasedError: the kernel asked for the device back)."""
         if self._release_due and not self._closing:
             self.release_now()
         if self._fd < 0:
@@ -82,12 +89,14 @@ class DeviceFd:
         )
 
     def close(self) -> None:
+        """Close the device fd; safe to call twice."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
     @property
     def closed(self) -> bool:
+        """Whether the device is closed."""
         return self._fd < 0
 
     def _check_feature(self, feature: object, flags: object, operation: str) -> tuple[int, int]:

@@ -37,29 +37,47 @@ CDEV_DIR = "/dev/vfio/devices"
 class Backend(enum.StrEnum):
     """How a device is opened, and what its DMA is mapped into."""
 
-    LEGACY = "legacy"  # /dev/vfio/N group in a /dev/vfio/vfio type1 container
-    IOMMUFD = "iommufd"  # /dev/vfio/devices/vfioN cdev bound to an /dev/iommu IOAS
+    #: The IOMMU group (``/dev/vfio/N``) in a type1 container
+    #: (``/dev/vfio/vfio``): every kernel has it.
+    LEGACY = "legacy"
+    #: The device's cdev (``/dev/vfio/devices/vfioN``) bound to an iommufd
+    #: (``/dev/iommu``) and attached to an IOAS of its own: kernels with
+    #: ``CONFIG_IOMMUFD`` and ``CONFIG_VFIO_DEVICE_CDEV``.
+    IOMMUFD = "iommufd"
 
 
 class DeviceFlags(enum.IntFlag):
+    """What VFIO_DEVICE_GET_INFO says of a device (:attr:`DeviceInfo.flags`)."""
+
+    #: The device offers a reset (:meth:`Device.reset`).
     RESET = uapi.VFIO_DEVICE_FLAGS_RESET
+    #: A PCI device (vfio-pci and its variant drivers).
     PCI = uapi.VFIO_DEVICE_FLAGS_PCI
+    #: A platform device (vfio-platform).
     PLATFORM = uapi.VFIO_DEVICE_FLAGS_PLATFORM
+    #: The info carries a capability chain.
     CAPS = uapi.VFIO_DEVICE_FLAGS_CAPS
 
 
 @dataclass(frozen=True)
 class DeviceInfo(CheckedRecord):
+    """What the kernel says of an open device (VFIO_DEVICE_GET_INFO): :attr:`Device.info`."""
+
+    #: The device's :class:`DeviceFlags`.
     flags: DeviceFlags
+    #: How many region indexes it has (:meth:`Device.region` takes 0 to this - 1).
     num_regions: int
+    #: How many IRQ indexes it has (:meth:`Device.irq_info` takes 0 to this - 1).
     num_irqs: int
 
     @property
     def can_reset(self) -> bool:
+        """Whether :meth:`Device.reset` can work (the RESET flag)."""
         return bool(self.flags & DeviceFlags.RESET)
 
     @property
     def is_pci(self) -> bool:
+        """Whether it is a PCI device (the PCI flag)."""
         return bool(self.flags & DeviceFlags.PCI)
 
 
@@ -176,12 +194,16 @@ class Device(DeviceFd):
         self._close_lock = threading.Lock()
         self._group = group
         self._iommu = iommu
+        #: How the device was opened: :attr:`Backend.IOMMUFD` (its ``iommu`` is
+        #: an Ioas) or :attr:`Backend.LEGACY` (a Container).
         self.backend = Backend.IOMMUFD if isinstance(iommu, Ioas) else Backend.LEGACY
         self._regions: dict[int, Region] = {}
         self._irqs: dict[int, irq.Interrupts] = {}
         self._dma: DmaSpace | None = None
         info = uapi.vfio_device_info(argsz=ctypes.sizeof(uapi.vfio_device_info))
         ioctl(fd, uapi.VFIO_DEVICE_GET_INFO, info, device=bdf, operation="VFIO_DEVICE_GET_INFO")
+        #: What the kernel says of the device: its flags, regions and IRQ indexes
+        #: (a :class:`DeviceInfo`).
         self.info = DeviceInfo(
             flags=DeviceFlags(info.flags), num_regions=info.num_regions, num_irqs=info.num_irqs
         )
@@ -386,10 +408,14 @@ class Device(DeviceFd):
         return self._regions[index]
 
     def regions(self) -> list[Region]:
+        """Every region of the device, by index (:meth:`region` of each, absent
+        ones included: their size is 0)."""
         return [self.region(i) for i in range(self.info.num_regions)]
 
     @property
     def config(self) -> ConfigSpace:
+        """The device's PCI configuration space (region 7), with width-exact
+        accessors and the capability walk."""
         return ConfigSpace(self.region(uapi.VFIO_PCI_CONFIG_REGION_INDEX))
 
     # -- interrupts ------------------------------------------------------
@@ -411,6 +437,7 @@ class Device(DeviceFd):
         )
 
     def irq_infos(self) -> list[irq.IrqInfo]:
+        """:meth:`irq_info` of every IRQ index of the device, in index order."""
         return [self.irq_info(i) for i in range(self.info.num_irqs)]
 
     def enable_irq(self, index: int, count: int | None = None) -> irq.Interrupts:
@@ -460,6 +487,8 @@ class Device(DeviceFd):
 
     @property
     def dma(self) -> DmaSpace:
+        """The device's DMA buffers and IOVA allocator, over :attr:`iommu`
+        (:meth:`dma_buffer` and :meth:`dma_map` use it)."""
         self.fd  # noqa: B018 - a closed (or released) device says so
         if self._dma is None:
             self._dma = DmaSpace(self._iommu)

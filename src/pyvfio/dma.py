@@ -27,18 +27,27 @@ HUGEPAGE_SIZE = 2 << 20
 
 @runtime_checkable
 class IommuBackend(Protocol):
+    """What maps DMA for a device: an iommufd IOAS (:class:`~pyvfio.Ioas`) or a
+    legacy container (:class:`~pyvfio.Container`).  :class:`DmaSpace` needs
+    nothing else of it."""
+
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """What errors call it (a path, with the IOAS's number for iommufd)."""
+        ...
 
     def iova_ranges(self) -> Sequence[tuple[int, int]]:
         """Usable IOVA ranges, inclusive (start, end)."""
         ...
 
-    def map_dma(
-        self, vaddr: int, iova: int, size: int, *, readable: bool, writable: bool
-    ) -> None: ...
+    def map_dma(self, vaddr: int, iova: int, size: int, *, readable: bool, writable: bool) -> None:
+        """Map ``size`` bytes of this process at ``vaddr`` to ``iova``, which the
+        device may read if ``readable`` and write if ``writable``."""
+        ...
 
-    def unmap_dma(self, iova: int, size: int) -> None: ...
+    def unmap_dma(self, iova: int, size: int) -> None:
+        """Unmap the ``size`` bytes mapped at ``iova``."""
+        ...
 
 
 def _check_memory(memory: object, name: str, operation: str) -> int:
@@ -145,6 +154,7 @@ class IovaAllocator:
         ``page_size`` a power of two (an int)."""
         page_size = _power_of_two(page_size, "page_size", "IovaAllocator()")
         pairs = check_range_pairs(ranges, "IovaAllocator()")
+        #: The unit of allocation, and the least alignment.
         self.page_size = page_size
         # free spans as sorted, non-overlapping [start, end) pairs
         self._free: list[tuple[int, int]] = []
@@ -157,6 +167,7 @@ class IovaAllocator:
 
     @property
     def free_spans(self) -> list[tuple[int, int]]:
+        """The free IOVA space as sorted [start, end) pairs (end excluded)."""
         return list(self._free)
 
     def allocate(self, size: int, *, align: int | None = None, limit: int | None = None) -> int:
@@ -280,6 +291,7 @@ class DmaBuffer:
                 hint="ask for a positive size",
             )
         page = HUGEPAGE_SIZE if hugepages else mmap.PAGESIZE
+        #: Its size in bytes: what was asked, rounded up to pages (2 MiB with hugepages).
         self.size = _align_up(size, page)
         flags = mmap.MAP_SHARED | (MAP_HUGETLB if hugepages else 0)
         try:
@@ -298,9 +310,11 @@ class DmaBuffer:
                 hint=hint,
             ) from exc
         anchor = ctypes.c_char.from_buffer(self._mm)
+        #: Its address in this process.
         self.vaddr = ctypes.addressof(anchor)
         del anchor  # the address stays valid as long as the mmap does
         try:
+            #: Its address for the device: what to put in descriptors and DMA registers.
             self.iova = dma.allocator.allocate(self.size, align=page, limit=limit)
         except BaseException:
             # No IOVA (limit too low, space full): the memory made for it goes.
@@ -316,10 +330,12 @@ class DmaBuffer:
             if self._owned:
                 self._mm.close()
             raise
+        #: A writable memoryview of the whole buffer (released by :meth:`close`).
         self.view = memoryview(self._mm)
 
     @property
     def closed(self) -> bool:
+        """Whether the buffer is closed (unmapped)."""
         return self._mm is None
 
     # Little-endian fields, as descriptors and queue entries are laid out
@@ -342,27 +358,35 @@ class DmaBuffer:
         return offset
 
     def read8(self, offset: int) -> int:
+        """The byte at ``offset``."""
         return self.view[self._at(offset, 1, "read8")]
 
     def read16(self, offset: int) -> int:
+        """The little-endian 16-bit value at ``offset`` (any alignment)."""
         return int(_U16.unpack_from(self.view, self._at(offset, 2, "read16"))[0])
 
     def read32(self, offset: int) -> int:
+        """The little-endian 32-bit value at ``offset`` (any alignment)."""
         return int(_U32.unpack_from(self.view, self._at(offset, 4, "read32"))[0])
 
     def read64(self, offset: int) -> int:
+        """The little-endian 64-bit value at ``offset`` (any alignment)."""
         return int(_U64.unpack_from(self.view, self._at(offset, 8, "read64"))[0])
 
     def write8(self, offset: int, value: int) -> None:
+        """Store the byte ``value`` at ``offset``."""
         self._store(_U8, offset, value, "write8")
 
     def write16(self, offset: int, value: int) -> None:
+        """Store ``value`` (it must fit 16 bits) little-endian at ``offset``."""
         self._store(_U16, offset, value, "write16")
 
     def write32(self, offset: int, value: int) -> None:
+        """Store ``value`` (it must fit 32 bits) little-endian at ``offset``."""
         self._store(_U32, offset, value, "write32")
 
     def write64(self, offset: int, value: int) -> None:
+        """Store ``value`` (it must fit 64 bits) little-endian at ``offset``."""
         self._store(_U64, offset, value, "write64")
 
     def _store(self, fmt: struct.Struct, offset: int, value: int, op: str) -> None:
@@ -380,6 +404,8 @@ class DmaBuffer:
         fmt.pack_into(self.view, at, value)
 
     def close(self) -> None:
+        """Unmap the buffer from the IOMMU and free its IOVAs; memory it made is
+        unmapped from the process too.  Safe to call twice."""
         if self._mm is None:
             return
         try:
@@ -405,7 +431,9 @@ class DmaBuffer:
 class DmaSpace:
     """The buffers mapped into one IOMMU address space, and its allocator."""
 
+    #: What maps the buffers: the device's :attr:`~pyvfio.Device.iommu`.
     backend: IommuBackend
+    #: Where their IOVAs come from: the backend's usable ranges.
     allocator: IovaAllocator
 
     def __init__(self, backend: IommuBackend) -> None:
@@ -466,9 +494,11 @@ class DmaSpace:
 
     @property
     def buffers(self) -> list[DmaBuffer]:
+        """The buffers mapped now, oldest first."""
         return list(self._buffers)
 
     def close(self) -> None:
+        """Close every buffer; no new one can be made after."""
         self._closed = True
         for buf in list(self._buffers):
             buf.close()

@@ -14,7 +14,13 @@ import os
 
 
 class VfioError(Exception):
-    """Base class of every pyvfio error."""
+    """Base class of every pyvfio error.
+
+    ``str(error)`` is the whole sentence, each part where known:
+    ``DEVICE: OPERATION: MESSAGE (ERRNO-NAME: strerror); HINT``.  ``message``
+    is a str; ``device``, ``operation`` and ``hint`` strs or None, ``errno``
+    an int or None.
+    """
 
     def __init__(
         self,
@@ -29,10 +35,15 @@ class VfioError(Exception):
         # confusing error from __str__, in the middle of reporting another one.
         _check_error_args(message, device=device, operation=operation, errno=errno, hint=hint)
         super().__init__(message)
+        #: What went wrong, without the rest (``str(error)`` has it all).
         self.message = message
+        #: The device (a BDF) or node (a path) concerned, or None.
         self.device = device
+        #: What was being done: an ioctl's name, ``bind``, ``map BAR2`` ..., or None.
         self.operation = operation
+        #: The errno the kernel answered, or None when pyvfio refused the call itself.
         self.errno = errno
+        #: What to do next, or None.
         self.hint = hint
 
     def __str__(self) -> str:
@@ -106,6 +117,7 @@ class VmArgumentError(VmError, InvalidArgumentError):
                 f"parameter must be a str, not {parameter!r}", operation="VmArgumentError()"
             )
         super().__init__(message, operation=f"vm run: {parameter}", hint=hint)
+        #: The refused :class:`~pyvfio.vm.VmOptions` field (``memory``, ``kernel`` ...).
         self.parameter = parameter
 
 

@@ -82,7 +82,9 @@ class Group:
             operation=operation,
             allow_none=True,
         )
+        #: The IOMMU group's number.
         self.number = number
+        #: Its node, ``/dev/vfio/NUMBER``.
         self.path = f"/dev/vfio/{number}"
         self._sysfs = sysfs or Sysfs()
         try:
@@ -121,6 +123,7 @@ class Group:
 
     @property
     def fd(self) -> int:
+        """The group's fd; ClosedError once closed."""
         if self._fd < 0:
             raise ClosedError("group is closed", device=self.path, operation="use")
         return self._fd
@@ -147,6 +150,7 @@ class Group:
         )
 
     def close(self) -> None:
+        """Close the group (the kernel detaches it from its container); safe twice."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -39,6 +39,7 @@ class Ioas:
 
     def __init__(self, path: str = IOMMUFD_PATH) -> None:
         path = _check.path(path, "path", device=None, operation="open iommufd")
+        #: The iommufd node it opened.
         self.path = path
         # Missing: the kernel lacks iommufd.  Present but refused: the
         # permission hint open_node gives.
@@ -56,16 +57,19 @@ class Ioas:
         except BaseException:
             os.close(self._fd)
             raise
+        #: The IOAS's object ID in the iommufd.
         self.ioas_id = int(alloc.out_ioas_id)
 
     @property
     def fd(self) -> int:
+        """The iommufd's fd; ClosedError once closed."""
         if self._fd < 0:
             raise ClosedError("iommufd is closed", device=self.path, operation="use")
         return self._fd
 
     @property
     def name(self) -> str:
+        """What errors call it: ``/dev/iommu IOAS N``."""
         return f"{self.path} IOAS {self.ioas_id}"
 
     # -- devices ---------------------------------------------------------

@@ -24,10 +24,23 @@ log = logging.getLogger(__name__)
 
 
 class IrqIndex(enum.IntEnum):
+    """The IRQ indexes of a VFIO PCI device, as :meth:`Device.enable_irq()
+    <pyvfio.Device.enable_irq>` and :meth:`~pyvfio.Device.irq_info` take them
+    (a plain int works too)."""
+
+    #: The legacy pin interrupt: one vector, level-triggered; vfio-pci masks
+    #: it when it fires, :meth:`Interrupts.unmask` after handling it.
     INTX = uapi.VFIO_PCI_INTX_IRQ_INDEX
+    #: Message-signalled interrupts: up to 32 vectors.
     MSI = uapi.VFIO_PCI_MSI_IRQ_INDEX
+    #: MSI-X: up to 2048 vectors, each with its own table entry.
     MSIX = uapi.VFIO_PCI_MSIX_IRQ_INDEX
+    #: The error interrupt: signalled when the kernel's PCI error recovery
+    #: (AER) reports an error on the device.
     ERR = uapi.VFIO_PCI_ERR_IRQ_INDEX
+    #: The request interrupt: the kernel asks for the device back (an unbind).
+    #: pyvfio answers it itself (:meth:`Device.on_release_request()
+    #: <pyvfio.Device.on_release_request>`).
     REQ = uapi.VFIO_PCI_REQ_IRQ_INDEX
 
     def __str__(self) -> str:  # the name: IntEnum would print the number
@@ -35,13 +48,21 @@ class IrqIndex(enum.IntEnum):
 
 
 class IrqFlags(enum.IntFlag):
+    """What VFIO_DEVICE_GET_IRQ_INFO says of an IRQ index (:attr:`IrqInfo.flags`)."""
+
+    #: It can signal an eventfd (what :class:`Interrupts` uses).
     EVENTFD = uapi.VFIO_IRQ_INFO_EVENTFD
+    #: VFIO can mask and unmask it (INTx only on vfio-pci).
     MASKABLE = uapi.VFIO_IRQ_INFO_MASKABLE
+    #: The kernel masks it when it fires (INTx): unmask after handling.
     AUTOMASKED = uapi.VFIO_IRQ_INFO_AUTOMASKED
+    #: Its vectors cannot be added to while enabled: to change the count,
+    #: disable it and enable it again (MSI-X has no such limit since Linux 6.5).
     NORESIZE = uapi.VFIO_IRQ_INFO_NORESIZE
 
 
 def irq_name(index: int) -> str:
+    """The IrqIndex name of ``index``, else ``irqN``."""
     try:
         return IrqIndex(index).name
     except ValueError:
@@ -50,16 +71,24 @@ def irq_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class IrqInfo(CheckedRecord):
+    """What the kernel says of one IRQ index (:meth:`Device.irq_info()
+    <pyvfio.Device.irq_info>`)."""
+
+    #: The IRQ index (:class:`IrqIndex` names the PCI ones).
     index: int
+    #: Its :class:`IrqFlags`.
     flags: IrqFlags
-    count: int  # 0: the device has no such interrupt
+    #: How many vectors it has; 0: the device has no such interrupt.
+    count: int
 
     @property
     def name(self) -> str:
+        """``INTX``, ``MSI``, ``MSIX``, ``ERR``, ``REQ``, else ``irqN``."""
         return irq_name(self.index)
 
     @property
     def supported(self) -> bool:
+        """Whether the device has this interrupt (a count above 0)."""
         return self.count > 0
 
 
@@ -142,7 +171,9 @@ class Interrupts:
             high=info.count,
         )
         self._device = device
+        #: The IRQ index's :class:`IrqInfo`.
         self.info = info
+        #: The vectors' eventfds, vector 0 first (non-blocking; empty once closed).
         self.eventfds: list[int] = []
         try:
             for _ in range(count):
@@ -173,6 +204,7 @@ class Interrupts:
 
     @property
     def count(self) -> int:
+        """How many vectors are enabled (0 once closed)."""
         return len(self.eventfds)
 
     def _vector(self, vector: int, operation: str) -> int:

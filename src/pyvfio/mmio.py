@@ -215,6 +215,8 @@ if TYPE_CHECKING:
     # Both backends have the same methods; type against the C one's stub.
     from ._mmio import Window as _Window
 
+    #: Which register access is in use: ``"c"``, the C helper ``pyvfio._mmio``,
+    #: or ``"python"``, the fallback when it could not be built (no fence).
     BACKEND: str
 else:
     try:
@@ -257,7 +259,9 @@ class Mapping(_Window):
     Errors are OutOfRangeError, ClosedError and ArgumentTypeError.
     """
 
-    cookie: Cookie | None  # what it was mapped through, if an attribute was asked for
+    #: The cookie it was mapped through, if an attribute was asked for; None
+    #: for a plain mapping.
+    cookie: Cookie | None
 
     def __init__(
         self, mm: mmap.mmap, name: str, region_offset: int = 0, cookie: Cookie | None = None
@@ -283,7 +287,9 @@ class Mapping(_Window):
         _warn_fallback_once()
         super().__init__(mm, name)
         self._mm: mmap.mmap | None = mm
+        #: What errors call the mapping: the device, region, offset and attribute.
         self.name = name
+        #: Where the mapping starts in its region (offset 0 of the accessors).
         self.region_offset = region_offset
         self.cookie = cookie
 
@@ -303,6 +309,7 @@ class Mapping(_Window):
 
     @property
     def closed(self) -> bool:
+        """Whether the mapping is unmapped (closed)."""
         return self._mm is None
 
     def close(self) -> None:

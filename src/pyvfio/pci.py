@@ -95,21 +95,28 @@ def normalize_bdf(bdf: str) -> str:
 class Bar(CheckedRecord):
     """One base address register as the kernel assigned it."""
 
+    #: The BAR's number, 0-5 (6: the expansion ROM, :meth:`Sysfs.rom`).
     index: int
+    #: Its physical (bus) address.
     start: int
+    #: Its size in bytes.
     size: int
+    #: The kernel's IORESOURCE_* bits, from sysfs ``resource``.
     flags: int
 
     @property
     def is_io(self) -> bool:
+        """Whether it is an I/O port BAR (else memory)."""
         return bool(self.flags & _IORESOURCE_IO)
 
     @property
     def prefetchable(self) -> bool:
+        """Whether it is marked prefetchable."""
         return bool(self.flags & _IORESOURCE_PREFETCH)
 
     @property
     def is_64bit(self) -> bool:
+        """Whether it is a 64-bit memory BAR."""
         return bool(self.flags & _IORESOURCE_MEM_64)
 
 
@@ -117,13 +124,21 @@ class Bar(CheckedRecord):
 class PciDevice(CheckedRecord):
     """A snapshot of one PCI function's sysfs attributes."""
 
+    #: Its address, ``DDDD:BB:DD.F``.
     bdf: str
+    #: The vendor ID.
     vendor: int
+    #: The device ID.
     device: int
+    #: Class, subclass and prog-if, as one int (``0x010802``: an NVMe controller).
     class_code: int
+    #: The driver bound to it, or None.
     driver: str | None
+    #: The driver its next probe is steered to (sysfs ``driver_override``), or None.
     driver_override: str | None
+    #: Its IOMMU group's number, or None without an IOMMU.
     iommu_group: int | None
+    #: Its memory and I/O BARs, those the kernel assigned, by index.
     bars: tuple[Bar, ...]
 
     @property
@@ -181,6 +196,7 @@ class Sysfs:
     """
 
     def __init__(self, root: Path | str = SYSFS_PCI) -> None:
+        #: The PCI bus directory it reads, ``/sys/bus/pci`` by default.
         self.root = Path(_check.path(root, "root", device=None, operation="Sysfs()"))
 
     def _dev(self, bdf: str) -> Path:
@@ -202,6 +218,7 @@ class Sysfs:
         return found[0].parent.name if found else None
 
     def addresses(self) -> list[str]:
+        """The addresses of every PCI function, sorted."""
         try:
             return sorted(p.name for p in (self.root / "devices").iterdir())
         except FileNotFoundError:
@@ -212,6 +229,8 @@ class Sysfs:
             ) from None
 
     def device(self, bdf: str) -> PciDevice:
+        """A snapshot of the device now: IDs, class, driver, IOMMU group, BARs.
+        DeviceNotFoundError if there is no such device."""
         path = self._dev(bdf)
         driver_link = path / "driver"
         group_link = path / "iommu_group"
@@ -271,6 +290,7 @@ class Sysfs:
         return Bar(index=PCI_ROM_RESOURCE, start=start, size=end - start + 1, flags=flags)
 
     def devices(self) -> list[PciDevice]:
+        """A snapshot of every PCI function, in address order."""
         return [self.device(bdf) for bdf in self.addresses()]
 
     def find(self, vendor: int, device: int) -> list[PciDevice]:

@@ -34,34 +34,49 @@ REGION_NAMES = {
 
 @dataclass(frozen=True)
 class RegionInfo(CheckedRecord):
+    """What the kernel says of a region (VFIO_DEVICE_GET_REGION_INFO):
+    :attr:`Region.info`.  A region the device lacks has size 0 and no flags."""
+
+    #: The region's index (0-5 the BARs, 6 ROM, 7 config, 8 VGA, then device-specific).
     index: int
+    #: VFIO_REGION_INFO_FLAG_* bits (READ, WRITE, MMAP, CAPS: pyvfio.uapi).
     flags: int
+    #: Its size in bytes.
     size: int
-    offset: int  # where the region starts in the device fd
+    #: Where the region starts in the device fd (what pread and mmap are given).
+    offset: int
+    #: Its capabilities, decoded: SparseMmapCap, TypeCap, MsixMappableCap, UnknownCap.
     caps: tuple[RegionCap, ...]
 
     @property
     def name(self) -> str:
+        """``BAR0`` to ``BAR5``, ``ROM``, ``config``, ``VGA``, else ``regionN``."""
         return REGION_NAMES.get(self.index, f"region{self.index}")
 
     @property
     def readable(self) -> bool:
+        """Whether the region may be read (the READ flag)."""
         return bool(self.flags & uapi.VFIO_REGION_INFO_FLAG_READ)
 
     @property
     def writable(self) -> bool:
+        """Whether the region may be written (the WRITE flag)."""
         return bool(self.flags & uapi.VFIO_REGION_INFO_FLAG_WRITE)
 
     @property
     def mappable(self) -> bool:
+        """Whether some of the region may be mmapped (the MMAP flag);
+        :attr:`mmap_areas` says which parts."""
         return bool(self.flags & uapi.VFIO_REGION_INFO_FLAG_MMAP)
 
     @property
     def msix_mappable(self) -> bool:
+        """Whether the MSI-X table in this BAR may be mmapped too (an MsixMappableCap)."""
         return any(isinstance(c, MsixMappableCap) for c in self.caps)
 
     @property
     def type(self) -> TypeCap | None:
+        """A device-specific region's type and subtype, or None."""
         return next((c for c in self.caps if isinstance(c, TypeCap)), None)
 
     @property
@@ -119,12 +134,15 @@ class Region:
         device = check_device(device, "region")
         index = device._region_index(index, "region")
         self._device = device
+        #: The region's index.
         self.index = index
+        #: What the kernel says of it (a :class:`RegionInfo`), read once at creation.
         self.info = query_region_info(device.fd, index, device.bdf)
         self._mappings: list[Mapping] = []
 
     @property
     def size(self) -> int:
+        """The region's size in bytes (0: the device has no such region)."""
         return self.info.size
 
     def _where(self, operation: str) -> str:

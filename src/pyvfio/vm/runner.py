@@ -38,9 +38,16 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # PCI IDs of the emulated devices, for finding them in the guest: addresses
 # shift with vng's options, IDs do not.
+#: (vendor, device) of QEMU's ``edu`` teaching device: BAR0 1 MiB of
+#: registers, DMA, MSI.
 EDU_ID = (0x1234, 0x11E8)
-E1000E_ID = (0x8086, 0x10D3)  # `--nics`: the DPDK tests' NICs
+#: (vendor, device) of the e1000e NICs ``--nics`` adds (the DPDK tests').
+E1000E_ID = (0x8086, 0x10D3)
+#: (vendor, device) of ``ivshmem-plain``: BAR2 is 4 MiB of RAM, 64-bit prefetchable.
 IVSHMEM_ID = (0x1AF4, 0x1110)
+#: (vendor, device) of QEMU's ``nvme`` controller: BAR0 registers and the
+#: MSI-X table, BAR2 a 16 MiB controller memory buffer; the guest's nvme
+#: driver has it, with a 16 MiB disk.
 NVME_ID = (0x1B36, 0x0010)
 
 IVSHMEM_SIZE = "4M"
@@ -195,18 +202,28 @@ class VmOptions:
     """How :func:`run` boots the guest.  :meth:`check` (which :func:`run`
     calls before it starts anything) refuses what cannot work."""
 
-    kernel: Path | None = None  # default: the one linux-image-amd64 points at
-    memory: str = "1G"  # N with K, M, G or T (no suffix: MiB); 128M to the host's RAM
-    cpus: int = 2  # 1 to the host's CPU count
-    kvm: bool = False  # /dev/kvm may exist without working; TCG is the safe default
-    timeout: float = 3600.0  # seconds, > 0: the hard cap, output or not
-    silence: float = 300.0  # seconds, > 0: killed as stuck after that long without output
-    verbose: bool = False  # show the guest console (boot messages, panics)
+    #: The kernel image to boot; None: the host's own series, from the cache.
+    kernel: Path | None = None
+    #: The guest's RAM: N with K, M, G or T (no suffix: MiB); 128M to the host's RAM.
+    memory: str = "1G"
+    #: Virtual CPUs: 1 to the host's CPU count.
+    cpus: int = 2
+    #: Use KVM; /dev/kvm may exist without working, so TCG is the default.
+    kvm: bool = False
+    #: Seconds the whole run may take (> 0), output or not; then the guest is killed.
+    timeout: float = 3600.0
+    #: Seconds (> 0) without a byte of output after which the guest is killed as stuck.
+    silence: float = 300.0
+    #: Show the guest console (boot messages, panics).
+    verbose: bool = False
+    #: Kernel command-line parameters added (``nopat``, ``hugepages=1`` ...).
     append: tuple[str, ...] = ()
-    # e1000e NICs for the client tests (DPDK); added last, so the other
-    # devices keep their addresses
-    nics: int = 0  # 0 to MAX_NICS
-    rwdirs: tuple[Path, ...] = ()  # host directories the guest may write (results)
+    #: e1000e NICs for the client tests (DPDK), 0 to 8; added last, so the
+    #: other devices keep their addresses.
+    nics: int = 0
+    #: Host directories the guest may write (where results go).
+    rwdirs: tuple[Path, ...] = ()
+    #: Environment variables set for the command in the guest.
     env: Mapping[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -329,13 +346,21 @@ def _check_rwdir(rwdir: object) -> None:
 
 @dataclass(frozen=True)
 class GuestResult:
+    """How a :func:`run` went."""
+
+    #: The command's exit status in the guest.
     returncode: int
+    #: What the run printed: the command's output and errors (with ``verbose``,
+    #: the guest console too).
     output: str
+    #: The guest kernel's log (dmesg) after the command.
     kernel_log: str
+    #: The kernel log's problem lines (:func:`find_problems`).
     problems: tuple[str, ...]
 
     @property
     def ok(self) -> bool:
+        """Whether the command exited 0 and the kernel log is clean."""
         return self.returncode == 0 and not self.problems
 
     def check(self) -> GuestResult:

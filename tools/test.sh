@@ -103,10 +103,15 @@ PYTEST=("$BIN/python" -m pytest -p no:cacheprovider --durations=15)
 # selftests' hugetlb variants (the 1 GiB page must be reserved at boot, and
 # needs a guest of 4 GiB to find an aligned one).
 HUGE=(--memory 4G --append hugepagesz=1G --append hugepages=1)
+# It also adds devices the built-in set lacks (test_added_devices.py): after
+# the NICs, so the other devices keep their addresses.
+ADDED=(--device pci-testdev --large-bar 1G --large-bar 64G)
 clients() {
 	local s=$1
-	boot "clients-$s" "clients-$s" -- --kernel "$s" --nics 2 "${HUGE[@]}" --rwdir build/junit -- \
+	boot "clients-$s" "clients-$s" -- --kernel "$s" --nics 2 "${HUGE[@]}" "${ADDED[@]}" \
+		--rwdir build/junit -- \
 		"${PYTEST[@]}" tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
+		tests/guest/test_added_devices.py \
 		-o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
 }
 
@@ -117,7 +122,8 @@ SAME_ON_BOTH_BACKENDS=(test_bind.py test_cli.py test_errors.py test_harness.py
 # in the guest (unset: the library picks).
 guest() {
 	local s=$1 name=$2 backend=${3:-}
-	local boot=() skip=(--ignore-glob='tests/guest/test_clients_*')
+	local boot=() skip=(--ignore-glob='tests/guest/test_clients_*'
+		--ignore=tests/guest/test_added_devices.py)
 	# The races of test_stress.py run 30 s under lockdep, which reports a lock
 	# order the first time it is taken; on the Debian kernels, which can only
 	# crash or hang, 10 s.
@@ -127,7 +133,7 @@ guest() {
 		# The selftests' iommufd variants and vfio_pci_device_test run only
 		# here; their hugetlb_1gb variants need the page reserved at boot.
 		boot=("${HUGE[@]}")
-		skip=(--ignore=tests/guest/test_clients_dpdk.py)
+		skip=(--ignore=tests/guest/test_clients_dpdk.py --ignore=tests/guest/test_added_devices.py)
 	elif [ "$backend" = legacy ]; then
 		# Files whose kernel paths do not depend on the library's backend
 		# (sysfs binding, the CLI's output, the C client's own legacy

@@ -549,7 +549,12 @@ def cmd_unbind(args: argparse.Namespace) -> int:
 
 
 # `pyvfio vm run` option of each VmOptions field, for its errors.
-VM_RUN_OPTIONS = {"rwdirs": "--rwdir"}
+VM_RUN_OPTIONS = {
+    "rwdirs": "--rwdir",
+    "devices": "--device",
+    "objects": "--object",
+    "large_bars": "--large-bar",
+}
 
 
 def cmd_vm_run(args: argparse.Namespace) -> int:
@@ -576,6 +581,9 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             rwdirs=tuple(Path(d) for d in args.rwdir),
             append=tuple(args.append),
             nics=args.nics,
+            devices=tuple(args.device),
+            objects=tuple(args.object),
+            large_bars=tuple(args.large_bar),
         )
         options.check()
     except VmArgumentError as exc:
@@ -1009,6 +1017,29 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="N",
         # the bound is pyvfio.vm.runner.MAX_NICS (not imported here: see the ruff settings)
         help="add N e1000e NICs on one QEMU hub, at most 8 (the DPDK tests use 2; default 0)",
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="DEV",
+        help="add a PCI device, in QEMU's -device syntax, e.g. pci-testdev (repeatable; "
+        "after the built-in devices, which keep their addresses)",
+    )
+    p.add_argument(
+        "--object",
+        action="append",
+        default=[],
+        metavar="OBJ",
+        help="add a QEMU -object, e.g. a memory backend an added device names (repeatable)",
+    )
+    p.add_argument(
+        "--large-bar",
+        action="append",
+        default=[],
+        metavar="SIZE",
+        help="add an ivshmem-plain device whose BAR2 is SIZE (a power of two, 1M to 1T) "
+        "of a sparse file: no host RAM (repeatable)",
     )
     p.add_argument(
         "--timeout",

@@ -44,6 +44,37 @@ def test_defaults_to_tcg_with_iommu_and_devices(tmp_path: Path) -> None:
         assert needle in opts
 
 
+def test_added_devices_come_after_the_built_in_set(tmp_path: Path) -> None:
+    options = VmOptions(
+        kernel=KERNEL,
+        nics=1,
+        devices=("pci-testdev", "edu,addr=0x10"),
+        objects=("memory-backend-ram,id=m,size=1M",),
+        large_bars=("1G", "64G"),
+    )
+    opts = _qemu_opts(build_command(["true"], options, tmp_path))
+    built_in = opts.index("nvme,serial=")
+    nic = opts.index("e1000e,netdev=")
+    bars = [
+        opts.index(
+            f"memory-backend-file,id=pyvfio-bar0,size={1 << 30},share=on,"
+            f"mem-path={tmp_path}/bar0.img"
+        ),
+        opts.index(
+            f"memory-backend-file,id=pyvfio-bar1,size={64 << 30},share=on,"
+            f"mem-path={tmp_path}/bar1.img"
+        ),
+        opts.index("ivshmem-plain,memdev=pyvfio-bar1"),
+    ]
+    added = [
+        opts.index("-object memory-backend-ram,id=m,size=1M"),
+        opts.index("-device pci-testdev"),
+        opts.index("-device edu,addr=0x10"),
+    ]
+    assert built_in < nic < min(bars) and max(bars) < min(added)
+    assert added == sorted(added)  # in the order given
+
+
 def test_kvm_is_opt_in(tmp_path: Path) -> None:
     argv = build_command(["true"], VmOptions(kernel=KERNEL, kvm=True), tmp_path)
     assert "--disable-kvm" not in argv
@@ -157,6 +188,15 @@ def _refusals(tmp_path: Path) -> list[tuple[dict[str, Any], str, str]]:
         ({"rwdirs": (tmp_path / "a b",)}, "rwdirs", "virtme-ng passes only paths of"),
         ({"env": {"A B": "1"}}, "env", "is no variable name"),
         ({"env": {"A": "\0"}}, "env", "NUL byte"),
+        ({"devices": ("",)}, "devices", "does not start with a QEMU device type"),
+        ({"devices": ("-device edu",)}, "devices", "does not start with a QEMU device type"),
+        ({"devices": ("edu\n",)}, "devices", "NUL or newline"),
+        ({"devices": ("edu",) * 9}, "devices", "9 given; at most 8"),
+        ({"objects": ("memory-backend-ram,size=1M",)}, "objects", "has no id="),
+        ({"large_bars": ("3G",)}, "large_bars", "is not a power of two from 1M to 1T"),
+        ({"large_bars": ("512K",)}, "large_bars", "is not a power of two from 1M to 1T"),
+        ({"large_bars": ("2T",)}, "large_bars", "is not a power of two from 1M to 1T"),
+        ({"large_bars": ("lots",)}, "large_bars", "'lots' is not a size"),
     ]
 
 
@@ -181,6 +221,9 @@ def test_run_refuses_wrong_types(tmp_path: Path) -> None:
         {"memory": 1 << 30},
         {"timeout": "5"},
         {"silence": None},
+        {"devices": "edu"},  # a string is not a tuple of strings
+        {"objects": (1,)},
+        {"large_bars": (1 << 30,)},
         {"nics": 1.0},
         {"kvm": 1},
         {"append": "nopat"},  # a string is not a tuple of strings

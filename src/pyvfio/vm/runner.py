@@ -49,6 +49,8 @@ IVSHMEM_ID = (0x1AF4, 0x1110)
 #: MSI-X table, BAR2 a 16 MiB controller memory buffer; the guest's nvme
 #: driver has it, with a 16 MiB disk.
 NVME_ID = (0x1B36, 0x0010)
+#: (vendor, device) of QEMU's ``pci-testdev``, which ``--device pci-testdev`` adds.
+PCI_TESTDEV_ID = (0x1B36, 0x0005)
 
 IVSHMEM_SIZE = "4M"
 NVME_CMB_MB = 16
@@ -71,8 +73,34 @@ def nic_qemu_opts(count: int) -> list[str]:
     return opts
 
 
-def device_qemu_opts(nvme_image: Path, nics: int = 0) -> list[str]:
-    """QEMU arguments for the machine and the emulated PCI devices."""
+def large_bar_qemu_opts(sizes: Sequence[int], rundir: Path) -> list[str]:
+    """An ivshmem-plain device per size, its BAR2 that many bytes of a sparse
+    file in ``rundir``: QEMU maps the file shared, so a page costs host memory
+    only once the guest touches it, and a 64 GiB BAR costs nothing to boot."""
+    opts: list[str] = []
+    for n, size in enumerate(sizes):
+        backend = f"memory-backend-file,id=pyvfio-bar{n},size={size},share=on"
+        opts += ["-object", f"{backend},mem-path={rundir / f'bar{n}.img'}"]
+        opts += ["-device", f"ivshmem-plain,memdev=pyvfio-bar{n}"]
+    return opts
+
+
+def device_qemu_opts(
+    nvme_image: Path, nics: int = 0, extra: VmOptions | None = None, rundir: Path | None = None
+) -> list[str]:
+    """QEMU arguments for the machine and the emulated PCI devices: the
+    built-in set, then the NICs and ``extra``'s devices (large BARs, then
+    ``--device``), which come last so that the built-in set keeps its
+    addresses and IOMMU groups."""
+    added: list[str] = []
+    if extra is not None:
+        added += large_bar_qemu_opts(
+            [_size(s, "large_bars") for s in extra.large_bars], rundir or Path(".")
+        )
+        for obj in extra.objects:
+            added += ["-object", obj]
+        for dev in extra.devices:
+            added += ["-device", dev]
     return [
         # split irqchip is what intremap needs under KVM; TCG accepts it too
         "-machine",
@@ -90,6 +118,7 @@ def device_qemu_opts(nvme_image: Path, nics: int = 0) -> list[str]:
         "-device",
         f"nvme,serial=pyvfio0,drive=pyvfio-nvme,cmb_size_mb={NVME_CMB_MB}",
         *nic_qemu_opts(nics),
+        *added,
     ]
 
 
@@ -101,6 +130,13 @@ MIN_MEMORY = 128 << 20
 # Each NIC takes a slot on the guest's PCI root bus, which the other devices and
 # every --rwdir (a virtio-9p device each) share; 2 are what the DPDK tests use.
 MAX_NICS = 8
+# --device, --object and --large-bar each: the same slots.
+MAX_EXTRA_DEVICES = 8
+# A large BAR: a power of two (as every BAR), from 1 MiB to 1 TiB; 64 GiB BARs
+# on sparse files were seen to work (docs/testing.md).
+LARGE_BAR_MIN, LARGE_BAR_MAX = 1 << 20, 1 << 40
+# What a -device or -object value starts with: its type, then ",key=value"s.
+_QEMU_TYPE = re.compile(r"[A-Za-z0-9_.-]+")
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)", re.IGNORECASE)
 _UNITS = {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}  # no suffix: MiB, as QEMU's -m
 # What virtme-ng passes on as an --rwdir: it splits its own command line at
@@ -113,10 +149,14 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def memory_bytes(text: str) -> int:
     """The size a ``--memory`` value names: a number with K, M, G or T
     (either case), no suffix meaning MiB as in QEMU's ``-m``; e.g. ``1G``, ``1536M``."""
+    return _size(text, "memory")
+
+
+def _size(text: str, parameter: str) -> int:
     match = _MEMORY.fullmatch(text.strip())
     if match is None:
         raise VmArgumentError(
-            "memory",
+            parameter,
             f"{text!r} is not a size: give a number with K, M, G or T, e.g. 1G or 512M "
             "(no suffix: MiB)",
         )
@@ -125,7 +165,7 @@ def memory_bytes(text: str) -> int:
     shift = _UNITS[unit.upper()]
     size = (int(whole + fraction) << shift) // int(10 ** len(fraction))
     if size % 1024:
-        raise VmArgumentError("memory", f"{text!r} is not a whole number of KiB")
+        raise VmArgumentError(parameter, f"{text!r} is not a whole number of KiB")
     return size
 
 
@@ -221,6 +261,14 @@ class VmOptions:
     #: e1000e NICs for the client tests (DPDK), 0 to 8; added last, so the
     #: other devices keep their addresses.
     nics: int = 0
+    #: Extra PCI devices, each a QEMU ``-device`` value (``"pci-testdev"``,
+    #: ``"edu"``); added after the built-in set, which keeps its addresses.
+    devices: tuple[str, ...] = ()
+    #: QEMU ``-object`` values the extra devices use (``"memory-backend-ram,id=m,size=1M"``).
+    objects: tuple[str, ...] = ()
+    #: Sizes (``"1G"``, ``"64G"``; powers of two, 1M to 1T): an ivshmem-plain
+    #: device each whose BAR2 is a sparse file of that size, costing no host RAM.
+    large_bars: tuple[str, ...] = ()
     #: Host directories the guest may write (where results go).
     rwdirs: tuple[Path, ...] = ()
     #: Environment variables set for the command in the guest.
@@ -251,6 +299,19 @@ class VmOptions:
         _check_type("nics", self.nics, int, "an int")
         if not 0 <= self.nics <= MAX_NICS:
             raise VmArgumentError("nics", f"{self.nics} is not between 0 and {MAX_NICS}")
+        for parameter in ("devices", "objects", "large_bars"):
+            values = getattr(self, parameter)
+            _check_strings(parameter, values, "strings")
+            if len(values) > MAX_EXTRA_DEVICES:
+                raise VmArgumentError(
+                    parameter, f"{len(values)} given; at most {MAX_EXTRA_DEVICES}"
+                )
+            for value in values:
+                _check_type(parameter, value, str, "a tuple of strings")
+                if parameter == "large_bars":
+                    _check_large_bar(value)
+                else:
+                    _check_qemu_value(parameter, value)
         _check_strings("rwdirs", self.rwdirs, "paths")
         for rwdir in self.rwdirs:
             _check_rwdir(rwdir)
@@ -327,6 +388,34 @@ class VmOptions:
             raise VmArgumentError("append", f"{arg!r}: {exc}") from None
 
 
+def _check_qemu_value(parameter: str, value: str) -> None:
+    if "\0" in value or "\n" in value:
+        raise VmArgumentError(parameter, f"{value!r} holds a NUL or newline")
+    kind = value.split(",", 1)[0]
+    if not _QEMU_TYPE.fullmatch(kind) or kind.startswith("-"):
+        what = "device" if parameter == "devices" else "object"
+        raise VmArgumentError(
+            parameter,
+            f"{value!r} does not start with a QEMU {what} type "
+            f"(`qemu-system-x86_64 -{what} help` lists them), e.g. "
+            + (
+                "pci-testdev or edu,addr=0x10"
+                if what == "device"
+                else "memory-backend-ram,id=m,size=1M"
+            ),
+        )
+    if parameter == "objects" and not re.search(r",id=[^,]+", value):
+        raise VmArgumentError(parameter, f"{value!r} has no id=, which its device names")
+
+
+def _check_large_bar(value: str) -> None:
+    size = _size(value, "large_bars")
+    if not LARGE_BAR_MIN <= size <= LARGE_BAR_MAX or size & (size - 1):
+        raise VmArgumentError(
+            "large_bars", f"{value!r} is not a power of two from 1M to 1T (a BAR's size)"
+        )
+
+
 def _check_rwdir(rwdir: object) -> None:
     _check_type("rwdirs", rwdir, (str, os.PathLike), "a tuple of paths")
     assert isinstance(rwdir, (str, os.PathLike))
@@ -382,6 +471,8 @@ export PYVFIO_GUEST=1 PYTHONDONTWRITEBYTECODE=1
 # The command may write here what it is running (a test's name): a guest
 # killed as stuck is reported with it.
 export PYVFIO_VM_RUNNING={rundir}/running
+# The run's directory, shared with the host: --large-bar N's file is barN.img.
+export PYVFIO_VM_RUNDIR={rundir}
 {exports}
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
 cd {cwd} || exit 125
@@ -418,7 +509,9 @@ def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> l
     """The vng command line for running ``command`` in a fresh guest."""
     kernel = options.kernel or default_kernel()
     nvme_image = rundir / "nvme.img"
-    qemu_opts = device_qemu_opts(nvme_image, options.nics) + ([] if options.kvm else _TCG_OPTS)
+    qemu_opts = device_qemu_opts(nvme_image, options.nics, options, rundir) + (
+        [] if options.kvm else _TCG_OPTS
+    )
     argv = [
         "--run",
         str(kernel),

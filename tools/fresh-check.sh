@@ -16,6 +16,8 @@
 #
 # Slow (tens of minutes per release) and not part of `make test`.  Needs root.
 # Usage: tools/fresh-check.sh [bookworm|trixie ...]   (FRESH_DIR=/var/lib/pyvfio-fresh)
+# FRESH_COMMANDS="make demo" runs only those (;-separated) instead of both.
+# Each line shown is stamped with the seconds since its command started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -118,12 +120,14 @@ for release in "${releases[@]}"; do
 		ca-certificates >>"$log" 2>&1
 	git clone -q --no-local "$repo" "$root/root/pyvfio"
 	echo "    $(git -C "$root/root/pyvfio" log --oneline -1)"
-	for cmd in "make demo" "make test"; do
+	IFS=';' read -ra commands <<<"${FRESH_COMMANDS:-make demo;make test}"
+	for cmd in "${commands[@]}"; do
 		echo "=== fresh-check $release: $cmd"
 		t0=$SECONDS
 		set +e
 		in_root "$root" CI=true sh -c "cd /root/pyvfio && $cmd" 2>&1 | tee -a "$log" |
-			grep -E '^(pyvfio: |  [0-9a-z.]+: [0-9]+ passed|summary:|setup: ok|== |BAR2|CMB pages|memory type|vfio_pci_cookie does not|the write-combining|make: \*\*\*)'
+			grep --line-buffered -E '^(pyvfio: |  [0-9a-z.]+: [0-9]+ passed|summary:|setup|7.3-debug: |== |BAR2|CMB pages|memory type|vfio_pci_cookie does not|the write-combining|make: \*\*\*)' |
+			while IFS= read -r line; do printf '    [%4d s] %s\n' $((SECONDS - t0)) "$line"; done
 		rc=${PIPESTATUS[0]}
 		set -e
 		echo "    $cmd: exit $rc after $((SECONDS - t0)) s"

@@ -131,6 +131,15 @@ def _fuzz_mmap(rng: random.Random, dev: Device, cookies: list[int]) -> None:
 
 
 STRESS_SECONDS = float(os.environ.get("PYVFIO_STRESS_SECONDS", "30"))
+# The least work that counts as a race run, per second of it: a third of
+# what 6.1 under TCG does (30 s: 50 map cycles and decode toggles, 5 resets).
+_PER_SECOND = {"cycles": 50 / 30, "toggles": 50 / 30, "resets": 5 / 30, "steps": 10 / 30}
+
+
+def _assert_enough(**done: int) -> None:
+    """Each count above its least for this run's length: the races really ran."""
+    short = {k: n for k, n in done.items() if n <= _PER_SECOND[k.split("_")[0]] * STRESS_SECONDS}
+    assert not short, f"too little done in {STRESS_SECONDS:g} s: {short}"
 
 
 def _worker(dev: Device, seed: int, deadline: float, counter: Path, resets: Path) -> None:
@@ -245,7 +254,7 @@ def test_concurrent_cookies_against_reset_and_decode_toggling(
         f"stress: {cycles} map cycles, {toggles} decode toggles, {resets} resets, "
         f"{sigbus} workers killed by SIGBUS"
     )
-    assert cycles > 50 and toggles > 50 and resets > 5
+    _assert_enough(cycles=cycles, toggles=toggles, resets=resets)
     assert pat_types(base, base + (16 << 20)) == []  # nothing leaked
     sysfs.unbind(wc_nvme)
     kmod.unload()  # no reference left behind
@@ -399,7 +408,7 @@ def test_threads_of_one_process_against_reset_decode_and_low_power(
         steps |= {"table": stress.table_churn, "disrupt": stress.disrupt}
         progress = _run_watched(steps, deadline)
         print(f"stress (threads): {progress} {stress.counts}")
-        assert all(count > 10 for count in progress.values()), progress
+        _assert_enough(**{f"steps_{name}": count for name, count in progress.items()})
         assert all(stress.counts.values()), stress.counts
     assert pat_types(base, base + (16 << 20)) == []  # nothing left after close
     sysfs.unbind(wc_nvme)

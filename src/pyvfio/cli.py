@@ -1129,15 +1129,15 @@ _STOPPED_BY = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Only the main thread may set handlers; a caller's own handler is kept.
-    caught = [
-        sig
-        for sig in _STOPPED_BY
-        if threading.current_thread() is threading.main_thread()
-        and signal.getsignal(sig) == signal.SIG_DFL
-    ]
-    for sig in caught:
-        signal.signal(sig, _raise_stopped)
+    caught: list[signal.Signals] = []
     try:
+        for sig in _STOPPED_BY:
+            if (
+                threading.current_thread() is threading.main_thread()
+                and signal.getsignal(sig) == signal.SIG_DFL
+            ):
+                signal.signal(sig, _raise_stopped)
+                caught.append(sig)
         return int(args.func(args))
     except VfioError as exc:
         print(f"pyvfio: error: {exc}", file=sys.stderr)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import codecs
 import compileall
+import contextlib
+import fcntl
 import math
 import os
 import re
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -604,10 +606,10 @@ def run(
     sweep_stale_rundirs()
     with tempfile.TemporaryDirectory(prefix=RUNDIR_PREFIX) as tmp:
         rundir = Path(tmp)
-        (rundir / RUNNER_FILE).write_text(_process_identity(os.getpid()) or "")
-        _write_guest_script(command, options, rundir)
-        argv = [vng, *build_command(command, options, rundir)]
-        output = _run_streaming(argv, env, options, echo, rundir / "running")
+        with _held_as_live(rundir):
+            _write_guest_script(command, options, rundir)
+            argv = [vng, *build_command(command, options, rundir)]
+            output = _run_streaming(argv, env, options, echo, rundir / "running")
         status_file = rundir / "status"
         if not status_file.exists() and "/virtme/" in output and "Traceback" in output:
             raise VmError(
@@ -643,45 +645,56 @@ def _died_summary(output: str) -> str:
 
 
 RUNDIR_PREFIX = "pyvfio-vm-"
-RUNNER_FILE = "runner"  # in a run's directory: the identity of the process that made it
+# In a run's directory: locked (flock) by the runner while the run lasts.
+# The kernel lets go of the lock when the runner dies, however it dies, and
+# it means the same in every PID namespace that shares the directory.
+RUNNER_FILE = "runner"
 _UNNAMED_RUNDIR_SECONDS = 24 * 3600
 
 
-def _process_identity(pid: int) -> str | None:
-    """``pid`` and its start time: a pid the system gave again is another process."""
+@contextlib.contextmanager
+def _held_as_live(rundir: Path) -> Iterator[None]:
+    fd = os.open(rundir / RUNNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_live(runner_file: Path) -> bool:
+    try:
+        fd = os.open(runner_file, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None
-    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def sweep_stale_rundirs(tmp: Path | None = None) -> list[Path]:
     """Remove what runs killed with SIGKILL left in the temporary directory:
-    run directories of this user whose runner is gone (their guest died with
-    it).  A directory that names no runner is being made, or is an older
+    run directories of this user that no runner holds (their guest died with
+    it).  A directory without a runner file is being made, or is an older
     pyvfio's, whose run may still go on: left alone for a day.  Returns what
     was removed."""
     removed = []
     for rundir in Path(tmp or tempfile.gettempdir()).glob(RUNDIR_PREFIX + "*"):
+        runner_file = rundir / RUNNER_FILE
         try:
-            if rundir.stat().st_uid != os.geteuid() or not rundir.is_dir():
+            if rundir.is_symlink() or rundir.stat().st_uid != os.geteuid():
                 continue
-            owner = (rundir / RUNNER_FILE).read_text().strip()
-        except FileNotFoundError:
-            owner = ""
+            if runner_file.exists():
+                if _is_live(runner_file):
+                    continue
+            elif time.time() - rundir.stat().st_mtime < _UNNAMED_RUNDIR_SECONDS:
+                continue
         except OSError:
             continue
-        if owner:
-            pid = owner.split()[0]
-            if pid.isdigit() and _process_identity(int(pid)) == owner:
-                continue
-        else:
-            try:
-                if time.time() - rundir.stat().st_mtime < _UNNAMED_RUNDIR_SECONDS:
-                    continue
-            except OSError:
-                continue
         shutil.rmtree(rundir, ignore_errors=True)
         removed.append(rundir)
     return removed
@@ -702,6 +715,7 @@ if os.getppid() != int(sys.argv[1]):  # the runner died before the prctl
     stop(0, None)
 pid = os.fork()
 if pid == 0:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; vng and QEMU must not
     os.execvp(sys.argv[2], sys.argv[2:])
 _, status = os.waitpid(pid, 0)
 code = os.waitstatus_to_exitcode(status)
@@ -731,6 +745,40 @@ class _SignalsHeld:
             signal.signal(sig, handler)
         for signum in self._pending:
             signal.raise_signal(signum)
+
+
+class _Output:
+    """What the guest prints: kept, echoed, and when it last came."""
+
+    def __init__(self, echo: TextIO | None) -> None:
+        self._chunks: list[str] = []
+        self._echo = echo
+        self.last = time.monotonic()
+        self.echoing = False  # blocked on a paused terminal is not a silent guest
+
+    def text(self) -> str:
+        return "".join(self._chunks)
+
+    def pump(self, fd: int) -> None:
+        # Bytes as they come, not lines: pytest's dots are progress too.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            raw = os.read(fd, 65536)
+            text = decoder.decode(raw, final=not raw)
+            self.last = time.monotonic()
+            self._chunks.append(text)
+            if self._echo is not None and text:
+                self.echoing = True
+                try:
+                    self._echo.write(text)
+                    self._echo.flush()
+                except (OSError, ValueError):  # `| head` left: keep draining the guest
+                    self._echo = None
+                finally:
+                    self.echoing = False
+                    self.last = time.monotonic()
+            if not raw:
+                return
 
 
 def _was_running(running_file: Path) -> str:
@@ -763,22 +811,17 @@ def _run_streaming(
     except BaseException:
         held.release()
         raise
-    chunks: list[str] = []
-    last_output = [time.monotonic()]
+    output = _Output(echo)
 
-    def pump() -> None:
-        # Bytes as they come, not lines: pytest's dots are progress too.
-        assert proc.stdout is not None
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while raw := os.read(proc.stdout.fileno(), 65536):
-            last_output[0] = time.monotonic()
-            text = decoder.decode(raw)
-            chunks.append(text)
-            if echo is not None:
-                echo.write(text)
-                echo.flush()
+    def stop_all() -> None:
+        # The whole group: vng may leave children (virtiofsd) holding the pipe.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
 
-    reader = threading.Thread(target=pump, daemon=True)
+    assert proc.stdout is not None
+    reader = threading.Thread(target=output.pump, args=(proc.stdout.fileno(),), daemon=True)
     try:  # from here on a signal (SIGTERM, Ctrl-C, SIGHUP) stops the guest
         held.release()
         reader.start()
@@ -787,31 +830,27 @@ def _run_streaming(
             now = time.monotonic()
             if now - start >= options.timeout:
                 why = f"did not finish within {options.timeout:g} s"
-            elif now - last_output[0] >= options.silence:
+            elif not output.echoing and now - output.last >= options.silence:
                 why = f"printed nothing for {options.silence:g} s"
             else:
-                left = min(start + options.timeout, last_output[0] + options.silence) - now
+                left = min(start + options.timeout, output.last + options.silence) - now
                 try:
                     proc.wait(timeout=min(max(left, 0.01), 1.0))
                     break
                 except subprocess.TimeoutExpired:
                     continue
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            reader.join(5)
+            stop_all()
             # The last lines say what was running: a log holding only this error
             # (CI prints the end of each boot's log) must name it.
             raise VmError(
                 f"the guest {why}; killed{_was_running(running_file)}; its last output:\n"
-                + _died_summary("".join(chunks)),
+                + _died_summary(output.text()),
                 operation="vm run",
                 hint="raise --timeout (the cap) or --silence (a step that prints nothing "
                 "for long), or rerun with --verbose",
             )
     except BaseException:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_all()
         raise
-    reader.join()
-    return "".join(chunks)
+    stop_all()
+    return output.text()

@@ -56,6 +56,7 @@ PCI_TESTDEV_ID = (0x1B36, 0x0005)
 
 IVSHMEM_SIZE = "4M"
 NVME_CMB_MB = 16
+NVME_IMAGE = "nvme.img"  # in the run's directory, made by _write_guest_script
 NVME_IMAGE_BYTES = 16 << 20
 
 
@@ -87,22 +88,16 @@ def large_bar_qemu_opts(sizes: Sequence[int], rundir: Path) -> list[str]:
     return opts
 
 
-def device_qemu_opts(
-    nvme_image: Path, nics: int = 0, extra: VmOptions | None = None, rundir: Path | None = None
-) -> list[str]:
+def device_qemu_opts(options: VmOptions, rundir: Path) -> list[str]:
     """QEMU arguments for the machine and the emulated PCI devices: the
-    built-in set, then the NICs and ``extra``'s devices (large BARs, then
-    ``--device``), which come last so that the built-in set keeps its
-    addresses and IOMMU groups."""
-    added: list[str] = []
-    if extra is not None:
-        added += large_bar_qemu_opts(
-            [_size(s, "large_bars") for s in extra.large_bars], rundir or Path(".")
-        )
-        for obj in extra.objects:
-            added += ["-object", obj]
-        for dev in extra.devices:
-            added += ["-device", dev]
+    built-in set (its disk image and any large BAR's file in ``rundir``), then
+    what ``options`` adds: NICs, large BARs, ``objects`` and ``devices``, last so
+    that the built-in set keeps its addresses and IOMMU groups."""
+    added = large_bar_qemu_opts([_size(s, "large_bars") for s in options.large_bars], rundir)
+    for obj in options.objects:
+        added += ["-object", obj]
+    for dev in options.devices:
+        added += ["-device", dev]
     return [
         # split irqchip is what intremap needs under KVM; TCG accepts it too
         "-machine",
@@ -116,10 +111,10 @@ def device_qemu_opts(
         "-device",
         "ivshmem-plain,memdev=pyvfio-ivshmem",
         "-drive",
-        f"file={nvme_image},if=none,id=pyvfio-nvme,format=raw",
+        f"file={rundir / NVME_IMAGE},if=none,id=pyvfio-nvme,format=raw",
         "-device",
         f"nvme,serial=pyvfio0,drive=pyvfio-nvme,cmb_size_mb={NVME_CMB_MB}",
-        *nic_qemu_opts(nics),
+        *nic_qemu_opts(options.nics),
         *added,
     ]
 
@@ -510,10 +505,7 @@ def _find_vng() -> tuple[str, dict[str, str]]:
 def build_command(command: Sequence[str], options: VmOptions, rundir: Path) -> list[str]:
     """The vng command line for running ``command`` in a fresh guest."""
     kernel = options.kernel or default_kernel()
-    nvme_image = rundir / "nvme.img"
-    qemu_opts = device_qemu_opts(nvme_image, options.nics, options, rundir) + (
-        [] if options.kvm else _TCG_OPTS
-    )
+    qemu_opts = device_qemu_opts(options, rundir) + ([] if options.kvm else _TCG_OPTS)
     argv = [
         "--run",
         str(kernel),
@@ -553,7 +545,7 @@ def _write_guest_script(command: Sequence[str], options: VmOptions, rundir: Path
         rundir=shlex.quote(str(rundir)),
     )
     (rundir / "guest.sh").write_text(script)
-    with open(rundir / "nvme.img", "wb") as image:
+    with open(rundir / NVME_IMAGE, "wb") as image:
         image.truncate(NVME_IMAGE_BYTES)
 
 
@@ -781,6 +773,25 @@ class _Output:
                 return
 
 
+def _wait_unless_stuck(
+    proc: subprocess.Popen[bytes], output: _Output, options: VmOptions
+) -> str | None:
+    """Wait for ``proc``; None once it ends, or why it counts as stuck."""
+    start = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - start >= options.timeout:
+            return f"did not finish within {options.timeout:g} s"
+        if not output.echoing and now - output.last >= options.silence:
+            return f"printed nothing for {options.silence:g} s"
+        left = min(start + options.timeout, output.last + options.silence) - now
+        try:
+            proc.wait(timeout=min(max(left, 0.01), 1.0))
+            return None
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _was_running(running_file: Path) -> str:
     """What the command said it was running ($PYVFIO_VM_RUNNING), as words."""
     try:
@@ -812,45 +823,27 @@ def _run_streaming(
         held.release()
         raise
     output = _Output(echo)
-
-    def stop_all() -> None:
-        # The whole group: vng may leave children (virtiofsd) holding the pipe.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        reader.join(5)
-
     assert proc.stdout is not None
     reader = threading.Thread(target=output.pump, args=(proc.stdout.fileno(),), daemon=True)
     try:  # from here on a signal (SIGTERM, Ctrl-C, SIGHUP) stops the guest
         held.release()
         reader.start()
-        start = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now - start >= options.timeout:
-                why = f"did not finish within {options.timeout:g} s"
-            elif not output.echoing and now - output.last >= options.silence:
-                why = f"printed nothing for {options.silence:g} s"
-            else:
-                left = min(start + options.timeout, output.last + options.silence) - now
-                try:
-                    proc.wait(timeout=min(max(left, 0.01), 1.0))
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            stop_all()
-            # The last lines say what was running: a log holding only this error
-            # (CI prints the end of each boot's log) must name it.
-            raise VmError(
-                f"the guest {why}; killed{_was_running(running_file)}; its last output:\n"
-                + _died_summary(output.text()),
-                operation="vm run",
-                hint="raise --timeout (the cap) or --silence (a step that prints nothing "
-                "for long), or rerun with --verbose",
-            )
-    except BaseException:
-        stop_all()
-        raise
-    stop_all()
+        why = _wait_unless_stuck(proc, output, options)
+    finally:
+        # The whole group, however the wait ended: vng may leave children
+        # (virtiofsd) holding the pipe.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
+    if why is not None:
+        # The last lines say what was running: a log holding only this error
+        # (CI prints the end of each boot's log) must name it.
+        raise VmError(
+            f"the guest {why}; killed{_was_running(running_file)}; its last output:\n"
+            + _died_summary(output.text()),
+            operation="vm run",
+            hint="raise --timeout (the cap) or --silence (a step that prints nothing "
+            "for long), or rerun with --verbose",
+        )
     return output.text()

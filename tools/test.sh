@@ -57,17 +57,34 @@ trap 'stop 129' HUP
 trap 'stop 130' INT
 trap 'stop 143' TERM
 
-# Print the log of every boot that ended since the last call.
+# logged NAME CMD...: CMD with its output in build/logs/NAME.log, then its
+# exit status and seconds in NAME.rc, whole or not at all (reap may look
+# while another ends).  Run in the background.
+logged() {
+	local name=$1 start=$SECONDS
+	shift
+	"$@" >"build/logs/$name.log" 2>&1
+	echo "$? $((SECONDS - start))" >"build/logs/$name.rc.tmp"
+	mv "build/logs/$name.rc.tmp" "build/logs/$name.rc"
+}
+
+# show NAME: the log and time of a logged command that ended; a failure counts.
+show() {
+	local name=$1 rc took
+	read -r rc took <"build/logs/$name.rc"
+	echo "=== $name"
+	cat "build/logs/$name.log"
+	echo "=== $name took $took s (exit $rc)"
+	touch "build/logs/$name.shown"
+	[ "$rc" = 0 ] || failed+=("$name")
+}
+
+# Show every boot that ended since the last call.
 reap() {
-	local name rc took
+	local name
 	for name in "${boots[@]}"; do
 		[ -f "build/logs/$name.rc" ] && [ ! -f "build/logs/$name.shown" ] || continue
-		read -r rc took <"build/logs/$name.rc"
-		echo "=== $name"
-		cat "build/logs/$name.log"
-		echo "=== $name took $took s (exit $rc)"
-		touch "build/logs/$name.shown"
-		[ "$rc" = 0 ] || failed+=("$name")
+		show "$name"
 	done
 }
 
@@ -82,13 +99,7 @@ boot() {
 		reap
 	done
 	echo "=== $name: started at $SECONDS s"
-	(
-		start=$SECONDS
-		"$BIN/pyvfio" vm run "$@" >"build/logs/$name.log" 2>&1
-		# Whole or not at all: reap may look while another boot ends.
-		echo "$? $((SECONDS - start))" >"build/logs/$name.rc.tmp"
-		mv "build/logs/$name.rc.tmp" "build/logs/$name.rc"
-	) &
+	logged "$name" "$BIN/pyvfio" vm run "$@" &
 	running=$((running + 1))
 	boots+=("$name")
 	reports+=("$label=build/junit/$name.xml")
@@ -164,11 +175,7 @@ if [ "$clients_only" = 0 ]; then
 	# The host tests, one process, run beside the other host steps, each one
 	# process too: two cores.  Their output follows those steps'.
 	echo "=== host-tests: started at $SECONDS s"
-	(
-		start=$SECONDS
-		"$BIN/pytest" tests/host --junitxml=build/junit/host.xml >build/logs/host-tests.log 2>&1
-		echo "$? $((SECONDS - start))" >build/logs/host-tests.rc
-	) &
+	logged host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml &
 	host_tests=$!
 	step ruff "$BIN/ruff" check src tests examples tools bench docs/api
 	step ruff-format "$BIN/ruff" format --check src tests examples tools bench docs/api
@@ -197,11 +204,7 @@ step kmod "$BIN/pyvfio" vm kmod "${series[@]}" --allow-fail "$KMOD_PENDING"
 if [ -n "$host_tests" ]; then
 	# Before any boot: the guests' test_outside_repo.py uses the venv they make.
 	wait "$host_tests"
-	read -r rc took <build/logs/host-tests.rc
-	echo "=== host-tests"
-	cat build/logs/host-tests.log
-	echo "=== host-tests: $took s (exit $rc), ended at $SECONDS s"
-	[ "$rc" = 0 ] || failed+=(host-tests)
+	show host-tests
 	reports+=(host=build/junit/host.xml)
 fi
 if [ "$clients_only" = 1 ]; then

@@ -142,7 +142,7 @@ def _running(pid: int) -> bool:
     """The process exists and has not ended (a zombie has)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before or during the read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 

@@ -321,16 +321,21 @@ def _hanging_vng(tmp_path: Path) -> tuple[Path, Path]:
     return vng, record
 
 
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc, None once it is reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # reaped before or during the read
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 def _left_behind(record: Path) -> list[str]:
     """What of the stand-in's run still exists: its child, its guest directory."""
     left = []
     child = int((record / "child").read_text())
     for _ in range(100):  # SIGKILL is delivered, but not always at once
-        try:
-            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            break
-        if state == "Z":  # killed, waiting for its reaper
+        if _state(child) in (None, "Z"):  # gone, or killed and waiting for its reaper
             break
         time.sleep(0.05)
     else:
@@ -396,7 +401,7 @@ def test_a_child_left_behind_by_vng_is_stopped_with_it(
     assert time.monotonic() - started < 30  # not the child's 600 s
     child = int((record / "child").read_text())
     for _ in range(100):
-        if not Path(f"/proc/{child}").exists() or " Z " in Path(f"/proc/{child}/stat").read_text():
+        if _state(child) in (None, "Z"):
             break
         time.sleep(0.05)
     else:

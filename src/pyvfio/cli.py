@@ -578,6 +578,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             silence=args.silence,
             verbose=args.verbose,
+            cached_root=not args.uncached_root,
             rwdirs=tuple(Path(d) for d in args.rwdir),
             append=tuple(args.append),
             nics=args.nics,
@@ -1057,6 +1058,12 @@ def _add_vm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "stuck (default 300)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
+    p.add_argument(
+        "--uncached-root",
+        action="store_true",
+        help="show the guest files the host changes during the run (by default the guest "
+        "caches the host's root, and Python starts twice as fast; --rwdir is never cached)",
+    )
     p.add_argument(
         "--rwdir",
         action="append",

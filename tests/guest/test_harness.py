@@ -22,6 +22,19 @@ def test_guest_kernel_is_the_distribution_kernel() -> None:
     assert Path("/sys/kernel/debug/x86/pat_memtype_list").exists()
 
 
+def test_the_guest_caches_the_hosts_root() -> None:
+    # Without a cache every lookup is a 9p round trip: Python starts about
+    # twice as slowly, and so does each boot of this suite.
+    (options,) = [
+        line.split()[3]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1] == "/"
+    ]
+    flags = options.split(",")
+    # 6.1 names the mode; later kernels show its bits (loose is 0xf)
+    assert "loose" in flags or "cache=0xf" in flags, options
+
+
 def test_edu_ident_through_vfio_mmap(edu: str, sysfs: Sysfs, vfio_driver: str) -> None:
     assert sysfs.device(edu).driver == vfio_driver
     assert Path("/dev/vfio", str(sysfs.device(edu).iommu_group)).exists()

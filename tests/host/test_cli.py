@@ -326,6 +326,24 @@ def test_vm_run_refuses_each_bad_argument_in_one_line_before_it_starts_anything(
         ]
 
 
+def test_vm_run_hands_its_options_to_the_runner(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    booted: list[tuple[list[str], runner.VmOptions]] = []
+
+    def boot(command: list[str], options: runner.VmOptions) -> runner.GuestResult:
+        booted.append((command, options))
+        return runner.GuestResult(returncode=3, output="", kernel_log="", problems=())
+
+    monkeypatch.setattr(pyvfio.vm, "run", boot)
+    assert _vm_run(["--", "true"], capsys) == (3, [])
+    assert _vm_run(["--uncached-root", "--silence", "9", "--", "true", "x"], capsys) == (3, [])
+    (_, default), (command, options) = booted
+    assert default.cached_root and default.silence == 300
+    assert command == ["true", "x"]
+    assert not options.cached_root and options.silence == 9
+
+
 def test_vm_run_help_states_the_bounds_it_checks(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["vm", "run", "--help"])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pyvfio.errors import InvalidArgumentError, VmError
-from pyvfio.vm import VmArgumentError, VmOptions, run, runner
+from pyvfio.vm import VmArgumentError, VmOptions, run, runner, virtme_run
 from pyvfio.vm.runner import _died_summary, build_command
 
 KERNEL = Path("/boot/vmlinuz-test")
@@ -79,6 +79,44 @@ def test_kvm_is_opt_in(tmp_path: Path) -> None:
     argv = build_command(["true"], VmOptions(kernel=KERNEL, kvm=True), tmp_path)
     assert "--disable-kvm" not in argv
     assert "thread=single" not in _qemu_opts(argv)
+
+
+def test_the_guest_caches_the_root_unless_told_not_to(tmp_path: Path) -> None:
+    cached = "rootflags=" + virtme_run.CACHED_ROOT_FLAGS
+    argv = build_command(["true"], VmOptions(kernel=KERNEL, append=("rootflags=x",)), tmp_path)
+    # the caller's rootflags come later, and the kernel keeps the last
+    assert argv.index(cached) < argv.index("rootflags=x")
+    argv = build_command(["true"], VmOptions(kernel=KERNEL, cached_root=False), tmp_path)
+    assert not [arg for arg in argv if arg.startswith("rootflags=")]
+
+
+def test_the_initramfs_mounts_the_root_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    mkinitramfs = pytest.importorskip("virtme.mkinitramfs")
+    script = mkinitramfs._MOUNT_ROOT_HOST
+    monkeypatch.setattr(mkinitramfs, "_MOUNT_ROOT_HOST", script)  # restored after
+    assert virtme_run.cache_root_in_initramfs()
+    mount_9p = next(line for line in mkinitramfs._MOUNT_ROOT_HOST.splitlines() if "-t 9p" in line)
+    assert mount_9p == next(line for line in script.splitlines() if "-t 9p" in line).replace(
+        "msize=524288 /dev/root", "msize=524288,cache=loose /dev/root"
+    )
+    # a virtme-ng whose script is another: left as it is, and said
+    monkeypatch.setattr(mkinitramfs, "_MOUNT_ROOT_HOST", "mount -t 9p /dev/root /newroot")
+    assert not virtme_run.cache_root_in_initramfs()
+    assert mkinitramfs._MOUNT_ROOT_HOST == "mount -t 9p /dev/root /newroot"
+
+
+def test_vng_runs_the_caching_virtme_run(tmp_path: Path) -> None:
+    pytest.importorskip("virtme")
+    ours = str(Path(sys.executable).parent / "vng")
+    env = runner._with_cached_root(ours, {"PATH": "/usr/bin"}, tmp_path)
+    assert env["PATH"] == f"{tmp_path / 'bin'}:/usr/bin"
+    shim = tmp_path / "bin" / "virtme-run"
+    assert shutil.which("virtme-run", path=env["PATH"]) == str(shim)
+    shown = subprocess.run([shim, "--help"], env=env, capture_output=True, text=True, check=True)
+    assert "usage: virtme-run" in shown.stdout and "pyvfio" not in shown.stderr
+    # Another vng (pipx's, say) runs its own virtme-run: nothing is put first.
+    other = {"PATH": "/usr/bin"}
+    assert runner._with_cached_root("/opt/vng/bin/vng", other, tmp_path / "x") is other
 
 
 def test_empty_command_is_refused() -> None:
@@ -226,6 +264,7 @@ def test_run_refuses_wrong_types(tmp_path: Path) -> None:
         {"large_bars": (1 << 30,)},
         {"nics": 1.0},
         {"kvm": 1},
+        {"cached_root": "no"},
         {"append": "nopat"},  # a string is not a tuple of strings
         {"append": (1,)},
         {"rwdirs": str(tmp_path)},

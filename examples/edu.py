@@ -88,7 +88,9 @@ class Edu:
             raise RuntimeError("interrupt arrived while still computing")
         return self.bar0.read32(FACTORIAL)
 
-    def _dma(self, src: int, dst: int, count: int, command: int) -> None:
+    def dma(self, src: int, dst: int, count: int, command: int) -> None:
+        """Copy ``count`` bytes from ``src`` to ``dst`` (IOVAs, or EDU_DMA_MEMORY
+        on the device's side; DMA_TO_RAM in ``command`` for device to RAM)."""
         self.bar0.write64(DMA_SRC, src)
         self.bar0.write64(DMA_DST, dst)
         self.bar0.write64(DMA_COUNT, count)
@@ -104,8 +106,8 @@ class Edu:
             self.device.dma_buffer(len(payload), limit=EDU_DMA_LIMIT) as back,
         ):
             out.view[: len(payload)] = payload
-            self._dma(out.iova, EDU_DMA_MEMORY, len(payload), 0)
-            self._dma(EDU_DMA_MEMORY, back.iova, len(payload), DMA_TO_RAM)
+            self.dma(out.iova, EDU_DMA_MEMORY, len(payload), 0)
+            self.dma(EDU_DMA_MEMORY, back.iova, len(payload), DMA_TO_RAM)
             return bytes(back.view[: len(payload)])
 
     def raise_interrupt(self) -> float:

@@ -93,6 +93,11 @@ class Controller:
 
     def command(self, q: Queue, name: str, opcode: int, nsid: int, prp1: int, *cdw: int) -> None:
         """Submit one command (CDW10 onwards in ``cdw``) and wait for its completion."""
+        self.submit(q, opcode, nsid, prp1, *cdw)
+        self.complete(q, name)
+
+    def submit(self, q: Queue, opcode: int, nsid: int, prp1: int, *cdw: int) -> None:
+        """Put one command in ``q`` and ring its doorbell; complete() waits for it."""
         entry = q.tail * SQE_SIZE
         q.sq.view[entry : entry + SQE_SIZE] = bytes(SQE_SIZE)
         q.sq.write32(entry, q.tail << 16 | opcode)  # command ID, opcode
@@ -104,6 +109,9 @@ class Controller:
         # On x86 this uncached store follows the entry's (README: DMA and ordering)
         self.regs.write32(q.sq_doorbell, q.tail)
 
+    def complete(self, q: Queue, name: str) -> None:
+        """Wait for the completion of the oldest command submitted to ``q``
+        (``name`` says which in an error), and free its entry."""
         done = q.head * CQE_SIZE + 14  # status and phase: the last thing written
         deadline = time.monotonic() + self.timeout
         while q.cq.read16(done) & 1 != q.phase:

@@ -2,6 +2,7 @@
 """pyvfio: drive PCI devices from Python through Linux VFIO."""
 
 from .container import Container
+from .context import IommuContext
 from .device import Backend, Device, DeviceInfo
 from .errors import (
     ArgumentTypeError,
@@ -43,6 +44,7 @@ __all__ = [
     "GroupNotViableError",
     "InvalidArgumentError",
     "Ioas",
+    "IommuContext",
     "Mapping",
     "OutOfRangeError",
     "PciDevice",

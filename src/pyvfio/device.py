@@ -15,15 +15,17 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# The module, not its names: it imports this one (either may come first).
 from . import _check, irq, uapi
+from . import context as context_mod
 from ._check import CheckedRecord
-from ._sys import ioctl, open_node, retry_eagain
+from ._sys import ioctl, retry_eagain
 from .config import ConfigSpace
 from .container import Container
 from .devfd import DeviceFd
-from .dma import DmaBuffer, DmaSpace
-from .errors import BusyError, DriverError, InvalidArgumentError, UnsupportedError, VfioError
-from .group import Group, group_offenders, name_holders, not_viable, other_holders
+from .dma import DmaBuffer, DmaSpace, IdentityIova
+from .errors import BusyError, InvalidArgumentError, UnsupportedError, VfioError
+from .group import Group
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
 from .region import Region
@@ -31,7 +33,6 @@ from .region import Region
 log = logging.getLogger(__name__)
 
 BACKEND_ENV = "PYVFIO_BACKEND"
-CDEV_DIR = "/dev/vfio/devices"
 
 
 class Backend(enum.StrEnum):
@@ -115,7 +116,8 @@ def choose_backend(requested: Backend | str | None, bdf: str, cdev: str | None) 
         # Only what this process may open: a user given /dev/vfio/N but not
         # /dev/iommu keeps working through the group.
         usable = cdev is not None and all(
-            os.access(path, os.R_OK | os.W_OK) for path in (IOMMUFD_PATH, f"{CDEV_DIR}/{cdev}")
+            os.access(path, os.R_OK | os.W_OK)
+            for path in (IOMMUFD_PATH, f"{context_mod.CDEV_DIR}/{cdev}")
         )
         return Backend.IOMMUFD if usable else Backend.LEGACY
     backend = Backend(choice)
@@ -151,10 +153,13 @@ class Device(DeviceFd):
     container and group (type1v2 IOMMU); :attr:`backend` says which, and
     :attr:`iommu` is the address space its DMA is mapped into (an iommufd
     :class:`~pyvfio.iommufd.Ioas` or a legacy
-    :class:`~pyvfio.container.Container`).  The device owns what it opened.
-    ``close()`` (or leaving the ``with`` block) releases, in order:
-    interrupts, region mappings, DMA buffers, the device fd, then the group
-    and container or the iommufd; it is safe to call twice.
+    :class:`~pyvfio.container.Container`) of an IOMMU context of its own
+    (:attr:`context`).  ``close()`` (or leaving the ``with`` block)
+    releases, in order: interrupts, region mappings, DMA buffers, the device
+    fd, then the group and container or the iommufd; it is safe to call
+    twice.  A device opened into a shared
+    :class:`~pyvfio.IommuContext` leaves the buffers, the container or
+    IOAS (and a group another device uses) to the context.
     """
 
     def __init__(
@@ -194,6 +199,11 @@ class Device(DeviceFd):
         self._close_lock = threading.Lock()
         self._group = group
         self._iommu = iommu
+        # The IOMMU context it was opened into (None: made by hand, owning
+        # its group and container or IOAS), and whether the context is the
+        # device's own (Device.open), closed with it.
+        self._context: context_mod.IommuContext | None = None
+        self._own_context = False
         #: How the device was opened: :attr:`Backend.IOMMUFD` (its ``iommu`` is
         #: an Ioas) or :attr:`Backend.LEGACY` (a Container).
         self.backend = Backend.IOMMUFD if isinstance(iommu, Ioas) else Backend.LEGACY
@@ -219,6 +229,23 @@ class Device(DeviceFd):
             except BaseException:
                 os.close(self.release_fd)
                 raise
+
+    def _join(self, context: context_mod.IommuContext, private: bool) -> None:
+        """Called by ``context`` once the device is open in it."""
+        self._context = context
+        self._own_context = private
+
+    @property
+    def context(self) -> context_mod.IommuContext | None:
+        """The :class:`~pyvfio.IommuContext` the device was opened into: its own
+        for ``Device.open``, a shared one for ``IommuContext.open``; None for a
+        Device made by hand from an fd."""
+        return self._context
+
+    @property
+    def group_number(self) -> int | None:
+        """Its IOMMU group's number, if it was opened through its group (legacy)."""
+        return self._group.number if self._group is not None else None
 
     @classmethod
     def open(
@@ -250,82 +277,11 @@ class Device(DeviceFd):
         )
         if backend is not None:
             check_backend(backend, bdf)
-        sysfs = sysfs or Sysfs()
-        pci = sysfs.device(normalize_bdf(bdf))
-        if pci.driver is None or "vfio" not in pci.driver:
-            raise DriverError(
-                f"device is bound to {pci.driver or 'no driver'}, not a VFIO driver",
-                device=pci.bdf,
-                operation="open",
-                hint=f"run `pyvfio bind {pci.bdf}`",
-            )
-        if pci.iommu_group is None:
-            raise UnsupportedError(
-                "device has no IOMMU group",
-                device=pci.bdf,
-                operation="open",
-                hint="boot with the IOMMU enabled (intel_iommu=on)",
-            )
-        cdev = sysfs.vfio_cdev(pci.bdf)
-        if choose_backend(backend, pci.bdf, cdev) is Backend.IOMMUFD:
-            assert cdev is not None
-            # The kernel refuses the cdev with a bare EPERM while the group
-            # has a device on a host driver; the group path says which.
-            offenders = group_offenders(sysfs, pci.iommu_group)
-            if offenders:
-                raise not_viable(pci.iommu_group, offenders, pci.bdf, "open (iommufd backend)")
-            return cls._open_cdev(pci.bdf, cdev, pci.driver, pci.iommu_group)
-        return cls._open_group(pci.bdf, pci.iommu_group, pci.driver, sysfs)
-
-    @classmethod
-    def _open_group(cls, bdf: str, group_number: int, driver: str, sysfs: Sysfs) -> Device:
-        container = Container()
+        context = context_mod.IommuContext(backend, sysfs=sysfs)
         try:
-            group = Group(group_number, container, sysfs)
-            try:
-                fd = group.device_fd(bdf)
-                try:
-                    return cls(bdf, fd, container, driver, group=group)
-                except BaseException:
-                    os.close(fd)
-                    raise
-            except BaseException:
-                group.close()
-                raise
+            return context._open(bdf, private=True)
         except BaseException:
-            container.close()
-            raise
-
-    @classmethod
-    def _open_cdev(cls, bdf: str, cdev: str, driver: str, group: int) -> Device:
-        path = f"{CDEV_DIR}/{cdev}"
-        ioas = Ioas()
-        try:
-            fd = open_node(path, device=bdf, operation=f"open {path}")
-            try:
-                # Binding opens the device: its first open resets it, with the
-                # same EAGAIN window as the group path's GET_DEVICE_FD.  A
-                # device whose group a legacy user holds answers EBUSY.
-                try:
-                    retry_eagain(lambda: ioas.bind(fd, bdf), 1.0)
-                except BusyError as exc:
-                    # a legacy user: a process holding its group
-                    name_holders(exc, group, cdev)
-                    raise
-                except InvalidArgumentError as exc:
-                    # vfio_df_open(): a cdev opens a device once, unlike a group
-                    exc.hint = "the device is already open through its cdev; close that first"
-                    others = other_holders(None, cdev)
-                    if others:
-                        exc.message = f"already open elsewhere: {'; '.join(others)}"
-                    raise
-                ioas.attach(fd, bdf)
-                return cls(bdf, fd, ioas, driver)
-            except BaseException:
-                os.close(fd)
-                raise
-        except BaseException:
-            ioas.close()
+            context.close()
             raise
 
     @property
@@ -490,6 +446,8 @@ class Device(DeviceFd):
         """The device's DMA buffers and IOVA allocator, over :attr:`iommu`
         (:meth:`dma_buffer` and :meth:`dma_map` use it)."""
         self.fd  # noqa: B018 - a closed (or released) device says so
+        if self._context is not None:
+            return self._context.dma
         if self._dma is None:
             self._dma = DmaSpace(self._iommu)
         return self._dma
@@ -501,27 +459,42 @@ class Device(DeviceFd):
         hugepages: bool = False,
         limit: int | None = None,
         writable_by_device: bool = True,
+        iova: int | IdentityIova | None = None,
     ) -> DmaBuffer:
         """Allocate host memory and map it for the device's DMA (see DmaBuffer).
 
         ``size`` in bytes (an int > 0, rounded up to pages); ``hugepages``
         and ``writable_by_device`` True or False; ``limit`` None or the first
-        IOVA the device cannot reach (an int > 0)."""
+        IOVA the device cannot reach (an int > 0); ``iova`` None (the
+        allocator picks one), an int of your choice (page-aligned, free,
+        inside :meth:`~pyvfio.Container.iova_ranges`), or
+        :data:`pyvfio.dma.IDENTITY` for the buffer's own virtual address."""
         with self._named_errors():
             return self.dma.allocate(
-                size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
+                size,
+                hugepages=hugepages,
+                limit=limit,
+                writable_by_device=writable_by_device,
+                iova=iova,
             )
 
     def dma_map(
-        self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
+        self,
+        memory: mmap.mmap,
+        *,
+        limit: int | None = None,
+        writable_by_device: bool = True,
+        iova: int | IdentityIova | None = None,
     ) -> DmaBuffer:
         """Map memory you already have (an mmap of whole pages) for the device's
         DMA; the buffer's ``close()`` unmaps it from the IOMMU and leaves it yours.
 
-        ``memory`` is an open, writable ``mmap.mmap``; ``limit`` and
-        ``writable_by_device`` as :meth:`dma_buffer` takes them."""
+        ``memory`` is an open, writable ``mmap.mmap``; ``limit``,
+        ``writable_by_device`` and ``iova`` as :meth:`dma_buffer` takes them."""
         with self._named_errors():
-            return self.dma.map_memory(memory, limit=limit, writable_by_device=writable_by_device)
+            return self.dma.map_memory(
+                memory, limit=limit, writable_by_device=writable_by_device, iova=iova
+            )
 
     @contextlib.contextmanager
     def _named_errors(self) -> Iterator[None]:
@@ -563,8 +536,8 @@ class Device(DeviceFd):
     # -- lifetime --------------------------------------------------------
 
     def close(self) -> None:
-        """Release interrupts, mappings, DMA, then the fds; safe to call twice,
-        and from several threads.
+        """Release interrupts, mappings, DMA (of its own context), then the
+        fds; safe to call twice, and from several threads.
 
         In a forked child it closes only the child's copies (fds, mappings),
         leaving the parent's interrupts, cookies and DMA mappings in place.
@@ -591,6 +564,9 @@ class Device(DeviceFd):
             ]
             if self._dma is not None and owner:
                 steps.append(self._dma.close)
+            context = self._context
+            if context is not None and self._own_context and context._dma is not None and owner:
+                steps.append(context._dma.close)  # before the device, as its own would
             first: BaseException | None = None
             for step in steps:
                 try:
@@ -612,10 +588,17 @@ class Device(DeviceFd):
                     os.close(self.release_fd)
                     self.release_fd = -1
             finally:
-                if self._group is not None:
-                    self._group.close()
-                self._iommu.close()
-                self._closing = False
+                try:
+                    if context is not None:
+                        context._leave(self)
+                        if self._own_context:
+                            context.close()
+                    else:
+                        if self._group is not None:
+                            self._group.close()
+                        self._iommu.close()
+                finally:
+                    self._closing = False
             if first is not None:
                 raise first
 

@@ -14,7 +14,7 @@ import ctypes
 import mmap
 import struct
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from . import _check
 from ._sys import close_mmap
@@ -142,6 +142,24 @@ def _power_of_two(value: object, name: str, operation: str) -> int:
     return number
 
 
+IdentityIova = Literal["identity"]
+#: ``iova=IDENTITY``: map a buffer at its own virtual address (IOVA = VA).
+IDENTITY: IdentityIova = "identity"
+
+
+def check_iova_choice(iova: object, device: str, operation: str) -> int | IdentityIova | None:
+    """A buffer's ``iova=``: None, :data:`IDENTITY`, or an int below 2**64."""
+    if iova is None or iova == IDENTITY:
+        return None if iova is None else IDENTITY
+    return _check.integer(
+        iova,
+        "iova",
+        device=device,
+        operation=operation,
+        hint="an IOVA (int), pyvfio.dma.IDENTITY ('identity') or None (the allocator picks)",
+    )
+
+
 class IovaAllocator:
     """First-fit allocation of IOVA space from the usable ranges.
 
@@ -164,6 +182,9 @@ class IovaAllocator:
             if end > start:
                 self._release(start, end)
         self._allocated: dict[int, int] = {}
+        # What restrict() left usable, as [start, end) pairs; a freed span
+        # returns only its part in them.
+        self._usable = list(self._free)
 
     @property
     def free_spans(self) -> list[tuple[int, int]]:
@@ -205,6 +226,42 @@ class IovaAllocator:
             hint="free buffers, or ask for less",
         )
 
+    def reserve(self, iova: int, size: int) -> int:
+        """Take ``size`` bytes (an int > 0, rounded up to pages) at ``iova``
+        (an int, page-aligned), which must be free and usable; returns the
+        size taken.  For a caller's own IOVA layout beside allocate()."""
+        operation = "reserve IOVA"
+        iova = _check.integer(iova, "iova", device=None, operation=operation)
+        size = _check.integer(size, "size", device=None, operation=operation, low=1, high=None)
+        if iova % self.page_size:
+            raise OutOfRangeError(
+                f"iova {iova:#x} is not a multiple of the page size ({self.page_size:#x})",
+                operation=operation,
+            )
+        size = _align_up(size, self.page_size)
+        end = iova + size
+        for i, (start, stop) in enumerate(self._free):
+            if start <= iova and end <= stop:
+                remainder = [(start, iova)] if start < iova else []
+                if end < stop:
+                    remainder.append((end, stop))
+                self._free[i : i + 1] = remainder
+                self._allocated[iova] = size
+                return size
+        taken = [
+            f"{start:#x}-{start + length - 1:#x}"
+            for start, length in sorted(self._allocated.items())
+            if start < end and iova < start + length
+        ]
+        if taken:
+            why = "overlaps what is mapped at " + ", ".join(taken)
+            hint = "pick a free IOVA, or let the allocator pick (iova=None)"
+        else:
+            usable = ", ".join(f"{a:#x}-{b - 1:#x}" for a, b in self._usable)
+            why = f"is not inside the IOMMU's usable IOVAs ({usable})"
+            hint = "pick an IOVA inside them (an IOMMU's address width bounds them)"
+        raise OutOfRangeError(f"iova {iova:#x}-{end - 1:#x} {why}", operation=operation, hint=hint)
+
     def free(self, iova: int) -> None:
         """Return the span allocated at ``iova`` (an int allocate() returned)."""
         iova = _check.integer(iova, "iova", device=None, operation="free IOVA")
@@ -213,7 +270,37 @@ class IovaAllocator:
             raise InvalidArgumentError(
                 f"iova {iova:#x} was not allocated here", operation="free IOVA"
             )
-        self._release(iova, iova + size)
+        for start, end in self._clip(iova, iova + size):
+            self._release(start, end)
+
+    def restrict(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """From now on hand out only IOVAs that are inside ``ranges``
+        (inclusive (first, last) int pairs, as the constructor takes them) and
+        were usable before: a device joining the address space may reserve
+        some.  Allocated spans stay allocated; freed, only their usable part
+        is handed out again."""
+        pairs = check_range_pairs(ranges, "restrict IOVA ranges")
+        usable = []
+        for first, last in sorted(pairs):
+            start = _align_up(first, self.page_size)
+            end = (last + 1) & ~(self.page_size - 1)
+            if end > start:
+                usable.append((start, end))
+        self._usable = [
+            (low, high)
+            for usable_start, usable_end in usable
+            for low, high in self._clip(usable_start, usable_end)
+        ]
+        self._free = [piece for start, end in self._free for piece in self._clip(start, end)]
+
+    def _clip(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) that are usable IOVAs."""
+        pieces = []
+        for usable_start, usable_end in self._usable:
+            low, high = max(start, usable_start), min(end, usable_end)
+            if low < high:
+                pieces.append((low, high))
+        return pieces
 
     def _release(self, start: int, end: int) -> None:
         i = bisect.bisect_left(self._free, (start, end))
@@ -236,8 +323,11 @@ class DmaBuffer:
 
     ``size`` is an int > 0 (ignored with ``memory``, an open, writable
     ``mmap.mmap``); ``hugepages`` and ``writable_by_device`` True or False;
-    ``limit`` None or the first IOVA the device cannot reach (an int > 0).
-    Offsets and values of the accessors are ints (never bools).
+    ``limit`` None or the first IOVA the device cannot reach (an int > 0);
+    ``iova`` None (the allocator picks), an int (page-aligned, free, inside
+    the usable ranges) or :data:`IDENTITY` (the buffer's own virtual
+    address, as DPDK's ``--iova-mode va``).  Offsets and values of the
+    accessors are ints (never bools).
     """
 
     def __init__(
@@ -249,12 +339,14 @@ class DmaBuffer:
         limit: int | None = None,
         writable_by_device: bool = True,
         memory: mmap.mmap | None = None,
+        iova: int | IdentityIova | None = None,
     ) -> None:
         _check.instance(
             dma, DmaSpace, "dma", "a DmaSpace (dev.dma)", device=None, operation="DMA buffer"
         )
         operation = "map memory for DMA" if memory is not None else "allocate DMA buffer"
         name = dma.backend.name
+        iova = check_iova_choice(iova, name, operation)
         hugepages = _check.boolean(hugepages, "hugepages", device=name, operation=operation)
         writable_by_device = _check.boolean(
             writable_by_device, "writable_by_device", device=name, operation=operation
@@ -315,7 +407,7 @@ class DmaBuffer:
         del anchor  # the address stays valid as long as the mmap does
         try:
             #: Its address for the device: what to put in descriptors and DMA registers.
-            self.iova = dma.allocator.allocate(self.size, align=page, limit=limit)
+            self.iova = self._take_iova(iova, page, limit, operation)
         except BaseException:
             # No IOVA (limit too low, space full): the memory made for it goes.
             if self._owned:
@@ -332,6 +424,30 @@ class DmaBuffer:
             raise
         #: A writable memoryview of the whole buffer (released by :meth:`close`).
         self.view = memoryview(self._mm)
+
+    def _take_iova(
+        self, iova: int | IdentityIova | None, page: int, limit: int | None, operation: str
+    ) -> int:
+        """The allocator's pick, or the caller's (``IDENTITY``: the buffer's own address)."""
+        allocator = self._dma.allocator
+        if iova is None:
+            return allocator.allocate(self.size, align=page, limit=limit)
+        wanted = self.vaddr if iova == IDENTITY else iova
+        assert isinstance(wanted, int)
+        if limit is not None and wanted + self.size > limit:
+            raise OutOfRangeError(
+                f"iova {wanted:#x}-{wanted + self.size - 1:#x} ends above limit {limit:#x}",
+                device=self._dma.backend.name,
+                operation=operation,
+                hint="the device cannot reach it: pick a lower IOVA",
+            )
+        try:
+            allocator.reserve(wanted, self.size)
+        except VfioError as exc:
+            exc.device = self._dma.backend.name
+            exc.operation = operation
+            raise
+        return wanted
 
     @property
     def closed(self) -> bool:
@@ -458,6 +574,7 @@ class DmaSpace:
         hugepages: bool = False,
         limit: int | None = None,
         writable_by_device: bool = True,
+        iova: int | IdentityIova | None = None,
     ) -> DmaBuffer:
         """A new DmaBuffer of ``size`` bytes; arguments as DmaBuffer takes them."""
         if self._closed:
@@ -465,13 +582,23 @@ class DmaSpace:
                 "DMA space is closed", device=self.backend.name, operation="allocate DMA buffer"
             )
         buf = DmaBuffer(
-            self, size, hugepages=hugepages, limit=limit, writable_by_device=writable_by_device
+            self,
+            size,
+            hugepages=hugepages,
+            limit=limit,
+            writable_by_device=writable_by_device,
+            iova=iova,
         )
         self._buffers.append(buf)
         return buf
 
     def map_memory(
-        self, memory: mmap.mmap, *, limit: int | None = None, writable_by_device: bool = True
+        self,
+        memory: mmap.mmap,
+        *,
+        limit: int | None = None,
+        writable_by_device: bool = True,
+        iova: int | IdentityIova | None = None,
     ) -> DmaBuffer:
         """Map memory the caller already has (an mmap of whole pages: anonymous,
         a file, hugetlbfs) for DMA; ``close()`` unmaps it from the IOMMU only.
@@ -480,7 +607,9 @@ class DmaSpace:
             raise ClosedError(
                 "DMA space is closed", device=self.backend.name, operation="map memory for DMA"
             )
-        buf = DmaBuffer(self, 0, limit=limit, writable_by_device=writable_by_device, memory=memory)
+        buf = DmaBuffer(
+            self, 0, limit=limit, writable_by_device=writable_by_device, memory=memory, iova=iova
+        )
         self._buffers.append(buf)
         return buf
 

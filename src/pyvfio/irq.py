@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import enum
@@ -269,22 +270,58 @@ class Interrupts:
         means the timeout expired.  ``timeout`` is None (no limit) or a number
         of seconds, 0 to 2147483 (poll(2)'s limit, 24 days).
         """
+        ms = self._start_wait(timeout, "wait")
+        ready = [fd for fd, _ in self._poll.poll(ms)]
+        return self._fired(ready)
+
+    async def wait_async(self, timeout: float | None = None) -> list[int]:
+        """``wait()`` for an asyncio program: the running loop watches the
+        eventfds (``loop.add_reader``), so no thread blocks.
+
+        As ``wait()``: the fired vectors, their counters consumed; an empty
+        list after ``timeout`` seconds (None, or 0 to 2147483).  Cancelling
+        the task stops the wait and consumes nothing.
+        """
+        ms = self._start_wait(timeout, "wait_async")
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+        watched = [*self.eventfds, *([self._release_fd] if self._release_fd >= 0 else [])]
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        for fd in watched:
+            loop.add_reader(fd, wake)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken, None if ms is None else ms / 1000)
+        finally:
+            for fd in watched:
+                loop.remove_reader(fd)
+        # Which fds are readable: what poll() would have said, without waiting.
+        return self._fired([fd for fd, _ in self._poll.poll(0)])
+
+    def _start_wait(self, timeout: float | None, operation: str) -> int | None:
+        """The checks a wait starts with; ``timeout`` in ms for poll(2)."""
         if timeout is not None:
             timeout = _check.seconds(
                 timeout,
                 "timeout",
                 device=self._device.bdf,
-                operation=f"{self.info.name} wait",
+                operation=f"{self.info.name} {operation}",
                 hint="pass None to wait without a limit",
             )
         if not self.eventfds:
             raise ClosedError(
                 f"{self.info.name} interrupts are disabled",
                 device=self._device.bdf,
-                operation="wait",
+                operation=operation,
             )
-        ms = None if timeout is None else int(timeout * 1000)
-        ready = [fd for fd, _ in self._poll.poll(ms)]
+        return None if timeout is None else int(timeout * 1000)
+
+    def _fired(self, ready: list[int]) -> list[int]:
+        """The vectors among the ``ready`` fds, their counters consumed."""
         # Closed meanwhile by another thread: the fd numbers may be reused.
         if self._device.closed or not self.eventfds:
             self._device.fd  # noqa: B018  (raises DeviceReleasedError or ClosedError)

@@ -14,6 +14,7 @@ parameter of the public API has a row here or in its own table.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import mmap
 import os
@@ -30,6 +31,7 @@ from pyvfio import (
     Device,
     Group,
     InvalidArgumentError,
+    IommuContext,
     Mapping,
     OutOfRangeError,
     Region,
@@ -77,6 +79,12 @@ class Bad:
 
 def _iommu_name(o: Opened) -> str:
     return o.dev.iommu.name
+
+
+def _context(o: Opened) -> IommuContext:
+    context = o.dev.context
+    assert context is not None  # Device.open makes one
+    return context
 
 
 def _container(o: Opened) -> Container:
@@ -166,6 +174,87 @@ ROWS: dict[str, Bad] = {
         "writable_by_device",
         lambda o: o.dev.dma_buffer(PAGE, writable_by_device=bad(None)),
         ArgumentTypeError,
+    ),
+    "context.dma_buffer(True)": Bad(
+        "IommuContext.dma_buffer",
+        "size",
+        lambda o: _context(o).dma_buffer(bad(True)),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "context.dma_buffer(hugepages=1)": Bad(
+        "IommuContext.dma_buffer",
+        "hugepages",
+        lambda o: _context(o).dma_buffer(PAGE, hugepages=bad(1)),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "context.dma_buffer(limit=0)": Bad(
+        "IommuContext.dma_buffer",
+        "limit",
+        lambda o: _context(o).dma_buffer(PAGE, limit=0),
+        OutOfRangeError,
+        names=_iommu_name,
+    ),
+    "context.dma_buffer(writable_by_device='yes')": Bad(
+        "IommuContext.dma_buffer",
+        "writable_by_device",
+        lambda o: _context(o).dma_buffer(PAGE, writable_by_device=bad("yes")),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "context.dma_map(bytes)": Bad(
+        "IommuContext.dma_map",
+        "memory",
+        lambda o: _context(o).dma_map(bad(bytes(PAGE))),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "context.dma_map(limit=2**65)": Bad(
+        "IommuContext.dma_map",
+        "limit",
+        lambda o: _context(o).dma_map(mmap.mmap(-1, PAGE), limit=1 << 65),
+        OutOfRangeError,
+        names=_iommu_name,
+    ),
+    "context.dma_map(writable_by_device=None)": Bad(
+        "IommuContext.dma_map",
+        "writable_by_device",
+        lambda o: _context(o).dma_map(mmap.mmap(-1, PAGE), writable_by_device=bad(None)),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "dma_buffer(iova=True)": Bad(
+        "Device.dma_buffer",
+        "iova",
+        lambda o: o.dev.dma_buffer(PAGE, iova=bad(True)),
+        ArgumentTypeError,
+    ),
+    "dma_buffer(iova=taken)": Bad(
+        "Device.dma_buffer",
+        "iova",
+        lambda o: o.dev.dma_buffer(PAGE, iova=o.buf.iova),
+        OutOfRangeError,
+    ),
+    "dma_map(iova=2**64)": Bad(
+        "Device.dma_map",
+        "iova",
+        lambda o: o.dev.dma_map(mmap.mmap(-1, PAGE), iova=1 << 64),
+        OutOfRangeError,
+    ),
+    "context.dma_buffer(iova='va')": Bad(
+        "IommuContext.dma_buffer",
+        "iova",
+        lambda o: _context(o).dma_buffer(PAGE, iova=bad("va")),
+        ArgumentTypeError,
+        names=_iommu_name,
+    ),
+    "context.dma_map(iova=odd)": Bad(
+        "IommuContext.dma_map",
+        "iova",
+        lambda o: _context(o).dma_map(mmap.mmap(-1, PAGE), iova=0x100001),
+        OutOfRangeError,
+        names=_iommu_name,
     ),
     "dma_map(bytearray)": Bad(
         "Device.dma_map",
@@ -338,6 +427,18 @@ ROWS: dict[str, Bad] = {
         "Interrupts.wait",
         "timeout",
         lambda o: o.msi.wait(bad("1")),
+        ArgumentTypeError,
+    ),
+    "msi.wait_async(-1)": Bad(
+        "Interrupts.wait_async",
+        "timeout",
+        lambda o: asyncio.run(o.msi.wait_async(-1)),
+        OutOfRangeError,
+    ),
+    "msi.wait_async('1')": Bad(
+        "Interrupts.wait_async",
+        "timeout",
+        lambda o: asyncio.run(o.msi.wait_async(bad("1"))),
         ArgumentTypeError,
     ),
     "msi.close(disable='yes')": Bad(

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pyvfio import BusyError, Device, UnsupportedError
+from pyvfio import BusyError, Device, OutOfRangeError, UnsupportedError
+from pyvfio.dma import IDENTITY
 from pyvfio.irq import IrqIndex
+from pyvfio.vm import runner
 
+from . import example_drivers as drivers
 from .kver import RUNNING
 
 EDU_IRQ_STATUS = 0x24
@@ -144,3 +150,86 @@ def test_intx_may_follow_msi_once_msi_is_closed(edu: str) -> None:
             assert msi.wait(5) == [0]
         with dev.enable_irq(IrqIndex.INTX) as intx:
             assert intx.count == 1
+
+
+def test_an_msix_vector_is_awaited_in_asyncio_without_a_thread(nvme: str) -> None:
+    # NVMe signals a completion by MSI-X: the loop watches the vector's
+    # eventfd while other tasks run, and no thread is started to wait.
+    with Device.open(nvme) as dev, dev.dma_buffer(mmap.PAGESIZE) as page:
+        ctrl = drivers.nvme.Controller(dev)
+        try:
+
+            async def identify() -> tuple[list[int], int, int]:
+                ticks = 0
+
+                async def tick() -> None:
+                    nonlocal ticks
+                    while True:
+                        await asyncio.sleep(0.01)
+                        ticks += 1
+
+                ticker = asyncio.create_task(tick())
+                threads = threading.active_count()
+                assert await ctrl.msix.wait_async(0.3) == []  # nothing submitted yet
+                ticked = ticks
+                ctrl.submit(ctrl.admin, drivers.nvme.IDENTIFY, 0, page.iova, 1)
+                fired = await ctrl.msix.wait_async(10)
+                ticker.cancel()
+                return fired, ticked, threading.active_count() - threads
+
+            fired, ticks_while_waiting, new_threads = asyncio.run(identify())
+            assert fired == [0]
+            assert ticks_while_waiting > 0 and new_threads == 0
+            ctrl.complete(ctrl.admin, "IDENTIFY controller")  # seen at once: it fired
+            assert drivers.QEMU_NVME_MODEL in bytes(page.view[24:64])
+        finally:
+            ctrl.disable()
+
+
+def _edu_reads(driver: Any, dev: Device, iova: int, count: int) -> bytes:
+    """What edu reads at ``iova``: into its memory, then out to a new buffer."""
+    with dev.dma_buffer(mmap.PAGESIZE, limit=drivers.edu.EDU_DMA_LIMIT) as back:
+        driver.dma(iova, drivers.edu.EDU_DMA_MEMORY, count, 0)
+        driver.dma(drivers.edu.EDU_DMA_MEMORY, back.iova, count, drivers.edu.DMA_TO_RAM)
+        return bytes(back.view[:count])
+
+
+def test_a_buffer_goes_at_the_iova_the_caller_picks(edu: str) -> None:
+    page = mmap.PAGESIZE
+    with Device.open(edu) as dev:
+        driver = drivers.edu.Edu(dev)
+        fixed = dev.dma_buffer(page, iova=0x200000)
+        assert fixed.iova == 0x200000
+        fixed.view[:5] = b"fixed"
+        assert _edu_reads(driver, dev, 0x200000, 5) == b"fixed"
+        # Taken, unaligned, above the device's limit, outside the IOMMU's
+        # ranges: each refused before anything is mapped.
+        before = dev.dma.buffers
+        with pytest.raises(OutOfRangeError, match="overlaps what is mapped at 0x200000"):
+            dev.dma_buffer(page, iova=0x200000)
+        with pytest.raises(OutOfRangeError, match="not a multiple of the page size"):
+            dev.dma_buffer(page, iova=0x300001)
+        with pytest.raises(OutOfRangeError, match="ends above limit"):
+            dev.dma_buffer(page, iova=1 << 28, limit=1 << 28)
+        top = max(last for _, last in dev.iommu.iova_ranges())
+        assert top == (1 << runner.IOMMU_ADDRESS_BITS) - 1
+        with pytest.raises(OutOfRangeError, match="usable IOVAs"):
+            dev.dma_buffer(page, iova=top + 1)
+        assert dev.dma.buffers == before
+        # The allocator works around what the caller placed: 4 MiB do not fit
+        # below it.
+        picked = dev.dma_buffer(0x400000)
+        assert picked.iova >= 0x201000
+
+
+def test_a_buffer_can_be_mapped_at_its_own_address(edu: str) -> None:
+    # IOVA = VA, as DPDK's --iova-mode va: the VM's IOMMU has 48 address bits,
+    # enough for any user address.
+    with Device.open(edu) as dev:
+        identity = dev.dma_buffer(mmap.PAGESIZE, iova=IDENTITY)
+        assert identity.iova == identity.vaddr
+        with pytest.raises(OutOfRangeError, match="overlaps"):
+            dev.dma_map(mmap.mmap(-1, mmap.PAGESIZE), iova=identity.iova)
+        memory = mmap.mmap(-1, mmap.PAGESIZE)
+        with dev.dma_map(memory, iova=IDENTITY) as mapped:
+            assert mapped.iova == mapped.vaddr

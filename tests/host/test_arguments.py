@@ -42,6 +42,7 @@ from pyvfio import (
     Group,
     InvalidArgumentError,
     Ioas,
+    IommuContext,
     Mapping,
     OutOfRangeError,
     PciDevice,
@@ -458,6 +459,36 @@ HOST_ROWS: dict[str, Bad] = {
         for name in ("config", "device", "power_state", "rom", "subsystem", "users", "vfio_cdev")
     },
     # -- opening: checked before sysfs is read or a node opened
+    "IommuContext(backend=1)": Bad(
+        "IommuContext.__init__",
+        "backend",
+        lambda h: IommuContext(bad(1)),
+        ArgumentTypeError,
+    ),
+    "IommuContext(backend='vfio')": Bad(
+        "IommuContext.__init__",
+        "backend",
+        lambda h: IommuContext("vfio"),
+        InvalidArgumentError,
+    ),
+    "IommuContext(sysfs=path)": Bad(
+        "IommuContext.__init__",
+        "sysfs",
+        lambda h: IommuContext(sysfs=bad("/sys/bus/pci")),
+        ArgumentTypeError,
+    ),
+    "context.open(None)": Bad(
+        "IommuContext.open",
+        "bdf",
+        lambda h: IommuContext(sysfs=h.sysfs).open(bad(None)),
+        ArgumentTypeError,
+    ),
+    "context.open('00:0a')": Bad(
+        "IommuContext.open",
+        "bdf",
+        lambda h: IommuContext(sysfs=h.sysfs).open("00:0a"),
+        InvalidArgumentError,
+    ),
     "Device.open(None)": Bad(
         "Device.open", "bdf", lambda h: Device.open(bad(None)), ArgumentTypeError
     ),
@@ -802,6 +833,54 @@ HOST_ROWS: dict[str, Bad] = {
         "limit",
         lambda h: h.allocator.allocate(PAGE, limit=bad("4G")),
         ArgumentTypeError,
+    ),
+    "allocator.restrict([(2, 1)])": Bad(
+        "IovaAllocator.restrict",
+        "ranges",
+        lambda h: h.allocator.restrict([(2, 1)]),
+        InvalidArgumentError,
+    ),
+    "allocator.restrict(None)": Bad(
+        "IovaAllocator.restrict",
+        "ranges",
+        lambda h: h.allocator.restrict(bad(None)),
+        ArgumentTypeError,
+    ),
+    "space.allocate(iova='va')": Bad(
+        "DmaSpace.allocate",
+        "iova",
+        lambda h: h.space.allocate(PAGE, iova=bad("va")),
+        ArgumentTypeError,
+    ),
+    "space.allocate(iova=taken)": Bad(
+        "DmaSpace.allocate",
+        "iova",
+        lambda h: h.space.allocate(PAGE, iova=h.buffer.iova),
+        OutOfRangeError,
+    ),
+    "space.map_memory(iova=-1)": Bad(
+        "DmaSpace.map_memory",
+        "iova",
+        lambda h: h.space.map_memory(mmap.mmap(-1, PAGE), iova=-1),
+        OutOfRangeError,
+    ),
+    "DmaBuffer(iova=1.0)": Bad(
+        "DmaBuffer.__init__",
+        "iova",
+        lambda h: DmaBuffer(h.space, PAGE, iova=bad(1.0)),
+        ArgumentTypeError,
+    ),
+    "allocator.reserve(iova=odd)": Bad(
+        "IovaAllocator.reserve",
+        "iova",
+        lambda h: h.allocator.reserve(PAGE + 1, PAGE),
+        OutOfRangeError,
+    ),
+    "allocator.reserve(size=0)": Bad(
+        "IovaAllocator.reserve",
+        "size",
+        lambda h: h.allocator.reserve(PAGE, 0),
+        OutOfRangeError,
     ),
     "allocator.free(not allocated)": Bad(
         "IovaAllocator.free", "iova", lambda h: h.allocator.free(0x1234000), InvalidArgumentError

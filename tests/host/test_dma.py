@@ -26,6 +26,32 @@ def test_allocations_skip_the_msi_window() -> None:
     assert above == 0xFEF00000
 
 
+def test_a_device_joining_narrows_what_is_handed_out() -> None:
+    alloc = IovaAllocator([(0, (1 << 39) - 1)])
+    kept = alloc.allocate(0x10 * PAGE)  # at PAGE
+    alloc.restrict(X86_RANGES)  # a second device: its MSI window is reserved now
+    assert alloc.free_spans == [(0x11 * PAGE, 0xFEE00000), (0xFEF00000, 1 << 39)]
+    assert alloc.allocate(0xFEE00000 - 0x11 * PAGE) == 0x11 * PAGE
+    assert alloc.allocate(PAGE) == 0xFEF00000  # not in the window
+    alloc.free(kept)
+    assert alloc.allocate(0x10 * PAGE) == kept
+    # narrowing only: a later, wider report does not hand the window out
+    alloc.restrict([(0, (1 << 40) - 1)])
+    assert all(not (start < 0xFEF00000 and end > 0xFEE00000) for start, end in alloc.free_spans)
+    assert alloc.free_spans[-1][1] == 1 << 39
+
+
+def test_a_span_freed_after_a_narrowing_returns_only_its_usable_part() -> None:
+    alloc = IovaAllocator([(0, (1 << 32) - 1)])
+    alloc.allocate(0xFEDFF000)  # up to the window
+    window = alloc.allocate(0x100000)  # then the window itself, before it was reserved
+    assert window == 0xFEE00000
+    alloc.restrict(X86_RANGES)
+    alloc.free(window)
+    assert (0xFEE00000, 0xFEF00000) not in alloc.free_spans
+    assert all(start >= 0xFEF00000 for start, _ in alloc.free_spans)
+
+
 def test_limit_models_a_device_dma_mask() -> None:
     alloc = IovaAllocator(X86_RANGES)
     alloc.allocate((1 << 28) - 2 * PAGE, limit=1 << 28)

@@ -33,7 +33,7 @@ def test_defaults_to_tcg_with_iommu_and_devices(tmp_path: Path) -> None:
     assert "intel_iommu=on" in argv
     opts = _qemu_opts(argv)
     for needle in (
-        "intel-iommu,intremap=on",
+        "intel-iommu,intremap=on,caching-mode=on,aw-bits=48",
         "-device edu",
         "ivshmem-plain,memdev=",
         "nvme,serial=",

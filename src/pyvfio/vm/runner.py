@@ -88,6 +88,10 @@ def large_bar_qemu_opts(sizes: Sequence[int], rundir: Path) -> list[str]:
     return opts
 
 
+#: The emulated IOMMU's address width (intel-iommu ``aw-bits``).
+IOMMU_ADDRESS_BITS = 48
+
+
 def device_qemu_opts(options: VmOptions, rundir: Path) -> list[str]:
     """QEMU arguments for the machine and the emulated PCI devices: the
     built-in set (its disk image and any large BAR's file in ``rundir``), then
@@ -103,7 +107,9 @@ def device_qemu_opts(options: VmOptions, rundir: Path) -> list[str]:
         "-machine",
         "q35,kernel-irqchip=split",
         "-device",
-        "intel-iommu,intremap=on,caching-mode=on",
+        # 48 address bits: QEMU 7.2's default is 39 (Debian 13's QEMU 10.0 has
+        # 48), and identity IOVAs of user addresses need 47.
+        f"intel-iommu,intremap=on,caching-mode=on,aw-bits={IOMMU_ADDRESS_BITS}",
         "-device",
         "edu",
         "-object",

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: Apache-2.0
+"""An IOMMU context shared by devices (issue 23): one DMA address space, and a
+buffer in it that each of its devices reaches at the same IOVA.
+
+edu and nvme sit in IOMMU groups of their own: on the legacy backend the
+context is one container with both groups, on iommufd one IOAS with both
+cdevs.  NVMe's IDENTIFY writes a page into a buffer, and edu copies that
+page out of the same buffer by DMA: both went through one address space.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import BusyError, ClosedError, Device, IommuContext, Sysfs
+from pyvfio.dma import DmaBuffer
+from pyvfio.vm import EDU_ID, NVME_ID
+
+from .example_drivers import QEMU_NVME_MODEL
+from .example_drivers import edu as edu_example
+from .example_drivers import nvme as nvme_example
+
+PAGE = mmap.PAGESIZE
+
+
+# On vfio-pci only: what a context does is the same on every VFIO driver, and
+# the suite's time is better spent elsewhere.
+@pytest.fixture
+def edu(sysfs: Sysfs) -> Iterator[str]:
+    (found,) = sysfs.find(*EDU_ID)
+    with sysfs.bound(found.bdf):
+        yield found.bdf
+
+
+@pytest.fixture
+def nvme(sysfs: Sysfs) -> Iterator[str]:
+    (found,) = sysfs.find(*NVME_ID)
+    with sysfs.bound(found.bdf):
+        yield found.bdf
+
+
+def _identify_into(nvme: Device, buf: DmaBuffer) -> None:
+    """The controller writes its IDENTIFY page into ``buf`` by DMA."""
+    ctrl = nvme_example.Controller(nvme)
+    try:
+        ctrl.command(ctrl.admin, "IDENTIFY controller", nvme_example.IDENTIFY, 0, buf.iova, 1)
+    finally:
+        ctrl.disable()
+
+
+def _read_by_edu(edu: Device, context: IommuContext, iova: int, count: int) -> bytes:
+    """What edu reads at ``iova``: copied into its memory, then out to a new buffer."""
+    driver = edu_example.Edu(edu)
+    with context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT) as back:
+        driver.dma(iova, edu_example.EDU_DMA_MEMORY, count, 0)
+        driver.dma(edu_example.EDU_DMA_MEMORY, back.iova, count, edu_example.DMA_TO_RAM)
+        data = bytes(back.view[:count])
+    driver.msi.close()
+    return data
+
+
+def test_what_one_device_writes_another_reads_from_the_same_buffer(edu: str, nvme: str) -> None:
+    with IommuContext() as context:
+        nvme_dev = context.open(nvme)
+        edu_dev = context.open(edu)
+        assert context.devices == [nvme_dev, edu_dev]
+        assert nvme_dev.context is edu_dev.context is context
+        assert nvme_dev.iommu is edu_dev.iommu is context.iommu
+        assert nvme_dev.backend == edu_dev.backend == context.backend
+        shared = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
+        assert edu_dev.dma is nvme_dev.dma is context.dma
+        _identify_into(nvme_dev, shared)
+        written = bytes(shared.view[: edu_example.EDU_DMA_SAFE])
+        assert QEMU_NVME_MODEL in written
+        assert _read_by_edu(edu_dev, context, shared.iova, len(written)) == written
+    assert nvme_dev.closed and edu_dev.closed and shared.closed
+
+
+def test_a_device_closed_leaves_the_others_and_the_buffers(edu: str, nvme: str) -> None:
+    text = b"mapped once, for every device"
+    with IommuContext() as context:
+        nvme_dev = context.open(nvme)
+        edu_dev = context.open(edu)
+        shared = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
+        shared.view[: len(text)] = text
+        nvme_dev.close()
+        assert context.devices == [edu_dev] and not shared.closed
+        # Its group (legacy) or cdev is let go: it opens elsewhere.
+        with Device.open(nvme) as alone:
+            assert alone.context is not context
+        assert _read_by_edu(edu_dev, context, shared.iova, len(text)) == text
+        # The last device closed, the buffers stay mapped for the next one.
+        edu_dev.close()
+        assert context.devices == [] and not shared.closed
+        edu_dev = context.open(edu)
+        assert _read_by_edu(edu_dev, context, shared.iova, len(text)) == text
+    assert edu_dev.closed and shared.closed
+
+
+def test_a_device_opens_once_per_context_and_a_closed_context_refuses(edu: str) -> None:
+    context = IommuContext()
+    dev = context.open(edu)
+    with pytest.raises(BusyError, match="already open in this IOMMU context"):
+        context.open(edu)
+    assert context.devices == [dev]
+    context.close()
+    assert dev.closed and context.closed
+    with pytest.raises(ClosedError, match="IOMMU context is closed"):
+        context.open(edu)
+    context.close()  # twice is fine
+    with Device.open(edu) as again:  # nothing of the context holds it
+        assert again.info.num_regions > 0
+
+
+def test_device_open_makes_a_context_of_its_own_that_closes_with_it(edu: str) -> None:
+    dev = Device.open(edu)
+    context = dev.context
+    assert context is not None and context.devices == [dev]
+    buf = dev.dma_buffer(PAGE)
+    assert context.dma.buffers == [buf]
+    dev.close()
+    assert context.closed and buf.closed

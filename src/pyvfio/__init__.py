@@ -3,7 +3,7 @@
 
 from .container import Container
 from .context import IommuContext
-from .device import Backend, Device, DeviceInfo
+from .device import AffectedDevice, Backend, Device, DeviceInfo
 from .errors import (
     ArgumentTypeError,
     BusyError,
@@ -29,6 +29,7 @@ from .region import Region, RegionInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "AffectedDevice",
     "ArgumentTypeError",
     "Backend",
     "Bar",

@@ -52,8 +52,8 @@ class IommuContext:
 
     Devices of one IOMMU group share its group fd (legacy); a group leaves
     the container when its last device closes, except the container's last
-    group, which stays until the context closes: the kernel drops a
-    container's mappings with its last group.  :meth:`close` closes every
+    group, which stays until another group joins or the context closes: the
+    kernel drops a container's mappings with its last group.  :meth:`close` closes every
     device still open, then the buffers, groups and the container or iommufd.
     """
 
@@ -73,7 +73,9 @@ class IommuContext:
         )
         self._requested = backend
         self._sysfs = sysfs or Sysfs()
-        self._pid = os.getpid()  # a forked child's close leaves the DMA mappings
+        # Who made the container or IOAS: a forked child's close leaves its
+        # DMA mappings (set again at the first open).
+        self._pid = os.getpid()
         # Guards every field below; held across the kernel calls of an open
         # or a close (a device's own close takes its lock first, then this).
         self._lock = threading.RLock()
@@ -88,6 +90,7 @@ class IommuContext:
         self._devices: list[Device] = []
         self._dma: DmaSpace | None = None
         self._closed = False
+        self._private = False  # Device.open's: one device, closed with it
 
     @property
     def name(self) -> str:
@@ -131,6 +134,13 @@ class IommuContext:
         ``bdf`` is a PCI address (a str).  A device already open here, or one
         the context's backend cannot open, is refused before anything changes.
         """
+        if self._private:
+            raise UnsupportedError(
+                "this IOMMU context is the device's own (Device.open), closed with it",
+                device=normalize_bdf(bdf),
+                operation="open",
+                hint="open the devices that share an address space into an IommuContext()",
+            )
         return self._open(bdf, private=False)
 
     def _open(self, bdf: str, *, private: bool) -> Device:
@@ -182,15 +192,21 @@ class IommuContext:
                 device = self._open_cdev(pci.bdf, cdev, pci.driver, pci.iommu_group, private)
             else:
                 device = self._open_group(pci.bdf, pci.iommu_group, pci.driver, private)
+            try:
+                self._narrow_allocator()
+            except BaseException:
+                device.close()
+                raise
             self.backend = backend
+            self._private = private
             self._devices.append(device)
-            self._narrow_allocator()
             return device
 
     def _open_group(self, bdf: str, number: int, driver: str, private: bool) -> Device:
         made_container = self._iommu is None
         if made_container:
             self._iommu = Container()
+            self._pid = os.getpid()
         assert isinstance(self._iommu, Container)
         group = self._groups.get(number)
         made_group = group is None
@@ -212,6 +228,10 @@ class IommuContext:
             raise
         self._groups[number] = group
         self._group_users[number] = self._group_users.get(number, 0) + 1
+        # A group kept only as the container's last need not stay now.
+        for idle in [n for n, users in self._group_users.items() if users == 0]:
+            del self._group_users[idle]
+            self._groups.pop(idle).close()
         device._join(self, private)
         return device
 
@@ -219,6 +239,7 @@ class IommuContext:
         made_ioas = self._iommu is None
         if made_ioas:
             self._iommu = Ioas()
+            self._pid = os.getpid()
         ioas = self._iommu
         assert isinstance(ioas, Ioas)
         path = f"{CDEV_DIR}/{cdev}"
@@ -258,6 +279,11 @@ class IommuContext:
         allocator stops handing them out."""
         if self._dma is not None:
             self._dma.allocator.restrict(self.iommu.iova_ranges())
+
+    def _held_groups(self) -> dict[int, Group]:
+        """The groups attached to its container (legacy), by number."""
+        with self._lock:
+            return dict(self._groups)
 
     def _leave(self, device: Device) -> None:
         """``device`` has closed its fd: let go of its group (legacy)."""
@@ -324,16 +350,18 @@ class IommuContext:
         """Close its devices, then its buffers, groups and the container or
         iommufd; safe to call twice.  The first error is raised after every
         step has been tried."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # no open from here on
+            devices = list(self._devices)
         first: BaseException | None = None
-        for device in self.devices:
+        for device in devices:  # outside the lock: each takes it to leave
             try:
                 device.close()
             except BaseException as exc:
                 first = first or exc
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             steps = []
             if self._dma is not None and os.getpid() == self._pid:
                 steps.append(self._dma.close)

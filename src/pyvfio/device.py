@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import errno
 import functools
 import logging
 import mmap
 import os
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,7 +26,13 @@ from .config import ConfigSpace
 from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace, IdentityIova
-from .errors import BusyError, InvalidArgumentError, UnsupportedError, VfioError
+from .errors import (
+    BusyError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    UnsupportedError,
+    VfioError,
+)
 from .group import Group
 from .iommufd import IOMMUFD_PATH, Ioas
 from .pci import Sysfs, normalize_bdf
@@ -80,6 +88,22 @@ class DeviceInfo(CheckedRecord):
     def is_pci(self) -> bool:
         """Whether it is a PCI device (the PCI flag)."""
         return bool(self.flags & DeviceFlags.PCI)
+
+
+@dataclass(frozen=True)
+class AffectedDevice(CheckedRecord):
+    """A function that a hot reset of the device resets too
+    (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO): :meth:`Device.hot_reset_devices`."""
+
+    #: Its PCI address.
+    bdf: str
+    #: Its IOMMU group, as the kernel reports it to a device opened through
+    #: its group (legacy); None for a device opened through its cdev.
+    group: int | None
+    #: Whether this program holds it as the reset needs: its group is one the
+    #: device's IOMMU context holds (legacy), or the kernel counts it as the
+    #: caller's (iommufd: in the same iommufd, or in an opened device's group).
+    owned: bool
 
 
 BACKEND_CHOICES = ("auto", *(b.value for b in Backend))
@@ -466,9 +490,11 @@ class Device(DeviceFd):
         ``size`` in bytes (an int > 0, rounded up to pages); ``hugepages``
         and ``writable_by_device`` True or False; ``limit`` None or the first
         IOVA the device cannot reach (an int > 0); ``iova`` None (the
-        allocator picks one), an int of your choice (page-aligned, free,
-        inside :meth:`~pyvfio.Container.iova_ranges`), or
-        :data:`pyvfio.dma.IDENTITY` for the buffer's own virtual address."""
+        allocator picks one), an int of your choice (aligned to the buffer's
+        pages, free, below ``limit`` and inside the usable IOVAs: the
+        ``iova_ranges()`` of :attr:`iommu`, less what a device of the
+        context reserved since), or :data:`pyvfio.dma.IDENTITY` for the
+        buffer's own virtual address."""
         with self._named_errors():
             return self.dma.allocate(
                 size,
@@ -532,6 +558,91 @@ class Device(DeviceFd):
             ),
             timeout,
         )
+
+    def hot_reset_devices(self) -> list[AffectedDevice]:
+        """The functions a hot reset (:meth:`hot_reset`) of this device resets:
+        every function on its slot or bus, this one included.
+
+        UnsupportedError where the kernel cannot reset the bus or slot (a
+        device on the root bus, say)."""
+        operation = "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"
+        header = ctypes.sizeof(uapi.vfio_pci_hot_reset_info)
+        entry = ctypes.sizeof(uapi.vfio_pci_dependent_device)
+        count = 8
+        while True:
+            buf = bytearray(header + count * entry)
+            struct.pack_into("<III", buf, 0, len(buf), 0, 0)
+            try:
+                ioctl(
+                    self.fd,
+                    uapi.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+                    buf,
+                    device=self.bdf,
+                    operation=operation,
+                )
+            except VfioError as exc:
+                needed = struct.unpack_from("<I", buf, 8)[0]
+                if exc.errno == errno.ENOSPC and needed > count:
+                    count = needed
+                    continue
+                if exc.errno == errno.ENODEV:
+                    raise UnsupportedError(
+                        "the kernel cannot reset this device's bus or slot",
+                        device=self.bdf,
+                        operation=operation,
+                        hint="a device on the root bus has no bus to reset: use reset()",
+                    ) from exc
+                raise
+            break
+        flags, count = struct.unpack_from("<II", buf, 4)
+        by_devid = bool(flags & uapi.VFIO_PCI_HOT_RESET_FLAG_DEV_ID)
+        held = self._held_groups()
+        devices = []
+        for i in range(count):
+            ident, segment, bus, devfn = struct.unpack_from("<IHBB", buf, header + i * entry)
+            bdf = f"{segment:04x}:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
+            if by_devid:
+                devices.append(AffectedDevice(bdf, None, ident != uapi.VFIO_PCI_DEVID_NOT_OWNED))
+            else:
+                devices.append(AffectedDevice(bdf, ident, ident in held))
+        return devices
+
+    def _held_groups(self) -> dict[int, Group]:
+        """The groups this device's IOMMU context holds (legacy), by number."""
+        if self._context is not None:
+            return self._context._held_groups()
+        return {self._group.number: self._group} if self._group is not None else {}
+
+    def hot_reset(self) -> None:
+        """VFIO_DEVICE_PCI_HOT_RESET: reset the device's bus or slot, and with it
+        every function :meth:`hot_reset_devices` lists.
+
+        Each of them must be bound to a VFIO driver, and held by this
+        program: on the legacy backend its group in this device's IOMMU
+        context (open them all into one :class:`~pyvfio.IommuContext`); on
+        iommufd in this device's iommufd.  One that is not is named in a
+        PermissionDeniedError, and nothing is reset."""
+        operation = "VFIO_DEVICE_PCI_HOT_RESET"
+        devices = self.hot_reset_devices()
+        unowned = [d for d in devices if not d.owned]
+        if unowned:
+            names = ", ".join(
+                d.bdf + (f" (IOMMU group {d.group})" if d.group is not None else "")
+                for d in unowned
+            )
+            raise PermissionDeniedError(
+                f"a hot reset also resets {names}, which this program does not hold",
+                device=self.bdf,
+                operation=operation,
+                hint="open every affected device into this device's IOMMU context "
+                "(IommuContext.open), or reset this device alone with reset()",
+            )
+        held = self._held_groups()
+        groups = sorted({d.group for d in devices if d.group is not None})
+        fds = [held[number].fd for number in groups]
+        arg = bytearray(ctypes.sizeof(uapi.vfio_pci_hot_reset) + 4 * len(fds))
+        struct.pack_into(f"<III{len(fds)}i", arg, 0, len(arg), 0, len(fds), *fds)
+        ioctl(self.fd, uapi.VFIO_DEVICE_PCI_HOT_RESET, arg, device=self.bdf, operation=operation)
 
     # -- lifetime --------------------------------------------------------
 

@@ -13,6 +13,7 @@ import bisect
 import ctypes
 import mmap
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -185,11 +186,15 @@ class IovaAllocator:
         # What restrict() left usable, as [start, end) pairs; a freed span
         # returns only its part in them.
         self._usable = list(self._free)
+        # Guards the three lists: devices of one IommuContext allocate from
+        # their threads, and a device joining narrows them.
+        self._lock = threading.Lock()
 
     @property
     def free_spans(self) -> list[tuple[int, int]]:
         """The free IOVA space as sorted [start, end) pairs (end excluded)."""
-        return list(self._free)
+        with self._lock:
+            return list(self._free)
 
     def allocate(self, size: int, *, align: int | None = None, limit: int | None = None) -> int:
         """Reserve ``size`` bytes (rounded up to pages); return the IOVA.
@@ -209,6 +214,10 @@ class IovaAllocator:
         )
         align = max(align or self.page_size, self.page_size)
         size = _align_up(size, self.page_size)
+        with self._lock:
+            return self._first_fit(size, align, limit)
+
+    def _first_fit(self, size: int, align: int, limit: int | None) -> int:
         for i, (start, end) in enumerate(self._free):
             iova = _align_up(start, align)
             top = end if limit is None else min(end, limit)
@@ -239,6 +248,10 @@ class IovaAllocator:
                 operation=operation,
             )
         size = _align_up(size, self.page_size)
+        with self._lock:
+            return self._take(iova, size, operation)
+
+    def _take(self, iova: int, size: int, operation: str) -> int:
         end = iova + size
         for i, (start, stop) in enumerate(self._free):
             if start <= iova and end <= stop:
@@ -265,13 +278,14 @@ class IovaAllocator:
     def free(self, iova: int) -> None:
         """Return the span allocated at ``iova`` (an int allocate() returned)."""
         iova = _check.integer(iova, "iova", device=None, operation="free IOVA")
-        size = self._allocated.pop(iova, None)
-        if size is None:
-            raise InvalidArgumentError(
-                f"iova {iova:#x} was not allocated here", operation="free IOVA"
-            )
-        for start, end in self._clip(iova, iova + size):
-            self._release(start, end)
+        with self._lock:
+            size = self._allocated.pop(iova, None)
+            if size is None:
+                raise InvalidArgumentError(
+                    f"iova {iova:#x} was not allocated here", operation="free IOVA"
+                )
+            for start, end in self._clip(iova, iova + size):
+                self._release(start, end)
 
     def restrict(self, ranges: Sequence[tuple[int, int]]) -> None:
         """From now on hand out only IOVAs that are inside ``ranges``
@@ -280,18 +294,24 @@ class IovaAllocator:
         some.  Allocated spans stay allocated; freed, only their usable part
         is handed out again."""
         pairs = check_range_pairs(ranges, "restrict IOVA ranges")
-        usable = []
+        usable: list[tuple[int, int]] = []
+        # Merged first: ranges that touch or overlap are one span of IOVAs.
         for first, last in sorted(pairs):
             start = _align_up(first, self.page_size)
             end = (last + 1) & ~(self.page_size - 1)
-            if end > start:
+            if end <= start:
+                continue
+            if usable and start <= usable[-1][1]:
+                usable[-1] = (usable[-1][0], max(end, usable[-1][1]))
+            else:
                 usable.append((start, end))
-        self._usable = [
-            (low, high)
-            for usable_start, usable_end in usable
-            for low, high in self._clip(usable_start, usable_end)
-        ]
-        self._free = [piece for start, end in self._free for piece in self._clip(start, end)]
+        with self._lock:
+            self._usable = [
+                (low, high)
+                for usable_start, usable_end in usable
+                for low, high in self._clip(usable_start, usable_end)
+            ]
+            self._free = [piece for start, end in self._free for piece in self._clip(start, end)]
 
     def _clip(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of [start, end) that are usable IOVAs."""
@@ -434,6 +454,15 @@ class DmaBuffer:
             return allocator.allocate(self.size, align=page, limit=limit)
         wanted = self.vaddr if iova == IDENTITY else iova
         assert isinstance(wanted, int)
+        if wanted % page:
+            raise OutOfRangeError(
+                f"iova {wanted:#x} is not a multiple of the page size ({page:#x})",
+                device=self._dma.backend.name,
+                operation=operation,
+                hint="with hugepages=True the IOMMU maps 2 MiB pages: align the IOVA to them"
+                if page == HUGEPAGE_SIZE
+                else None,
+            )
         if limit is not None and wanted + self.size > limit:
             raise OutOfRangeError(
                 f"iova {wanted:#x}-{wanted + self.size - 1:#x} ends above limit {limit:#x}",

@@ -279,28 +279,43 @@ class Interrupts:
         eventfds (``loop.add_reader``), so no thread blocks.
 
         As ``wait()``: the fired vectors, their counters consumed; an empty
-        list after ``timeout`` seconds (None, or 0 to 2147483).  Cancelling
-        the task stops the wait and consumes nothing.
+        list only after ``timeout`` seconds (None, or 0 to 2147483).  Several
+        tasks may wait at once: a vector another took is waited for again.
+        Closing the device wakes the waits, which raise ClosedError.
+        Cancelling the task stops the wait and consumes nothing.
         """
         ms = self._start_wait(timeout, "wait_async")
         loop = asyncio.get_running_loop()
-        woken = loop.create_future()
-        watched = [*self.eventfds, *([self._release_fd] if self._release_fd >= 0 else [])]
+        deadline = None if ms is None else loop.time() + ms / 1000
+        woken: list[asyncio.Future[None]] = [loop.create_future()]
 
         def wake() -> None:
-            if not woken.done():
-                woken.set_result(None)
+            if not woken[0].done():
+                woken[0].set_result(None)
 
-        for fd in watched:
-            loop.add_reader(fd, wake)
+        # Copies of the fds, this wait's own: the loop keeps one reader per
+        # fd (another wait, or the caller's own reader, would replace it), and
+        # an fd closed under it (close() wakes waits through release_fd, then
+        # closes it) would leave epoll, and the wake-up with it.
+        originals = [*self.eventfds, *([self._release_fd] if self._release_fd >= 0 else [])]
+        watched: list[int] = []
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken, None if ms is None else ms / 1000)
+            for fd in originals:
+                watched.append(os.dup(fd))
+                loop.add_reader(watched[-1], wake)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken[0], left)
+                # Which fds are readable: what poll() would say, without waiting.
+                fired = self._fired([fd for fd, _ in self._poll.poll(0)])
+                if fired or (deadline is not None and loop.time() >= deadline):
+                    return fired
+                woken[0] = loop.create_future()  # another wait took it
         finally:
             for fd in watched:
                 loop.remove_reader(fd)
-        # Which fds are readable: what poll() would have said, without waiting.
-        return self._fired([fd for fd, _ in self._poll.poll(0)])
+                os.close(fd)
 
     def _start_wait(self, timeout: float | None, operation: str) -> int | None:
         """The checks a wait starts with; ``timeout`` in ms for poll(2)."""

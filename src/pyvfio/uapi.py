@@ -37,6 +37,7 @@ VFIO_DEVICE_GET_IRQ_INFO = _io(9)
 VFIO_DEVICE_SET_IRQS = _io(10)
 VFIO_DEVICE_RESET = _io(11)
 VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = _io(12)
+VFIO_DEVICE_PCI_HOT_RESET = _io(13)
 VFIO_IOMMU_GET_INFO = _io(12)
 VFIO_IOMMU_MAP_DMA = _io(13)
 VFIO_IOMMU_UNMAP_DMA = _io(14)
@@ -134,6 +135,42 @@ class vfio_device_info(ctypes.Structure):  # noqa: N801
         ("num_regions", ctypes.c_uint32),
         ("num_irqs", ctypes.c_uint32),
         ("cap_offset", ctypes.c_uint32),
+    )
+
+
+# vfio_pci_hot_reset_info.flags; vfio_pci_dependent_device.devid values
+VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0
+VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1
+VFIO_PCI_DEVID_OWNED = 0
+VFIO_PCI_DEVID_NOT_OWNED = 0xFFFFFFFF  # -1 in a __u32
+
+
+class vfio_pci_hot_reset_info(ctypes.Structure):  # noqa: N801
+    """Followed by ``count`` vfio_pci_dependent_device entries."""
+
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
+    )
+
+
+class vfio_pci_dependent_device(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("group_id", ctypes.c_uint32),  # a union: devid with FLAG_DEV_ID
+        ("segment", ctypes.c_uint16),
+        ("bus", ctypes.c_uint8),
+        ("devfn", ctypes.c_uint8),
+    )
+
+
+class vfio_pci_hot_reset(ctypes.Structure):  # noqa: N801
+    """Followed by ``count`` group fds (__s32); none for a cdev-opened device."""
+
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
     )
 
 
@@ -378,6 +415,10 @@ SINCE_6_6 = frozenset(
         "vfio_device_bind_iommufd",
         "vfio_device_attach_iommufd_pt",
         "vfio_device_detach_iommufd_pt",
+        "VFIO_PCI_HOT_RESET_FLAG_DEV_ID",
+        "VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED",
+        "VFIO_PCI_DEVID_OWNED",
+        "VFIO_PCI_DEVID_NOT_OWNED",
     }
 )
 

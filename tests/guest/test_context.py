@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio import BusyError, ClosedError, Device, IommuContext, Sysfs
+from pyvfio import BusyError, ClosedError, Device, IommuContext, Sysfs, UnsupportedError
 from pyvfio.dma import DmaBuffer
 from pyvfio.vm import EDU_ID, NVME_ID
 
@@ -30,7 +30,7 @@ PAGE = mmap.PAGESIZE
 # the suite's time is better spent elsewhere.
 @pytest.fixture
 def edu(sysfs: Sysfs) -> Iterator[str]:
-    (found,) = sysfs.find(*EDU_ID)
+    found = sysfs.find(*EDU_ID)[0]  # on the root bus: first
     with sysfs.bound(found.bdf):
         yield found.bdf
 
@@ -119,7 +119,18 @@ def test_device_open_makes_a_context_of_its_own_that_closes_with_it(edu: str) ->
     dev = Device.open(edu)
     context = dev.context
     assert context is not None and context.devices == [dev]
+    with pytest.raises(UnsupportedError, match="the device's own"):
+        context.open(edu)  # it takes no other device: it closes with this one
     buf = dev.dma_buffer(PAGE)
     assert context.dma.buffers == [buf]
     dev.close()
     assert context.closed and buf.closed
+
+
+def test_a_group_kept_as_the_last_goes_when_another_joins(edu: str, nvme: str) -> None:
+    with IommuContext() as context:
+        context.open(edu).close()  # its group stays: the container's last (legacy)
+        nvme_dev = context.open(nvme)
+        with Device.open(edu) as alone:  # its group is free again
+            assert alone.context is not context
+        assert context.devices == [nvme_dev]

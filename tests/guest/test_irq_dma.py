@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pyvfio import BusyError, Device, OutOfRangeError, UnsupportedError
+from pyvfio import BusyError, ClosedError, Device, OutOfRangeError, UnsupportedError
 from pyvfio.dma import IDENTITY
 from pyvfio.irq import IrqIndex
 from pyvfio.vm import runner
@@ -233,3 +233,27 @@ def test_a_buffer_can_be_mapped_at_its_own_address(edu: str) -> None:
         memory = mmap.mmap(-1, mmap.PAGESIZE)
         with dev.dma_map(memory, iova=IDENTITY) as mapped:
             assert mapped.iova == mapped.vaddr
+
+
+def test_closing_the_device_wakes_every_async_wait(edu: str) -> None:
+    dev = Device.open(edu)
+    msi = dev.enable_irq(IrqIndex.MSI, 1)
+    seen: list[int] = []
+
+    async def main() -> list[BaseException | list[int]]:
+        loop = asyncio.get_running_loop()
+        # A reader of the caller's own on the vector, beside the waits.
+        loop.add_reader(msi.eventfds[0], lambda: seen.append(1))
+        waits = [asyncio.create_task(msi.wait_async()) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        msi.trigger(0)  # one of the waits takes it, the other looks and waits on
+        await asyncio.sleep(0.2)
+        assert seen, "the caller's own reader was replaced"
+        loop.remove_reader(msi.eventfds[0])
+        dev.close()  # from the loop itself: no thread is left to write
+        return await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
+
+    first, second = asyncio.run(main())
+    results = sorted((first, second), key=lambda r: isinstance(r, BaseException))
+    assert results[0] == [0], results
+    assert isinstance(results[1], ClosedError), results

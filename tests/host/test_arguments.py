@@ -34,6 +34,7 @@ import pytest
 
 import pyvfio
 from pyvfio import (
+    AffectedDevice,
     ArgumentTypeError,
     Bar,
     Container,
@@ -195,6 +196,7 @@ RECORD_SAMPLES: dict[type[Any], Any] = {
         bars=(Bar(index=0, start=0xFEB00000, size=4096, flags=0x200),),
     ),
     DeviceInfo: DeviceInfo(flags=DeviceFlags.PCI, num_regions=9, num_irqs=5),
+    AffectedDevice: AffectedDevice(bdf=BDF, group=13, owned=True),
     RegionInfo: RegionInfo(index=0, flags=0, size=4096, offset=0, caps=(MsixMappableCap(),)),
     IrqInfo: IrqInfo(index=1, flags=IrqFlags.EVENTFD, count=1),
     Capability: Capability(id=5, offset=0x40, extended=False),

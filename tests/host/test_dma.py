@@ -52,6 +52,14 @@ def test_a_span_freed_after_a_narrowing_returns_only_its_usable_part() -> None:
     assert all(start >= 0xFEF00000 for start, _ in alloc.free_spans)
 
 
+def test_ranges_that_touch_or_overlap_narrow_as_one_span() -> None:
+    alloc = IovaAllocator([(0, 0xFFFF)])
+    alloc.restrict([(0x8000, 0xFFFF), (0, 0x7FFF), (0x2000, 0x9FFF)])
+    assert alloc.free_spans == [(PAGE, 0x10000)]
+    assert alloc.allocate(0xA000) == PAGE  # across where the ranges met
+    assert alloc.reserve(0xB000, 0x2000) == 0x2000
+
+
 def test_limit_models_a_device_dma_mask() -> None:
     alloc = IovaAllocator(X86_RANGES)
     alloc.allocate((1 << 28) - 2 * PAGE, limit=1 << 28)

@@ -111,6 +111,11 @@ class IommuContext:
         return self._iommu
 
     @property
+    def sysfs(self) -> Sysfs:
+        """The sysfs it finds its devices in."""
+        return self._sysfs
+
+    @property
     def devices(self) -> list[Device]:
         """The devices open in it, in the order they were opened."""
         with self._lock:

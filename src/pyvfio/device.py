@@ -28,6 +28,7 @@ from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace, IdentityIova
 from .errors import (
     BusyError,
+    DriverError,
     InvalidArgumentError,
     PermissionDeniedError,
     UnsupportedError,
@@ -568,7 +569,10 @@ class Device(DeviceFd):
         operation = "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"
         header = ctypes.sizeof(uapi.vfio_pci_hot_reset_info)
         entry = ctypes.sizeof(uapi.vfio_pci_dependent_device)
-        count = 8
+        # Room for 128: over 1 KiB, which Python hands the kernel itself, so
+        # the count an ENOSPC writes back is seen (3.14 drops a smaller
+        # buffer's copy on an error).
+        count = 128
         while True:
             buf = bytearray(header + count * entry)
             struct.pack_into("<III", buf, 0, len(buf), 0, 0)
@@ -624,6 +628,18 @@ class Device(DeviceFd):
         PermissionDeniedError, and nothing is reset."""
         operation = "VFIO_DEVICE_PCI_HOT_RESET"
         devices = self.hot_reset_devices()
+        sysfs = self._context.sysfs if self._context is not None else Sysfs()
+        # The kernel's EINVAL for one on another driver does not say which.
+        for affected in devices:
+            driver = sysfs.device(affected.bdf).driver
+            if driver is None or "vfio" not in driver:
+                raise DriverError(
+                    f"a hot reset also resets {affected.bdf}, which is bound to "
+                    f"{driver or 'no driver'}, not a VFIO driver",
+                    device=self.bdf,
+                    operation=operation,
+                    hint=f"run `pyvfio bind {affected.bdf}`, and hold it in this context",
+                )
         unowned = [d for d in devices if not d.owned]
         if unowned:
             names = ", ".join(
@@ -642,7 +658,17 @@ class Device(DeviceFd):
         fds = [held[number].fd for number in groups]
         arg = bytearray(ctypes.sizeof(uapi.vfio_pci_hot_reset) + 4 * len(fds))
         struct.pack_into(f"<III{len(fds)}i", arg, 0, len(arg), 0, len(fds), *fds)
-        ioctl(self.fd, uapi.VFIO_DEVICE_PCI_HOT_RESET, arg, device=self.bdf, operation=operation)
+        try:
+            ioctl(
+                self.fd, uapi.VFIO_DEVICE_PCI_HOT_RESET, arg, device=self.bdf, operation=operation
+            )
+        except BusyError as exc:
+            # The kernel only tries the affected devices' memory locks.
+            exc.hint = (
+                "another thread is in a BAR access, an mmap fault or a reset of an "
+                "affected device: try again when it is done"
+            )
+            raise
 
     # -- lifetime --------------------------------------------------------
 

@@ -294,17 +294,19 @@ class IovaAllocator:
         some.  Allocated spans stay allocated; freed, only their usable part
         is handed out again."""
         pairs = check_range_pairs(ranges, "restrict IOVA ranges")
-        usable: list[tuple[int, int]] = []
-        # Merged first: ranges that touch or overlap are one span of IOVAs.
+        # Merged first, as [start, end): ranges that touch or overlap are one
+        # span of IOVAs; then whole pages of each.
+        merged: list[tuple[int, int]] = []
         for first, last in sorted(pairs):
-            start = _align_up(first, self.page_size)
-            end = (last + 1) & ~(self.page_size - 1)
-            if end <= start:
-                continue
-            if usable and start <= usable[-1][1]:
-                usable[-1] = (usable[-1][0], max(end, usable[-1][1]))
+            if merged and first <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(last + 1, merged[-1][1]))
             else:
-                usable.append((start, end))
+                merged.append((first, last + 1))
+        usable = [
+            (_align_up(start, self.page_size), end & ~(self.page_size - 1))
+            for start, end in merged
+            if end & ~(self.page_size - 1) > _align_up(start, self.page_size)
+        ]
         with self._lock:
             self._usable = [
                 (low, high)

@@ -19,7 +19,13 @@ from . import _check, uapi
 from ._check import CheckedRecord
 from ._sys import ioctl
 from .devfd import DeviceFd
-from .errors import ClosedError, InvalidArgumentError, OutOfRangeError, UnsupportedError
+from .errors import (
+    ClosedError,
+    InvalidArgumentError,
+    OutOfRangeError,
+    UnsupportedError,
+    VfioError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +307,16 @@ class Interrupts:
         watched: list[int] = []
         try:
             for fd in originals:
-                watched.append(os.dup(fd))
+                try:
+                    watched.append(os.dup(fd))
+                except OSError as exc:  # EMFILE; EBADF: closed meanwhile
+                    self._device.fd  # noqa: B018 - a closed device says so
+                    raise VfioError(
+                        f"cannot watch the eventfds: {exc.strerror}",
+                        errno=exc.errno,
+                        device=self._device.bdf,
+                        operation="wait_async",
+                    ) from exc
                 loop.add_reader(watched[-1], wake)
             while True:
                 left = None if deadline is None else max(0.0, deadline - loop.time())

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio import Device, IommuContext, Sysfs, UnsupportedError
+from pyvfio import Device, DriverError, IommuContext, Sysfs, UnsupportedError
 from pyvfio.vm import EDU_ID
 
 from .example_drivers import edu as edu_example
@@ -113,3 +113,19 @@ def test_a_device_on_the_root_bus_cannot_be_hot_reset(sysfs: Sysfs) -> None:
         with pytest.raises(UnsupportedError, match="cannot reset this device's bus") as info:
             dev.hot_reset()
         assert "reset()" in (info.value.hint or "")
+
+
+def test_a_hot_reset_names_an_affected_device_on_no_vfio_driver(
+    sysfs: Sysfs, behind_bridge: tuple[str, str], backend: str
+) -> None:
+    first, second = behind_bridge
+    sysfs.unbind(second)
+    try:
+        with IommuContext(backend) as context:
+            dev = context.open(first)
+            with pytest.raises(DriverError, match=f"also resets {second}, which is bound to no"):
+                dev.hot_reset()
+            zeroed = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
+            assert _read_by_edu(dev, context, zeroed.iova, 4) == bytes(4)  # nothing reset
+    finally:
+        sysfs.bind(second, "vfio-pci")

@@ -58,6 +58,10 @@ def test_ranges_that_touch_or_overlap_narrow_as_one_span() -> None:
     assert alloc.free_spans == [(PAGE, 0x10000)]
     assert alloc.allocate(0xA000) == PAGE  # across where the ranges met
     assert alloc.reserve(0xB000, 0x2000) == 0x2000
+    # met inside a page: the page is still usable
+    alloc = IovaAllocator([(0, 0xFFFF)])
+    alloc.restrict([(0, 0x17FF), (0x1800, 0x2FFF)])
+    assert alloc.free_spans == [(PAGE, 0x3000)]
 
 
 def test_limit_models_a_device_dma_mask() -> None:

@@ -131,13 +131,23 @@ def fresh() -> Iterator[Fresh]:
     index, wheels, home, cache = (OUT / d for d in ("index", "wheels", "home", "cache"))
     for d in (index, wheels, home, cache):
         d.mkdir(parents=True)
+    # Built from a copy: the build rewrites src/pyvfio.egg-info, which guests
+    # booted meanwhile read (pytest reads every distribution's metadata).
+    tree = OUT / "tree"
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "__pycache__", "*.egg-info", ".*_cache"
+        ),
+    )
     subprocess.run(
         [
             sys.executable,
             "-c",
             f"from setuptools import build_meta; build_meta.build_sdist({str(index)!r})",
         ],
-        cwd=ROOT,
+        cwd=tree,
         check=True,
         capture_output=True,
     )

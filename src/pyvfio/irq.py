@@ -12,6 +12,7 @@ import os
 import select
 import struct
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -423,13 +424,57 @@ def enable(device: DeviceFd, index: int, count: int | None = None) -> Interrupts
     return Interrupts(device, info, count)
 
 
+class _Watches:
+    """Every ReleaseWatch of this process.  A fork pauses their threads
+    (joined before, started again after, in the parent): a child forked while
+    a thread runs may inherit a lock that thread held, mid-way.  The child
+    has no watch threads; its devices are its parent's.  (Python 3.12 and
+    later still warn at such a fork: they count threads after it, in the
+    parent, when the watches have started again.)"""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watches: weakref.WeakSet[ReleaseWatch] = weakref.WeakSet()
+
+    def add(self, watch: ReleaseWatch) -> None:
+        with self.lock:
+            self.watches.add(watch)
+
+    def discard(self, watch: ReleaseWatch) -> None:
+        with self.lock:
+            self.watches.discard(watch)
+
+    def pause(self) -> None:
+        with self.lock:
+            watches = list(self.watches)
+        for watch in watches:
+            watch._pause()
+
+    def resume(self) -> None:
+        with self.lock:
+            watches = list(self.watches)
+        for watch in watches:
+            watch._resume()
+
+    def forget(self) -> None:
+        self.lock = threading.Lock()  # another thread may have held it at the fork
+        self.watches = weakref.WeakSet()
+
+
+_WATCHES = _Watches()
+os.register_at_fork(
+    before=_WATCHES.pause, after_in_parent=_WATCHES.resume, after_in_child=_WATCHES.forget
+)
+
+
 class ReleaseWatch:
     """Answers the device's request interrupt: the kernel asking for it back.
 
     Unbinding a device from its VFIO driver waits, in the kernel, until
     every fd and mapping of it is gone; meanwhile vfio-pci signals the REQ
     eventfd (at once, then every 10 s).  A daemon thread waits on that
-    eventfd and calls ``on_request`` once, from that thread.
+    eventfd and calls ``on_request`` once, from that thread.  A fork pauses
+    the thread: a request signalled meanwhile is seen when it starts again.
     """
 
     def __init__(self, device: DeviceFd, on_request: Callable[[], None]) -> None:
@@ -439,10 +484,11 @@ class ReleaseWatch:
         self._pid = os.getpid()
         self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # Guards _stopped, _thread and the stop eventfd's counter; never held
+        # across a join (a callback in the thread may stop its own watch).
+        self._lock = threading.Lock()
         self._stopped = False
-        self._thread = threading.Thread(
-            target=self._watch, name=f"pyvfio-request-{device.bdf}", daemon=True
-        )
+        self._thread = self._new_thread()
         try:
             _set_irqs(
                 device,
@@ -453,10 +499,41 @@ class ReleaseWatch:
                 data=struct.pack("<i", self._eventfd),
             )
             self._thread.start()
+            _WATCHES.add(self)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to see
                 self.close()
             raise
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(
+            target=self._watch, name=f"pyvfio-request-{self._device.bdf}", daemon=True
+        )
+
+    def _pause(self) -> None:
+        """Before a fork: end the thread (not from itself: a callback forking)."""
+        with self._lock:
+            thread = self._thread
+            if (
+                self._stopped
+                or not thread.is_alive()
+                or threading.current_thread() is thread
+                or os.getpid() != self._pid
+            ):
+                return
+            os.eventfd_write(self._stop, 1)
+        thread.join()
+        with self._lock:
+            if not self._stopped:  # stop() closed nothing yet: the counter is ours
+                os.eventfd_read(self._stop)
+
+    def _resume(self) -> None:
+        """After a fork, in the parent: a new thread, unless stopped meanwhile."""
+        with self._lock:
+            if self._stopped or self._thread.is_alive() or os.getpid() != self._pid:
+                return
+            self._thread = self._new_thread()
+            self._thread.start()
 
     def _watch(self) -> None:
         poll = select.poll()
@@ -483,12 +560,15 @@ class ReleaseWatch:
     def stop(self) -> None:
         """End the thread and wait for it, unless this is it (a callback closing
         the device); afterwards nothing calls ``on_request``.  Safe twice."""
-        if self._stopped or os.getpid() != self._pid:
-            return  # a forked child has no thread; its parent's must go on
-        self._stopped = True
-        os.eventfd_write(self._stop, 1)
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
+        with self._lock:
+            if self._stopped or os.getpid() != self._pid:
+                return  # a forked child has no thread; its parent's must go on
+            self._stopped = True
+            os.eventfd_write(self._stop, 1)
+            thread = self._thread
+        if thread.is_alive() and threading.current_thread() is not thread:
+            thread.join()
+        _WATCHES.discard(self)
 
     def close(self) -> None:
         """stop(), take the eventfd from the device, close both fds; safe twice.

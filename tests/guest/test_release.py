@@ -8,6 +8,10 @@ the kernel (vfio_unregister_group_dev) until the holder exits.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +19,7 @@ import pytest
 from pyvfio import BusyError, Device, Sysfs
 from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.irq import IrqIndex
-from pyvfio.vm import EDU_ID
+from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
 
 from . import forked
 
@@ -136,3 +140,58 @@ def test_the_request_interrupt_is_the_librarys(sysfs: Sysfs) -> None:
             dev.enable_irq(IrqIndex.REQ)
         assert "on_release_request" in (info.value.hint or "")
         assert not dev.release_requested
+
+
+# A new interpreter (pyvfio not imported yet): its own fork hook, registered
+# first, runs after pyvfio's and counts the threads the fork sees.
+FORKER = """
+import json, os, sys, threading, time
+seen_at_fork = []
+os.register_at_fork(before=lambda: seen_at_fork.append(threading.active_count()))
+from pyvfio import IommuContext, uapi
+from pyvfio.irq import IrqIndex, _set_irqs
+
+def watchers():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("pyvfio-request-"))
+
+with IommuContext() as context:
+    devices = [context.open(bdf) for bdf in sys.argv[1:]]
+    bar0 = devices[0].region(0).map()
+    before = watchers()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if bar0.read32(0) == 0x010000ED else 1)
+    child = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    after = watchers()
+    # The watcher started again answers: the kernel's request, sent by hand.
+    flags = uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER
+    _set_irqs(devices[1], IrqIndex.REQ, flags, 0, 1)
+    deadline = time.monotonic() + 10
+    while not devices[1].release_requested and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(json.dumps({"at_fork": seen_at_fork, "before": before, "after": after,
+                      "child": child, "answered": devices[1].release_requested}))
+"""
+
+
+def test_a_fork_sees_no_pyvfio_thread_and_the_watchers_go_on(sysfs: Sysfs) -> None:
+    # Each open device has a thread answering the kernel's release request;
+    # a fork from a program with several devices open must not copy one
+    # mid-way (a lock it held stays held in the child).
+    bdfs = [sysfs.find(*ids)[0].bdf for ids in (EDU_ID, IVSHMEM_ID, NVME_ID)]
+    with contextlib.ExitStack() as bound:
+        for bdf in bdfs:
+            bound.enter_context(sysfs.bound(bdf))
+        proc = subprocess.run(
+            [sys.executable, "-c", FORKER, *bdfs],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["at_fork"] == [1]  # only the forking thread
+    assert report["before"] == report["after"] == sorted(f"pyvfio-request-{b}" for b in bdfs)
+    assert report["child"] == 0
+    assert report["answered"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import enum
@@ -291,6 +290,8 @@ class Interrupts:
         Closing the device wakes the waits, which raise ClosedError.
         Cancelling the task stops the wait and consumes nothing.
         """
+        import asyncio  # noqa: PLC0415 - a third of `import pyvfio`'s time; only this needs it
+
         ms = self._start_wait(timeout, "wait_async")
         loop = asyncio.get_running_loop()
         deadline = None if ms is None else loop.time() + ms / 1000

@@ -20,6 +20,7 @@ from pyvfio import Device, Sysfs
 from pyvfio.vm import EDU_ID, NVME_ID
 
 NVME_EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme.py"
+TWO_DEVICES_EXAMPLE = NVME_EXAMPLE.with_name("two_devices.py")
 # The nvme driver probes in the background: the disk appears a while after the bind.
 DISK_WAIT = 60.0
 
@@ -168,3 +169,18 @@ def test_nvme_example_after_a_killed_run_says_how_to_give_the_controller_back(
     finally:
         sysfs.unbind(disk.bdf)  # the hint, followed
     assert _nvme_disk(sysfs).blocks == disk.blocks
+
+
+def test_two_devices_example_hands_a_page_from_nvme_to_edu(sysfs: Sysfs) -> None:
+    # As a user runs it: a new interpreter, the example's folder on its path.
+    proc = subprocess.run(
+        [sys.executable, str(TWO_DEVICES_EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "model 'QEMU NVMe Ctrl'" in proc.stdout, proc.stdout
+    assert "edu read the same 2048 bytes from that IOVA, by DMA" in proc.stdout, proc.stdout
+    _nvme_disk(sysfs)  # the controller is back on nvme, with its disk

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,19 @@ def test_children_of_the_device_do_not_import_it(child: str) -> None:
 def test_the_device_still_imports_its_children() -> None:
     # The check above must see imports at all: device.py's are its children.
     assert {"region", "irq", "devfd"} <= _imported_modules(SRC / "device.py")
+
+
+def test_import_pyvfio_leaves_asyncio_to_wait_async() -> None:
+    # asyncio (with ssl) was a third of `import pyvfio`, and every guest
+    # Python start pays for it over 9p; only Interrupts.wait_async uses it.
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pyvfio; print(sorted({'asyncio', 'ssl'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == "[]"

@@ -97,18 +97,23 @@ class Edu:
         self.bar0.write64(DMA_CMD, DMA_START | DMA_IRQ | command)
         self._wait_irq(IRQ_DMA)
 
+    def read_at(self, iova: int, count: int) -> bytes:
+        """What the device reads at ``iova``: ``count`` bytes copied into its
+        memory by DMA, then out to a new buffer, whose content is returned."""
+        if count > EDU_DMA_SAFE:
+            raise ValueError(f"transfer at most {EDU_DMA_SAFE} bytes to edu")
+        with self.device.dma_buffer(count, limit=EDU_DMA_LIMIT) as back:
+            self.dma(iova, EDU_DMA_MEMORY, count, 0)
+            self.dma(EDU_DMA_MEMORY, back.iova, count, DMA_TO_RAM)
+            return bytes(back.view[:count])
+
     def dma_roundtrip(self, payload: bytes) -> bytes:
         """RAM -> device memory -> another RAM buffer; returns what came back."""
         if len(payload) > EDU_DMA_SAFE:
             raise ValueError(f"transfer at most {EDU_DMA_SAFE} bytes to edu")
-        with (
-            self.device.dma_buffer(len(payload), limit=EDU_DMA_LIMIT) as out,
-            self.device.dma_buffer(len(payload), limit=EDU_DMA_LIMIT) as back,
-        ):
+        with self.device.dma_buffer(len(payload), limit=EDU_DMA_LIMIT) as out:
             out.view[: len(payload)] = payload
-            self.dma(out.iova, EDU_DMA_MEMORY, len(payload), 0)
-            self.dma(EDU_DMA_MEMORY, back.iova, len(payload), DMA_TO_RAM)
-            return bytes(back.view[: len(payload)])
+            return self.read_at(out.iova, len(payload))
 
     def raise_interrupt(self) -> float:
         """Ask the device for an interrupt by hand; returns the latency seen."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edu import DMA_TO_RAM, EDU_DMA_LIMIT, EDU_DMA_MEMORY, EDU_DMA_SAFE, Edu
+from edu import EDU_DMA_LIMIT, EDU_DMA_SAFE, Edu
 from nvme import IDENTIFY, NVME_CLASS, Controller, NvmeError
 
 from pyvfio import IommuContext, Sysfs, VfioError
@@ -54,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctrl.disable()  # no DMA from the controller after this
             model = bytes(shared.view[24:64]).decode("ascii", "replace").strip()
             print(f"NVMe wrote its IDENTIFY page at IOVA {shared.iova:#x}: model {model!r}")
-            back = context.dma_buffer(4096, limit=EDU_DMA_LIMIT)
-            edu.dma(shared.iova, EDU_DMA_MEMORY, EDU_DMA_SAFE, 0)
-            edu.dma(EDU_DMA_MEMORY, back.iova, EDU_DMA_SAFE, DMA_TO_RAM)
-            if back.view[:EDU_DMA_SAFE] != shared.view[:EDU_DMA_SAFE]:
+            if edu.read_at(shared.iova, EDU_DMA_SAFE) != bytes(shared.view[:EDU_DMA_SAFE]):
                 raise NvmeError("edu read other bytes than NVMe wrote")
             print(f"edu read the same {EDU_DMA_SAFE} bytes from that IOVA, by DMA")
     except (VfioError, NvmeError, RuntimeError, TimeoutError) as exc:

@@ -222,11 +222,7 @@ class IovaAllocator:
             iova = _align_up(start, align)
             top = end if limit is None else min(end, limit)
             if iova + size <= top:
-                remainder = [(start, iova)] if start < iova else []
-                if iova + size < end:
-                    remainder.append((iova + size, end))
-                self._free[i : i + 1] = remainder
-                self._allocated[iova] = size
+                self._carve(i, iova, size)
                 return iova
         where = "" if limit is None else f" below {limit:#x}"
         raise OutOfRangeError(
@@ -255,11 +251,7 @@ class IovaAllocator:
         end = iova + size
         for i, (start, stop) in enumerate(self._free):
             if start <= iova and end <= stop:
-                remainder = [(start, iova)] if start < iova else []
-                if end < stop:
-                    remainder.append((end, stop))
-                self._free[i : i + 1] = remainder
-                self._allocated[iova] = size
+                self._carve(i, iova, size)
                 return size
         taken = [
             f"{start:#x}-{start + length - 1:#x}"
@@ -314,6 +306,15 @@ class IovaAllocator:
                 for low, high in self._clip(usable_start, usable_end)
             ]
             self._free = [piece for start, end in self._free for piece in self._clip(start, end)]
+
+    def _carve(self, i: int, iova: int, size: int) -> None:
+        """Allocate [iova, iova + size) out of free span ``i``, which holds it."""
+        start, end = self._free[i]
+        remainder = [(start, iova)] if start < iova else []
+        if iova + size < end:
+            remainder.append((iova + size, end))
+        self._free[i : i + 1] = remainder
+        self._allocated[iova] = size
 
     def _clip(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of [start, end) that are usable IOVAs."""

@@ -9,6 +9,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from pyvfio import Device
+
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
@@ -24,3 +26,13 @@ edu = _load("edu")
 nvme = _load("nvme")
 #: What QEMU's nvme answers in IDENTIFY controller's model number (bytes 24-63).
 QEMU_NVME_MODEL = b"QEMU NVMe Ctrl"
+
+
+def read_by_edu(device: Device, iova: int, count: int) -> bytes:
+    """What edu ``device`` reads at ``iova`` (examples/edu.py's ``Edu.read_at``),
+    with its MSI let go after, so that the next call can take it again."""
+    driver = edu.Edu(device)
+    try:
+        return bytes(driver.read_at(iova, count))
+    finally:
+        driver.msi.close()

@@ -22,6 +22,7 @@ from pyvfio import Device, DriverError, IommuContext, Sysfs, UnsupportedError
 from pyvfio.vm import EDU_ID
 
 from .example_drivers import edu as edu_example
+from .example_drivers import read_by_edu
 
 PAGE = mmap.PAGESIZE
 PAYLOAD = b"one buffer, two devices, one group"
@@ -46,17 +47,6 @@ def backend(request: pytest.FixtureRequest, behind_bridge: tuple[str, str]) -> s
     return str(request.param)
 
 
-def _read_by_edu(edu: Device, context: IommuContext, iova: int, count: int) -> bytes:
-    """What edu reads at ``iova``: copied into its memory, then out to a new buffer."""
-    driver = edu_example.Edu(edu)
-    with context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT) as back:
-        driver.dma(iova, edu_example.EDU_DMA_MEMORY, count, 0)
-        driver.dma(edu_example.EDU_DMA_MEMORY, back.iova, count, edu_example.DMA_TO_RAM)
-        data = bytes(back.view[:count])
-    driver.msi.close()
-    return data
-
-
 def test_the_bridge_puts_both_devices_in_one_group(
     sysfs: Sysfs, behind_bridge: tuple[str, str]
 ) -> None:
@@ -75,12 +65,12 @@ def test_two_devices_of_one_group_open_together_and_both_dma(
         shared = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
         shared.view[: len(PAYLOAD)] = PAYLOAD
         for dev in (first, second):
-            assert _read_by_edu(dev, context, shared.iova, len(PAYLOAD)) == PAYLOAD
+            assert read_by_edu(dev, shared.iova, len(PAYLOAD)) == PAYLOAD
         # The group stays while a device of it is open.
         first.close()
-        assert _read_by_edu(second, context, shared.iova, len(PAYLOAD)) == PAYLOAD
+        assert read_by_edu(second, shared.iova, len(PAYLOAD)) == PAYLOAD
         again = context.open(behind_bridge[0])
-        assert _read_by_edu(again, context, shared.iova, len(PAYLOAD)) == PAYLOAD
+        assert read_by_edu(again, shared.iova, len(PAYLOAD)) == PAYLOAD
 
 
 def test_a_hot_reset_resets_the_bus_behind_the_bridge(
@@ -103,7 +93,7 @@ def test_a_hot_reset_resets_the_bus_behind_the_bridge(
         shared = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
         shared.view[: len(PAYLOAD)] = PAYLOAD
         for dev in (first, second):  # both work after the resets
-            assert _read_by_edu(dev, context, shared.iova, len(PAYLOAD)) == PAYLOAD
+            assert read_by_edu(dev, shared.iova, len(PAYLOAD)) == PAYLOAD
 
 
 def test_a_device_on_the_root_bus_cannot_be_hot_reset(sysfs: Sysfs) -> None:
@@ -126,6 +116,6 @@ def test_a_hot_reset_names_an_affected_device_on_no_vfio_driver(
             with pytest.raises(DriverError, match=f"also resets {second}, which is bound to no"):
                 dev.hot_reset()
             zeroed = context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT)
-            assert _read_by_edu(dev, context, zeroed.iova, 4) == bytes(4)  # nothing reset
+            assert read_by_edu(dev, zeroed.iova, 4) == bytes(4)  # nothing reset
     finally:
         sysfs.bind(second, "vfio-pci")

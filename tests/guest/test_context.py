@@ -19,7 +19,7 @@ from pyvfio import BusyError, ClosedError, Device, IommuContext, Sysfs, Unsuppor
 from pyvfio.dma import DmaBuffer
 from pyvfio.vm import EDU_ID, NVME_ID
 
-from .example_drivers import QEMU_NVME_MODEL
+from .example_drivers import QEMU_NVME_MODEL, read_by_edu
 from .example_drivers import edu as edu_example
 from .example_drivers import nvme as nvme_example
 
@@ -51,17 +51,6 @@ def _identify_into(nvme: Device, buf: DmaBuffer) -> None:
         ctrl.disable()
 
 
-def _read_by_edu(edu: Device, context: IommuContext, iova: int, count: int) -> bytes:
-    """What edu reads at ``iova``: copied into its memory, then out to a new buffer."""
-    driver = edu_example.Edu(edu)
-    with context.dma_buffer(PAGE, limit=edu_example.EDU_DMA_LIMIT) as back:
-        driver.dma(iova, edu_example.EDU_DMA_MEMORY, count, 0)
-        driver.dma(edu_example.EDU_DMA_MEMORY, back.iova, count, edu_example.DMA_TO_RAM)
-        data = bytes(back.view[:count])
-    driver.msi.close()
-    return data
-
-
 def test_what_one_device_writes_another_reads_from_the_same_buffer(edu: str, nvme: str) -> None:
     with IommuContext() as context:
         nvme_dev = context.open(nvme)
@@ -75,7 +64,7 @@ def test_what_one_device_writes_another_reads_from_the_same_buffer(edu: str, nvm
         _identify_into(nvme_dev, shared)
         written = bytes(shared.view[: edu_example.EDU_DMA_SAFE])
         assert QEMU_NVME_MODEL in written
-        assert _read_by_edu(edu_dev, context, shared.iova, len(written)) == written
+        assert read_by_edu(edu_dev, shared.iova, len(written)) == written
     assert nvme_dev.closed and edu_dev.closed and shared.closed
 
 
@@ -91,12 +80,12 @@ def test_a_device_closed_leaves_the_others_and_the_buffers(edu: str, nvme: str) 
         # Its group (legacy) or cdev is let go: it opens elsewhere.
         with Device.open(nvme) as alone:
             assert alone.context is not context
-        assert _read_by_edu(edu_dev, context, shared.iova, len(text)) == text
+        assert read_by_edu(edu_dev, shared.iova, len(text)) == text
         # The last device closed, the buffers stay mapped for the next one.
         edu_dev.close()
         assert context.devices == [] and not shared.closed
         edu_dev = context.open(edu)
-        assert _read_by_edu(edu_dev, context, shared.iova, len(text)) == text
+        assert read_by_edu(edu_dev, shared.iova, len(text)) == text
     assert edu_dev.closed and shared.closed
 
 

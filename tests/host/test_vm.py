@@ -520,7 +520,7 @@ def test_vm_run_stopped_by_a_signal_stops_its_guest(
     else:
         proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + sig
+    assert proc.returncode == 128 + sig, stderr
     assert stderr.strip() == said  # one line, no traceback
     assert _left_behind(record) == []
 

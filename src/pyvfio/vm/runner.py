@@ -861,8 +861,13 @@ def _run_streaming(
     assert proc.stdout is not None
     reader = threading.Thread(target=output.pump, args=(proc.stdout.fileno(),), daemon=True)
     try:  # from here on a signal (SIGTERM, Ctrl-C, SIGHUP) stops the guest
-        held.release()
-        reader.start()
+        try:
+            # Started while the signals are held: one raised inside start()
+            # left a thread neither running nor joinable, and the join below
+            # failed in place of the stop.
+            reader.start()
+        finally:
+            held.release()
         why = _wait_unless_stuck(proc, output, options)
     finally:
         # The whole group, however the wait ended: vng may leave children
@@ -870,7 +875,8 @@ def _run_streaming(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        reader.join(5)
+        if reader.ident is not None:  # started
+            reader.join(5)
     if why is not None:
         # The last lines say what was running: a log holding only this error
         # (CI prints the end of each boot's log) must name it.

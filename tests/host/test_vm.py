@@ -2,6 +2,7 @@
 """The test VM runner: its command line, its argument checks, and one real boot that
 must not pass."""
 
+import fcntl
 import math
 import os
 import shutil
@@ -523,6 +524,29 @@ def test_vm_run_stopped_by_a_signal_stops_its_guest(
     assert proc.returncode == 128 + sig, stderr
     assert stderr.strip() == said  # one line, no traceback
     assert _left_behind(record) == []
+
+
+def test_a_run_directory_is_never_seen_with_its_runner_file_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sweep (another run starting) removes a directory whose runner file
+    # no one holds: the file must appear already locked.
+    rundir = tmp_path / (runner.RUNDIR_PREFIX + "starting")
+    rundir.mkdir()
+    runner_file = rundir / runner.RUNNER_FILE
+    present_at_lock: list[bool] = []
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        present_at_lock.append(runner_file.exists())
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with runner._held_as_live(rundir):
+        assert present_at_lock == [False]
+        assert runner.sweep_stale_rundirs(tmp_path) == []
+        assert runner_file.exists()
+    assert runner.sweep_stale_rundirs(tmp_path) == [rundir]  # let go: swept
 
 
 def test_a_runner_killed_outright_takes_its_guest_along_and_the_next_run_sweeps_up(

@@ -681,9 +681,14 @@ _UNNAMED_RUNDIR_SECONDS = 24 * 3600
 
 @contextlib.contextmanager
 def _held_as_live(rundir: Path) -> Iterator[None]:
-    fd = os.open(rundir / RUNNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # Locked under another name, then renamed: a sweep in another process
+    # that found the runner file between its creation and the lock removed
+    # a starting run's directory.
+    held = rundir / (RUNNER_FILE + ".new")
+    fd = os.open(held, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held.rename(rundir / RUNNER_FILE)
         yield
     finally:
         os.close(fd)

@@ -11,6 +11,7 @@ import os
 import select
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -462,6 +463,20 @@ class _Watches:
         self.watches = weakref.WeakSet()
 
 
+def _join_fully(thread: threading.Thread) -> None:
+    """Join ``thread``, then wait (up to a second) until its OS thread is gone.
+
+    ``join()`` returns while the thread is still leaving the kernel.  Until
+    it has left, glibc cannot reuse its stack (a thread started meanwhile
+    maps a new one, which a closed device would seem to leave behind) and
+    a fork counts it as running."""
+    thread.join()
+    task = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + 1.0
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 _WATCHES = _Watches()
 os.register_at_fork(
     before=_WATCHES.pause, after_in_parent=_WATCHES.resume, after_in_child=_WATCHES.forget
@@ -523,7 +538,7 @@ class ReleaseWatch:
             ):
                 return
             os.eventfd_write(self._stop, 1)
-        thread.join()
+        _join_fully(thread)
         with self._lock:
             if not self._stopped:  # stop() closed nothing yet: the counter is ours
                 os.eventfd_read(self._stop)
@@ -568,7 +583,7 @@ class ReleaseWatch:
             os.eventfd_write(self._stop, 1)
             thread = self._thread
         if thread.is_alive() and threading.current_thread() is not thread:
-            thread.join()
+            _join_fully(thread)
         _WATCHES.discard(self)
 
     def close(self) -> None:

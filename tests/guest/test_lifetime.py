@@ -36,6 +36,16 @@ def test_close_returns_fds_and_mappings(edu: str, nvme: str) -> None:
     assert _counts() == before
 
 
+def test_close_leaves_no_thread_even_in_the_kernel(edu: str) -> None:
+    # The watcher's OS thread outlives Thread.join() for a moment; while it
+    # does, a new thread gets a new stack and a fork counts it as running.
+    tasks = len(os.listdir("/proc/self/task"))
+    for _ in range(50):
+        with Device.open(edu):
+            pass
+        assert len(os.listdir("/proc/self/task")) == tasks
+
+
 def test_examples_edu_driver_runs(edu: str) -> None:
     example = Path(__file__).parents[2] / "examples" / "edu.py"
     proc = subprocess.run(

@@ -141,7 +141,7 @@ struct seg {
 	struct interval_tree_node it;		/* page numbers within the BAR */
 	unsigned int index;
 	u32 attr;
-	u32 memtype;				/* granted: enum vfio_memtype */
+	u32 memtype;				/* WC: as granted; UC: cover_memtype() */
 	unsigned int users;			/* cookies, under cookie_dev.lock */
 };
 
@@ -149,10 +149,17 @@ struct seg {
  * An uncached PAT reservation of BAR pages no WC segment holds: PAT then
  * records the whole BAR, as the core's own mapping would, and answers any
  * later mapping of those pages from anyone with uncached-minus.
+ *
+ * Pages that already carry another type in PAT's record (a root mmap of
+ * sysfs resourceN_wc made before the device's region was claimed) would
+ * hand that type to an uncached reservation over them, and so to every
+ * fault.  Such pages get a cover without a reservation, marked with the
+ * type found: no UC cookie is made over them, and QUERY says what they are.
  */
 struct uc_cover {
-	struct interval_tree_node it;	/* a maximal run of pages without WC */
-	void __iomem *reservation;	/* ioremap(): never accessed */
+	struct interval_tree_node it;	/* a run of pages without WC segments */
+	void __iomem *reservation;	/* ioremap(): never accessed; NULL if foreign */
+	u32 memtype;			/* read back from PAT: enum vfio_memtype */
 };
 
 struct cookie {
@@ -308,8 +315,8 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma);
 
 /* ---- segments: PAT reservations, shared per (BAR, range, type) ---------- */
 
-/* The type PAT really gives pages of @phys: read back from a one-page mapping. */
-static u32 pat_granted(phys_addr_t phys)
+/* The cache mode of the kernel page-table entry that maps @addr. */
+static u32 mapped_memtype(const void __iomem *addr)
 {
 	static const struct { enum page_cache_mode pcm; u32 type; } modes[] = {
 		{ _PAGE_CACHE_MODE_WC, VFIO_MEMTYPE_WC },
@@ -319,15 +326,12 @@ static u32 pat_granted(phys_addr_t phys)
 		{ _PAGE_CACHE_MODE_WT, VFIO_MEMTYPE_WT },
 		{ _PAGE_CACHE_MODE_WP, VFIO_MEMTYPE_WP },
 	};
-	void __iomem *probe = ioremap_wc(phys, PAGE_SIZE);
 	u32 type = VFIO_MEMTYPE_UNKNOWN;
 	unsigned int level, i;
 	unsigned long bits;
 	pte_t *pte;
 
-	if (!probe)
-		return type;
-	pte = lookup_address((unsigned long)probe, &level);
+	pte = lookup_address((unsigned long)addr, &level);
 	if (pte) {
 		pgprot_t prot = pte_pgprot(*pte);
 
@@ -338,6 +342,18 @@ static u32 pat_granted(phys_addr_t phys)
 			if (bits == cachemode2protval(modes[i].pcm))
 				type = modes[i].type;
 	}
+	return type;
+}
+
+/* The type PAT really gives pages of @phys: read back from a one-page mapping. */
+static u32 pat_granted(phys_addr_t phys)
+{
+	void __iomem *probe = ioremap_wc(phys, PAGE_SIZE);
+	u32 type;
+
+	if (!probe)
+		return VFIO_MEMTYPE_UNKNOWN;
+	type = mapped_memtype(probe);
 	iounmap(probe);
 	return type;
 }
@@ -382,35 +398,118 @@ static void zap_sole_wc_runs(struct cookie_dev *cdev, struct seg *seg)
 	zap_user_mappings(cdev, seg->index, next, last);
 }
 
-static void cover_add(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-		      unsigned long last)
+static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			 unsigned long last, void __iomem *reservation, u32 memtype)
 {
-	phys_addr_t phys = pci_resource_start(cdev->core.pdev, index) + (first << PAGE_SHIFT);
 	struct uc_cover *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 
-	if (!c)
-		return;
-	c->reservation = ioremap(phys, (last - first + 1) << PAGE_SHIFT);
-	if (!c->reservation) {
-		kfree(c);
+	if (!c) {
+		if (reservation)
+			iounmap(reservation);
 		return;
 	}
 	c->it.start = first;
 	c->it.last = last;
+	c->reservation = reservation;
+	c->memtype = memtype;
 	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
+}
+
+/*
+ * An uncached reservation of pages [first, last], if PAT grants uncached
+ * there: NULL if a page already carries another type (*memtype says which;
+ * VFIO_MEMTYPE_UNKNOWN if PAT refused, having found several).
+ */
+static void __iomem *cover_try(struct cookie_dev *cdev, unsigned int index,
+			       unsigned long first, unsigned long last, u32 *memtype)
+{
+	phys_addr_t phys = pci_resource_start(cdev->core.pdev, index) + (first << PAGE_SHIFT);
+	void __iomem *reservation = ioremap(phys, (last - first + 1) << PAGE_SHIFT);
+
+	*memtype = reservation ? mapped_memtype(reservation) : VFIO_MEMTYPE_UNKNOWN;
+	if (*memtype == VFIO_MEMTYPE_UC_MINUS)
+		return reservation;
+	if (reservation)
+		iounmap(reservation);
+	return NULL;
+}
+
+/*
+ * Single foreign pages found one by one in a run before the rest of the run
+ * is marked foreign as a whole: a foreign record over a whole large BAR
+ * must not cost a probe per page.  A UC request re-probes its own pages.
+ */
+#define COVER_FOREIGN_STEPS	16
+
+/*
+ * Cover pages [first, last] (no WC segment among them): the longest
+ * uncached prefix in one reservation, found by bisection when PAT has
+ * records of another type in the run, then the next page, and so on.
+ * Returns whether any page was found with another type.
+ */
+static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last)
+{
+	unsigned int foreign_steps = 0;
+	unsigned long next = first;
+	void __iomem *reservation;
+	bool foreign = false;
+	u32 memtype;
+
+	while (next <= last) {
+		/* Pages from next: the first @clean are uncached, the first @mixed not. */
+		unsigned long clean = 0, mixed = last - next + 1, mid;
+
+		reservation = cover_try(cdev, index, next, last, &memtype);
+		if (reservation) {
+			cover_insert(cdev, index, next, last, reservation, memtype);
+			break;
+		}
+		if (foreign_steps++ == COVER_FOREIGN_STEPS) {
+			cover_insert(cdev, index, next, last, NULL, memtype);
+			return true;
+		}
+		while (mixed - clean > 1) {
+			u32 unused;
+
+			mid = clean + (mixed - clean) / 2;
+			reservation = cover_try(cdev, index, next, next + mid - 1, &unused);
+			if (reservation) {
+				iounmap(reservation);
+				clean = mid;
+			} else {
+				mixed = mid;
+			}
+		}
+		if (clean) {
+			reservation = cover_try(cdev, index, next, next + clean - 1, &memtype);
+			if (reservation)
+				cover_insert(cdev, index, next, next + clean - 1, reservation,
+					     memtype);
+			next += clean;
+			continue;
+		}
+		cover_try(cdev, index, next, next, &memtype);	/* this page's type */
+		cover_insert(cdev, index, next, next, NULL, memtype);
+		foreign = true;
+		next++;
+	}
+	return foreign;
 }
 
 /*
  * Drop the cover runs that overlap or touch pages [first, last]; *lo and
  * *hi get the span they covered together with [first, last], which
  * cover_fill() then covers again.  Only runs near a change are touched, so
- * the cost does not grow with the number of cookies.
+ * the cost does not grow with the number of cookies.  Returns whether any
+ * of them was foreign (its pages' type may change when covered again).
  */
-static void cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 		      unsigned long last, unsigned long *lo, unsigned long *hi)
 {
 	unsigned long from = first ? first - 1 : 0, to = last + 1;
 	struct interval_tree_node *it, *next;
+	bool foreign = false;
 
 	*lo = first;
 	*hi = last;
@@ -421,40 +520,109 @@ static void cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		*lo = min(*lo, it->start);
 		*hi = max(*hi, it->last);
 		interval_tree_remove(it, &cdev->uc_cover[index]);
-		iounmap(c->reservation);
+		if (c->reservation)
+			iounmap(c->reservation);
+		else
+			foreign = true;
 		kfree(c);
 	}
+	return foreign;
 }
 
 /*
- * Cover the pages of [lo, hi] that no WC segment holds, in maximal runs.
- * Best effort: a page left without a record is still mapped uncached-minus,
- * PAT's default.
+ * Cover the pages of [lo, hi] that no WC segment holds.  Best effort: a
+ * page left without a record is still mapped uncached-minus, PAT's
+ * default.  Returns whether any page was found with another type.
  */
-static void cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned long lo,
+static bool cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned long lo,
 		       unsigned long hi)
 {
 	struct interval_tree_node *it;
 	unsigned long next = lo;
+	bool foreign = false;
 
 	lockdep_assert_held(&cdev->lock);
-	if (!cdev->barmap[index])
-		return;
+	if (!cdev->barmap[index] || lo > hi)
+		return false;
 	for (it = interval_tree_iter_first(&cdev->segs[index], lo, hi); it;
 	     it = interval_tree_iter_next(it, lo, hi)) {
 		if (container_of(it, struct seg, it)->attr != VFIO_MMAP_ATTR_WC)
 			continue;
 		if (it->start > next)
-			cover_add(cdev, index, next, it->start - 1);
+			foreign |= cover_run(cdev, index, next, it->start - 1);
 		next = max(next, it->last + 1);
 	}
 	if (next <= hi)
-		cover_add(cdev, index, next, hi);
+		foreign |= cover_run(cdev, index, next, hi);
+	return foreign;
+}
+
+/*
+ * The type PAT's record gives pages [first, last], none of them WC
+ * segment pages: uncached-minus when covered throughout by our own
+ * reservations, else the other type found (unknown for a page without a
+ * cover).
+ */
+static u32 cover_memtype(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			 unsigned long last)
+{
+	struct interval_tree_node *it;
+	unsigned long next = first;
+
+	lockdep_assert_held(&cdev->lock);
+	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last)) {
+		struct uc_cover *c = container_of(it, struct uc_cover, it);
+
+		if (it->start > next)
+			return VFIO_MEMTYPE_UNKNOWN;
+		if (c->memtype != VFIO_MEMTYPE_UC_MINUS)
+			return c->memtype;
+		next = it->last + 1;
+	}
+	return next > last ? VFIO_MEMTYPE_UC_MINUS : VFIO_MEMTYPE_UNKNOWN;
 }
 
 static unsigned long bar_last_page(struct cookie_dev *cdev, unsigned int index)
 {
 	return (PAGE_ALIGN(pci_resource_len(cdev->core.pdev, index)) >> PAGE_SHIFT) - 1;
+}
+
+/*
+ * Whether pages [first, last] may be mapped uncached: PAT's record of them
+ * is our own uncached cover.  Pages marked foreign are asked about again
+ * (the mapping that made the record may be gone), and user mappings of
+ * pages whose type changes are zapped.
+ */
+static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			  unsigned long last)
+{
+	unsigned long lo, hi;
+	bool changed;
+	u32 memtype;
+
+	lockdep_assert_held(&cdev->lock);
+	if (!pat_enabled() ||
+	    cover_memtype(cdev, index, first, last) == VFIO_MEMTYPE_UC_MINUS)
+		return 0;
+	down_write(&cdev->core.memory_lock);
+	changed = cover_cut(cdev, index, first, last, &lo, &hi);
+	if (lo < first)
+		changed |= cover_fill(cdev, index, lo, first - 1);
+	changed |= cover_fill(cdev, index, first, last);
+	if (last < hi)
+		changed |= cover_fill(cdev, index, last + 1, hi);
+	if (changed)
+		zap_user_mappings(cdev, index, lo, hi);
+	up_write(&cdev->core.memory_lock);
+	memtype = cover_memtype(cdev, index, first, last);
+	if (memtype == VFIO_MEMTYPE_UC_MINUS)
+		return 0;
+	/* A refusal leaves the log alone unless asked (dynamic debug). */
+	pci_dbg(cdev->core.pdev,
+		"BAR %u pages %#lx-%#lx: PAT records vfio_memtype %u, made outside this device; no UC cookie there\n",
+		index, first, last, memtype);
+	return -EBUSY;
 }
 
 /* A segment for the range, shared if one exists; cdev->lock held. */
@@ -468,6 +636,9 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	unsigned long lo, hi;
 	struct seg *seg;
 
+	bool changed;
+	int ret;
+
 	lockdep_assert_held(&cdev->lock);
 	for (it = interval_tree_iter_first(&cdev->segs[index], first, last); it;
 	     it = interval_tree_iter_next(it, first, last)) {
@@ -475,6 +646,15 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 		/* Refused here, before PAT is asked: no log line, no scan. */
 		if (seg->attr != attr)
 			return ERR_PTR(-EBUSY);
+	}
+	if (attr == VFIO_MMAP_ATTR_UC) {
+		ret = cover_check_uc(cdev, index, first, last);
+		if (ret)
+			return ERR_PTR(ret);
+	}
+	for (it = interval_tree_iter_first(&cdev->segs[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last)) {
+		seg = container_of(it, struct seg, it);
 		if (it->start == first && it->last == last) {
 			seg->users++;
 			return seg;
@@ -488,13 +668,13 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	seg->index = index;
 	seg->attr = attr;
 	seg->users = 1;
-	seg->memtype = pat_enabled() ? VFIO_MEMTYPE_UC_MINUS : VFIO_MEMTYPE_UNKNOWN;
+	seg->memtype = VFIO_MEMTYPE_UNKNOWN;	/* UC: read from the cover when asked */
 	if (attr == VFIO_MMAP_ATTR_WC) {
 		if (legacy_conflict(cdev, index)) {
 			kfree(seg);
 			return ERR_PTR(-EBUSY);
 		}
-		cover_cut(cdev, index, first, last, &lo, &hi);
+		changed = cover_cut(cdev, index, first, last, &lo, &hi);
 		/* PAT gives another type where one already holds a page. */
 		if (arch_io_reserve_memtype_wc(phys, length))
 			goto refused;
@@ -507,15 +687,22 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	interval_tree_insert(&seg->it, &cdev->segs[index]);
 	if (attr == VFIO_MMAP_ATTR_WC) {
 		cdev->wc_segs[index]++;
-		cover_fill(cdev, index, lo, hi);
+		changed |= cover_fill(cdev, index, lo, hi);
 		down_write(&cdev->core.memory_lock);
-		zap_sole_wc_runs(cdev, seg);
+		if (changed)	/* a neighbour's type came or went with a foreign record */
+			zap_user_mappings(cdev, index, lo, hi);
+		else
+			zap_sole_wc_runs(cdev, seg);
 		up_write(&cdev->core.memory_lock);
 	}
 	return seg;
 
 refused:	/* the cover is given back to the pages PAT would not make WC */
-	cover_fill(cdev, index, lo, hi);
+	if (cover_fill(cdev, index, lo, hi) || changed) {
+		down_write(&cdev->core.memory_lock);
+		zap_user_mappings(cdev, index, lo, hi);
+		up_write(&cdev->core.memory_lock);
+	}
 	kfree(seg);
 	return ERR_PTR(-EBUSY);
 }
@@ -526,6 +713,7 @@ static void seg_put(struct cookie_dev *cdev, struct seg *seg)
 	u64 offset = seg->it.start << PAGE_SHIFT;
 	u64 length = (seg->it.last - seg->it.start + 1) << PAGE_SHIFT;
 	unsigned long lo, hi;
+	bool changed;
 
 	lockdep_assert_held(&cdev->lock);
 	if (--seg->users)
@@ -537,8 +725,10 @@ static void seg_put(struct cookie_dev *cdev, struct seg *seg)
 		interval_tree_remove(&seg->it, &cdev->segs[index]);
 		arch_io_free_memtype_wc(pci_resource_start(cdev->core.pdev, index) + offset,
 					length);
-		cover_cut(cdev, index, seg->it.start, seg->it.last, &lo, &hi);
-		cover_fill(cdev, index, lo, hi);
+		changed = cover_cut(cdev, index, seg->it.start, seg->it.last, &lo, &hi);
+		changed |= cover_fill(cdev, index, lo, hi);
+		if (changed)	/* a foreign record came or went meanwhile */
+			zap_user_mappings(cdev, index, lo, hi);
 		up_write(&cdev->core.memory_lock);
 		cdev->wc_segs[index]--;
 	} else {
@@ -790,7 +980,10 @@ static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 		req.offset = c->offset;
 		req.length = c->length;
 		req.attr = c->seg->attr;
-		req.memtype = c->seg->memtype;
+		req.memtype = c->seg->attr == VFIO_MMAP_ATTR_WC || !pat_enabled() ?
+			      c->seg->memtype :
+			      cover_memtype(cdev, c->seg->index, c->seg->it.start,
+					    c->seg->it.last);
 		req.state = atomic_read(&c->vmas) ? VFIO_MMAP_COOKIE_STATE_MAPPED : 0;
 		req.__reserved = 0;
 	}

@@ -208,7 +208,8 @@ class Cookie:
             if exc.errno == errno.EBUSY:
                 exc.hint = (
                     "a page of the range is already mapped with another memory type; "
-                    "unmap it (legacy mmaps and cookies alike) or pick other pages"
+                    "unmap it (legacy mmaps, cookies, or a mapping made outside the device "
+                    "such as sysfs resourceN_wc) or pick other pages"
                 )
             elif exc.errno == errno.EPERM:
                 exc.hint = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import mmap
+import os
 import re
 import resource
 import textwrap
@@ -129,6 +130,94 @@ def test_conflicting_types_are_refused_not_coerced(wc_ivshmem: str, sysfs: Sysfs
         assert kinds(base + 4 * PAGE, base + 5 * PAGE) == {"write-combining"}
         uc.close()
         wc.close()
+
+
+def _pat_kind(start: int, end: int) -> str:
+    """The one type PAT's record gives physical [start, end)."""
+    found = kinds(start, end)
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def _foreign_wc(bdf: str, fd: int, offset: int) -> mmap.mmap | None:
+    """A root mmap of sysfs resource2_wc at ``offset``, touched; None where a
+    claimed BAR refuses it (CONFIG_IO_STRICT_DEVMEM: Debian's kernels)."""
+    try:
+        m = mmap.mmap(fd, PAGE, mmap.MAP_SHARED, offset=offset)
+    except OSError as exc:
+        assert exc.errno == errno.EINVAL, exc
+        return None
+    m[:4] = b"abcd"
+    return m
+
+
+def _assert_uc_truthful(m: Mapping, phys: int) -> None:
+    """A UC cookie mapping: QUERY and PAT's record of its pages both say UC-."""
+    assert m.cookie is not None
+    assert m.cookie.query().memory_type is MemoryType.UC_MINUS
+    assert _pat_kind(phys, phys + m.size) == "uncached-minus"
+
+
+def test_a_type_recorded_outside_the_device_is_reported_not_inherited(
+    wc_ivshmem: str, sysfs: Sysfs
+) -> None:
+    # Root mmaps of sysfs resource2_wc record their pages write-combining.
+    # Made before open, 7.3 keeps that record while the device is open (6.1
+    # and 6.12 drop it when vfio claims the BAR): an uncached reservation
+    # over it would be handed WC, and so would every UC cookie mapped there.
+    # Made while open (kernels without IO_STRICT_DEVMEM: the debug kernel),
+    # one over pages of a WC cookie is WC and outlives the cookie.
+    base = bar_start(sysfs, wc_ivshmem, 2)
+    fd = os.open(f"/sys/bus/pci/devices/{wc_ivshmem}/resource2_wc", os.O_RDWR)
+    foreign: list[mmap.mmap | None] = []
+    try:
+        foreign.append(mmap.mmap(fd, 4 * PAGE, mmap.MAP_SHARED))
+        foreign[0][:4] = b"abcd"  # type: ignore[index]
+        with Device.open(wc_ivshmem) as dev:
+            bar2 = dev.region(2)
+            if _pat_kind(base, base + PAGE) == "write-combining":
+                with pytest.raises(BusyError, match="resourceN_wc"):
+                    bar2.map(0, PAGE, attr=MemoryAttr.UC)
+                with pytest.raises(BusyError):
+                    bar2.map(3 * PAGE, 2 * PAGE, attr=MemoryAttr.UC)  # one page of it
+                wc = bar2.map(PAGE, PAGE, wc=True)  # WC over WC: what it says
+                assert wc.memory_type is MemoryType.WC
+                wc.close()
+                with pytest.raises(BusyError):  # the record outlives our WC cookie
+                    bar2.map(PAGE, PAGE, attr=MemoryAttr.UC)
+            else:
+                assert _pat_kind(base, base + PAGE) == "uncached-minus"
+            # Pages the record does not hold stay uncached, and say so.
+            uc = bar2.map(4 * PAGE, PAGE, attr=MemoryAttr.UC)
+            _assert_uc_truthful(uc, base + 4 * PAGE)
+            uc.write32(0, 0x600DF00D)
+            assert uc.read32(0) == 0x600DF00D
+            # While open: over our uncached cover a WC request is made UC-, ...
+            foreign.append(_foreign_wc(wc_ivshmem, fd, 8 * PAGE))
+            assert _pat_kind(base + 8 * PAGE, base + 9 * PAGE) == "uncached-minus"
+            _assert_uc_truthful(bar2.map(8 * PAGE, PAGE, attr=MemoryAttr.UC), base + 8 * PAGE)
+            # ... over a WC cookie's pages it is WC, and stays after the cookie.
+            wc = bar2.map(12 * PAGE, PAGE, wc=True)
+            foreign.append(_foreign_wc(wc_ivshmem, fd, 12 * PAGE))
+            wc.close()
+            if foreign[-1] is not None:
+                assert _pat_kind(base + 12 * PAGE, base + 13 * PAGE) == "write-combining"
+                with pytest.raises(BusyError):
+                    bar2.map(12 * PAGE, PAGE, attr=MemoryAttr.UC)
+            # Records go with their mappings: the pages are asked again.
+            for m in foreign:
+                if m is not None:
+                    m.close()
+            assert wc_records(base, base + 16 * PAGE) == []
+            for offset in (0, 12 * PAGE):
+                _assert_uc_truthful(bar2.map(offset, PAGE, attr=MemoryAttr.UC), base + offset)
+            _assert_uc_truthful(uc, base + 4 * PAGE)
+    finally:
+        for m in foreign:
+            if m is not None:
+                m.close()
+        os.close(fd)
+    assert pat_types(base, base + 16 * PAGE) == []  # nothing of ours is left
 
 
 @pytest.mark.skipif(VMA_HOLDS_PAT_RECORD, reason="6.1 keeps legacy mmaps and WC apart")

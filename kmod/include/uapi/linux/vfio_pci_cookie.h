@@ -79,8 +79,10 @@ enum vfio_memtype {
  * -EINVAL for a bad index, attribute, flag, reserved field or alignment;
  * -ERANGE if the range leaves the region;
  * -EBUSY if a page of the range already has another memory type: a cookie
- * of the other attribute, another PAT record, or (6.1 only) a legacy mmap of
- * the BAR; the request is refused, never silently given another type.  From
+ * of the other attribute, another PAT record (including one made outside the
+ * device, such as a root mmap of sysfs resourceN_wc made before open), or
+ * (6.1 only) a legacy mmap of the BAR; the request is refused, never
+ * silently given another type.  From
  * 6.10 a legacy mmap of a page follows the page's type instead: its PTEs are
  * zapped when a WC cookie comes or goes, and refault with the new type;
  * -EOPNOTSUPP if the platform cannot honour @attr for this region (no PAT);
@@ -132,7 +134,8 @@ struct vfio_device_feature_mmap_cookie_destroy {
  * @offset: out: start within the region
  * @length: out: mmap length
  * @attr: out: the attribute asked for
- * @memtype: out: the &enum vfio_memtype in effect for the pages
+ * @memtype: out: the &enum vfio_memtype in effect for the pages, read back
+ *	from the kernel's mapping that holds PAT's record of them
  * @state: out: VFIO_MMAP_COOKIE_STATE_* bits
  * @__reserved: out: 0
  *

@@ -37,6 +37,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/random.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vfio.h>
@@ -108,10 +109,24 @@ MODULE_PARM_DESC(disable_idle_d3, "Keep idle devices out of D3 (as vfio-pci)");
 #define vm_flags_set(vma, flags)	((vma)->vm_flags |= (flags))
 #endif
 
-/* Cookies live past every real region index in the mmap offset space. */
-#define COOKIE_REGION_INDEX	0xc00
-#define COOKIE_BASE		VFIO_PCI_INDEX_TO_OFFSET(COOKIE_REGION_INDEX)
-#define COOKIE_IDS		(1U << (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT))
+/*
+ * A cookie value (docs/uapi.md, "Cookie values"), an mmap offset of 63 bits:
+ *   bit 62              set: above every region's offset (index << 40)
+ *   bits 61..PAGE+32    the device open's number, from a driver-wide counter
+ *   bits PAGE+31..PAGE  the cookie's serial in that open, scrambled
+ *   bits PAGE-1..0      zero
+ * Serials are allocated cyclically, so none comes back within 2^32 creates
+ * of one open.  Scrambling (an odd multiplier, then a per-open random key:
+ * a bijection of 32 bits) puts consecutive serials far apart, so a value
+ * off by a page or two names no live cookie but by a 4096-in-2^32 chance.
+ */
+#define COOKIE_SPACE		BIT_ULL(62)
+#define COOKIE_SERIAL_SHIFT	PAGE_SHIFT
+#define COOKIE_OPEN_SHIFT	(COOKIE_SERIAL_SHIFT + 32)
+#define COOKIE_OPEN_MASK	GENMASK_ULL(61 - COOKIE_OPEN_SHIFT, 0)
+#define COOKIE_SCRAMBLE		0x9e3779b1U	/* odd */
+#define COOKIE_UNSCRAMBLE	0x0e8b2f51U	/* its inverse modulo 2^32 */
+static atomic64_t cookie_opens;
 /* Live cookies per device open, destroyed-but-mapped ones included. */
 #define COOKIE_MAX		VFIO_MMAP_COOKIE_MAX
 
@@ -131,7 +146,11 @@ struct cookie_dev {
 	unsigned int wc_segs[PCI_STD_NUM_BARS];		/* WC segments per BAR */
 	unsigned int legacy_vmas[PCI_STD_NUM_BARS];	/* 6.1 only: legacy BAR vmas */
 	struct rb_root_cached uc_cover[PCI_STD_NUM_BARS];	/* struct uc_cover by pages */
+	unsigned int foreign_covers[PCI_STD_NUM_BARS];	/* covers without a reservation */
+	u32 next_serial;			/* xa_alloc_cyclic()'s cursor */
 	/* Set at open, cleared at close; constant in between: */
+	u64 open_number;			/* masked: COOKIE_OPEN_MASK */
+	u32 serial_key;
 	void __iomem *barmap[PCI_STD_NUM_BARS];	/* ours, given to the core; NULL: core's own */
 	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
 };
@@ -168,7 +187,7 @@ struct cookie {
 	struct seg *seg;
 	u64 offset;				/* in the region, page aligned */
 	u64 length;				/* whole pages */
-	u32 id;
+	u32 id;					/* the serial: key in cookie_dev.cookies */
 	bool destroyed;				/* under cdev->lock */
 	atomic_t vmas;
 };
@@ -318,9 +337,10 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma);
 /* The cache mode of the kernel page-table entry that maps @addr. */
 static u32 mapped_memtype(const void __iomem *addr)
 {
+	/* First match wins: modes the PAT MSR lacks share another's bits. */
 	static const struct { enum page_cache_mode pcm; u32 type; } modes[] = {
-		{ _PAGE_CACHE_MODE_WC, VFIO_MEMTYPE_WC },
 		{ _PAGE_CACHE_MODE_UC_MINUS, VFIO_MEMTYPE_UC_MINUS },
+		{ _PAGE_CACHE_MODE_WC, VFIO_MEMTYPE_WC },
 		{ _PAGE_CACHE_MODE_UC, VFIO_MEMTYPE_UC },
 		{ _PAGE_CACHE_MODE_WB, VFIO_MEMTYPE_WB },
 		{ _PAGE_CACHE_MODE_WT, VFIO_MEMTYPE_WT },
@@ -338,9 +358,12 @@ static u32 mapped_memtype(const void __iomem *addr)
 		if (level != PG_LEVEL_4K)
 			prot = pgprot_large_2_4k(prot);
 		bits = pgprot_val(prot) & _PAGE_CACHE_MASK;
-		for (i = 0; i < ARRAY_SIZE(modes); i++)
-			if (bits == cachemode2protval(modes[i].pcm))
+		for (i = 0; i < ARRAY_SIZE(modes); i++) {
+			if (bits == cachemode2protval(modes[i].pcm)) {
 				type = modes[i].type;
+				break;
+			}
+		}
 	}
 	return type;
 }
@@ -361,6 +384,7 @@ static u32 pat_granted(phys_addr_t phys)
 static void zap_user_mappings(struct cookie_dev *cdev, unsigned int index,
 			      unsigned long first, unsigned long last)
 {
+	lockdep_assert_held_write(&cdev->core.memory_lock);
 #if CORE_REVOKES_BY_ADDRESS_SPACE
 	/* Legacy and cookie vmas of these pages refault with the new type. */
 	unmap_mapping_range(cdev->core.vdev.inode->i_mapping,
@@ -413,6 +437,8 @@ static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned l
 	c->reservation = reservation;
 	c->memtype = memtype;
 	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
+	if (!reservation)
+		cdev->foreign_covers[index]++;
 }
 
 /*
@@ -434,65 +460,117 @@ static void __iomem *cover_try(struct cookie_dev *cdev, unsigned int index,
 	return NULL;
 }
 
-/*
- * Single foreign pages found one by one in a run before the rest of the run
- * is marked foreign as a whole: a foreign record over a whole large BAR
- * must not cost a probe per page.  A UC request re-probes its own pages.
- */
-#define COVER_FOREIGN_STEPS	16
+/* Whether PAT would give pages [first, last] uncached now. */
+static bool cover_clean(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			unsigned long last, u32 *memtype)
+{
+	void __iomem *probe = cover_try(cdev, index, first, last, memtype);
+
+	if (!probe)
+		return false;
+	iounmap(probe);
+	return true;
+}
 
 /*
- * Cover pages [first, last] (no WC segment among them): the longest
- * uncached prefix in one reservation, found by bisection when PAT has
- * records of another type in the run, then the next page, and so on.
- * Returns whether any page was found with another type.
+ * Probes of one run before the rest of it is marked foreign as a whole: a
+ * foreign record over a whole large BAR must not cost a probe per page.
+ */
+#define COVER_PROBES		64
+
+/*
+ * Mark pages [next, last] foreign with @memtype, without probing them,
+ * except the pages of UC segments: each union of those is probed on its
+ * own, so that a UC cookie keeps its uncached record where PAT gives it.
+ */
+static void cover_lump(struct cookie_dev *cdev, unsigned int index, unsigned long next,
+		       unsigned long last, u32 memtype)
+{
+	const unsigned long from = next;
+	struct interval_tree_node *it = interval_tree_iter_first(&cdev->segs[index], from, last);
+
+	while (next <= last) {
+		unsigned long start = last + 1, end = last;
+		void __iomem *reservation;
+		u32 found;
+
+		while (it && it->last < next)
+			it = interval_tree_iter_next(it, from, last);
+		if (it) {	/* the next union of UC segments */
+			start = max(it->start, next);
+			end = min(it->last, last);
+			it = interval_tree_iter_next(it, from, last);
+			while (it && it->start <= end + 1) {
+				end = max(end, min(it->last, last));
+				it = interval_tree_iter_next(it, from, last);
+			}
+		}
+		if (start > next)
+			cover_insert(cdev, index, next, start - 1, NULL, memtype);
+		if (start > last)
+			return;
+		reservation = cover_try(cdev, index, start, end, &found);
+		cover_insert(cdev, index, start, end, reservation, found);
+		next = end + 1;
+	}
+}
+
+/*
+ * Cover pages [first, last] (no WC segment among them) with uncached
+ * reservations where PAT gives uncached, and mark the other pages foreign:
+ * the longest uncached prefix, found by bisection, then the next page, and
+ * so on.  A probe that meets records of one other type never meets a
+ * mixture in a smaller range, so only the first probe of a run can make
+ * PAT log a conflict.  Returns whether any probe met another type: user
+ * mappings of the run may then have it, and the caller zaps them.
  */
 static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 		      unsigned long last)
 {
-	unsigned int foreign_steps = 0;
-	unsigned long next = first;
+	unsigned long next = first, clean, mixed, mid;
+	unsigned int probes = 0;
 	void __iomem *reservation;
 	bool foreign = false;
-	u32 memtype;
+	u32 memtype, found;
 
 	while (next <= last) {
-		/* Pages from next: the first @clean are uncached, the first @mixed not. */
-		unsigned long clean = 0, mixed = last - next + 1, mid;
-
+		probes++;
 		reservation = cover_try(cdev, index, next, last, &memtype);
 		if (reservation) {
 			cover_insert(cdev, index, next, last, reservation, memtype);
 			break;
 		}
-		if (foreign_steps++ == COVER_FOREIGN_STEPS) {
-			cover_insert(cdev, index, next, last, NULL, memtype);
-			return true;
+		foreign = true;
+		if (memtype == VFIO_MEMTYPE_UNKNOWN || probes >= COVER_PROBES) {
+			/* A mixture (PAT logged it), or the budget spent. */
+			cover_lump(cdev, index, next, last, memtype);
+			break;
 		}
-		while (mixed - clean > 1) {
-			u32 unused;
-
-			mid = clean + (mixed - clean) / 2;
-			reservation = cover_try(cdev, index, next, next + mid - 1, &unused);
-			if (reservation) {
-				iounmap(reservation);
-				clean = mid;
-			} else {
-				mixed = mid;
-			}
-		}
-		if (clean) {
-			reservation = cover_try(cdev, index, next, next + clean - 1, &memtype);
-			if (reservation)
-				cover_insert(cdev, index, next, next + clean - 1, reservation,
-					     memtype);
-			next += clean;
+		probes++;
+		reservation = cover_try(cdev, index, next, next, &found);
+		if (!reservation) {
+			cover_insert(cdev, index, next, next, NULL, found);
+			next++;
 			continue;
 		}
-		cover_try(cdev, index, next, next, &memtype);	/* this page's type */
-		cover_insert(cdev, index, next, next, NULL, memtype);
-		foreign = true;
-		next++;
+		/* Held while probing, ours would make a mixture: probe, then re-reserve. */
+		iounmap(reservation);
+		clean = 1;
+		mixed = last - next + 1;
+		while (mixed - clean > 1) {
+			mid = clean + (mixed - clean) / 2;
+			probes++;
+			if (cover_clean(cdev, index, next, next + mid - 1, &found))
+				clean = mid;
+			else
+				mixed = mid;
+		}
+		probes++;
+		reservation = cover_try(cdev, index, next, next + clean - 1, &found);
+		if (!reservation)	/* a record came meanwhile: probe again from here */
+			continue;
+		cover_insert(cdev, index, next, next + clean - 1, reservation, found);
+		next += clean;
 	}
 	return foreign;
 }
@@ -520,10 +598,12 @@ static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		*lo = min(*lo, it->start);
 		*hi = max(*hi, it->last);
 		interval_tree_remove(it, &cdev->uc_cover[index]);
-		if (c->reservation)
+		if (c->reservation) {
 			iounmap(c->reservation);
-		else
+		} else {
+			cdev->foreign_covers[index]--;
 			foreign = true;
+		}
 		kfree(c);
 	}
 	return foreign;
@@ -542,7 +622,7 @@ static bool cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned lon
 	bool foreign = false;
 
 	lockdep_assert_held(&cdev->lock);
-	if (!cdev->barmap[index] || lo > hi)
+	if (!pat_enabled() || !cdev->barmap[index] || lo > hi)
 		return false;
 	for (it = interval_tree_iter_first(&cdev->segs[index], lo, hi); it;
 	     it = interval_tree_iter_next(it, lo, hi)) {
@@ -590,14 +670,15 @@ static unsigned long bar_last_page(struct cookie_dev *cdev, unsigned int index)
 
 /*
  * Whether pages [first, last] may be mapped uncached: PAT's record of them
- * is our own uncached cover.  Pages marked foreign are asked about again
- * (the mapping that made the record may be gone), and user mappings of
- * pages whose type changes are zapped.
+ * is our own uncached cover.  Their foreign pages are asked about again
+ * (the mapping that made the record may be gone); only when all are clean
+ * is anything changed, under memory_lock as faults read the record.
  */
 static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 			  unsigned long last)
 {
-	unsigned long lo, hi;
+	struct interval_tree_node *it;
+	unsigned long lo, hi, next = first;
 	bool changed;
 	u32 memtype;
 
@@ -605,6 +686,21 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 	if (!pat_enabled() ||
 	    cover_memtype(cdev, index, first, last) == VFIO_MEMTYPE_UC_MINUS)
 		return 0;
+	/*
+	 * Probe the pages between our reservations (foreign covers, gaps):
+	 * only outside records are there, so a probe that fails logs nothing
+	 * unless they are of several types.
+	 */
+	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last)) {
+		if (!container_of(it, struct uc_cover, it)->reservation)
+			continue;
+		if (it->start > next && !cover_clean(cdev, index, next, it->start - 1, &memtype))
+			goto refused;
+		next = max(next, it->last + 1);
+	}
+	if (next <= last && !cover_clean(cdev, index, next, last, &memtype))
+		goto refused;
 	down_write(&cdev->core.memory_lock);
 	changed = cover_cut(cdev, index, first, last, &lo, &hi);
 	if (lo < first)
@@ -618,9 +714,10 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 	memtype = cover_memtype(cdev, index, first, last);
 	if (memtype == VFIO_MEMTYPE_UC_MINUS)
 		return 0;
+refused:
 	/* A refusal leaves the log alone unless asked (dynamic debug). */
 	pci_dbg(cdev->core.pdev,
-		"BAR %u pages %#lx-%#lx: PAT records vfio_memtype %u, made outside this device; no UC cookie there\n",
+		"BAR %u pages %#lx-%#lx: PAT has vfio_memtype %u from outside; no UC cookie\n",
 		index, first, last, memtype);
 	return -EBUSY;
 }
@@ -669,40 +766,39 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	seg->attr = attr;
 	seg->users = 1;
 	seg->memtype = VFIO_MEMTYPE_UNKNOWN;	/* UC: read from the cover when asked */
-	if (attr == VFIO_MMAP_ATTR_WC) {
-		if (legacy_conflict(cdev, index)) {
-			kfree(seg);
-			return ERR_PTR(-EBUSY);
-		}
-		changed = cover_cut(cdev, index, first, last, &lo, &hi);
-		/* PAT gives another type where one already holds a page. */
-		if (arch_io_reserve_memtype_wc(phys, length))
-			goto refused;
-		if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
-			arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
-			goto refused;
-		}
-		seg->memtype = VFIO_MEMTYPE_WC;
+	if (attr != VFIO_MMAP_ATTR_WC) {
+		interval_tree_insert(&seg->it, &cdev->segs[index]);
+		return seg;
 	}
+	if (legacy_conflict(cdev, index)) {
+		kfree(seg);
+		return ERR_PTR(-EBUSY);
+	}
+	/* Faults read PAT's record: none may run while these pages lack ours. */
+	down_write(&cdev->core.memory_lock);
+	changed = cover_cut(cdev, index, first, last, &lo, &hi);
+	/* PAT gives another type where one already holds a page. */
+	if (arch_io_reserve_memtype_wc(phys, length))
+		goto refused;
+	if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
+		arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
+		goto refused;
+	}
+	seg->memtype = VFIO_MEMTYPE_WC;
 	interval_tree_insert(&seg->it, &cdev->segs[index]);
-	if (attr == VFIO_MMAP_ATTR_WC) {
-		cdev->wc_segs[index]++;
-		changed |= cover_fill(cdev, index, lo, hi);
-		down_write(&cdev->core.memory_lock);
-		if (changed)	/* a neighbour's type came or went with a foreign record */
-			zap_user_mappings(cdev, index, lo, hi);
-		else
-			zap_sole_wc_runs(cdev, seg);
-		up_write(&cdev->core.memory_lock);
-	}
+	cdev->wc_segs[index]++;
+	changed |= cover_fill(cdev, index, lo, hi);
+	if (changed)	/* a neighbour's type came or went with a foreign record */
+		zap_user_mappings(cdev, index, lo, hi);
+	else
+		zap_sole_wc_runs(cdev, seg);
+	up_write(&cdev->core.memory_lock);
 	return seg;
 
 refused:	/* the cover is given back to the pages PAT would not make WC */
-	if (cover_fill(cdev, index, lo, hi) || changed) {
-		down_write(&cdev->core.memory_lock);
+	if (cover_fill(cdev, index, lo, hi) || changed)
 		zap_user_mappings(cdev, index, lo, hi);
-		up_write(&cdev->core.memory_lock);
-	}
+	up_write(&cdev->core.memory_lock);
 	kfree(seg);
 	return ERR_PTR(-EBUSY);
 }
@@ -760,15 +856,24 @@ static void cookie_put(struct cookie *c)
 	mutex_unlock(&cdev->lock);
 }
 
+static u64 cookie_value(struct cookie_dev *cdev, u32 serial)
+{
+	u32 scrambled = (serial * COOKIE_SCRAMBLE) ^ cdev->serial_key;
+
+	return COOKIE_SPACE | cdev->open_number << COOKIE_OPEN_SHIFT |
+	       (u64)scrambled << COOKIE_SERIAL_SHIFT;
+}
+
 /* A live cookie from its mmap offset; lock held. */
 static struct cookie *cookie_find(struct cookie_dev *cdev, u64 value)
 {
+	u32 serial = ((u32)(value >> COOKIE_SERIAL_SHIFT) ^ cdev->serial_key) * COOKIE_UNSCRAMBLE;
 	struct cookie *c;
 
 	lockdep_assert_held(&cdev->lock);
-	if (VFIO_PCI_OFFSET_TO_INDEX(value) != COOKIE_REGION_INDEX || value & ~PAGE_MASK)
+	if (value != cookie_value(cdev, serial))	/* another open, device or layout */
 		return NULL;
-	c = xa_load(&cdev->cookies, (value & VFIO_PCI_OFFSET_MASK) >> PAGE_SHIFT);
+	c = xa_load(&cdev->cookies, serial);
 	return c && !c->destroyed ? c : NULL;
 }
 
@@ -833,7 +938,7 @@ static int cookie_mmap(struct vfio_device *vdev, struct vm_area_struct *vma)
 	struct cookie_dev *cdev = to_cdev(vdev);
 	struct cookie *c;
 
-	if (vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT) != COOKIE_REGION_INDEX)
+	if (!(vma->vm_pgoff & (COOKIE_SPACE >> PAGE_SHIFT)))
 		return legacy_mmap(cdev, vma);
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
@@ -911,10 +1016,10 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 		ret = -ENOSPC;
 		goto free;
 	}
-	/* The id names the cookie by its start alone: mmap() must use exactly it. */
-	ret = xa_alloc(&cdev->cookies, &c->id, c, XA_LIMIT(0, COOKIE_IDS - 1),
-		       GFP_KERNEL_ACCOUNT);
-	if (ret) {
+	/* The value names the cookie by its start alone: mmap() must use exactly it. */
+	ret = xa_alloc_cyclic(&cdev->cookies, &c->id, c, xa_limit_32b, &cdev->next_serial,
+			      GFP_KERNEL_ACCOUNT);
+	if (ret < 0) {
 		ret = ret == -EBUSY ? -ENOSPC : ret;
 		goto free;
 	}
@@ -928,7 +1033,7 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 	kref_get(&c->ref);	/* ours until the copy is done */
 	mutex_unlock(&cdev->lock);
 
-	req.cookie = COOKIE_BASE + ((u64)c->id << PAGE_SHIFT);
+	req.cookie = cookie_value(cdev, c->id);
 	req.mmap_length = length;
 	ret = copy_to_user(arg, &req, sizeof(req)) ? -EFAULT : 0;
 	mutex_lock(&cdev->lock);
@@ -1101,6 +1206,9 @@ static int cookie_open_device(struct vfio_device *vdev)
 	vfio_pci_core_finish_enable(&cdev->core);	/* sets bar_mmap_supported[] */
 	find_refused(cdev);
 	mutex_lock(&cdev->lock);
+	cdev->open_number = atomic64_inc_return(&cookie_opens) & COOKIE_OPEN_MASK;
+	cdev->serial_key = get_random_u32();
+	cdev->next_serial = 0;
 	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
 		barmap_install(cdev, i);
 		cover_fill(cdev, i, 0, bar_last_page(cdev, i));
@@ -1227,8 +1335,9 @@ static bool legacy_conflict(struct cookie_dev *cdev, unsigned int index)
 
 /*
  * The core maps a 2M or 1G block of a legacy vma with the type of its first
- * page.  On a BAR with WC pages that would be wrong for the others, so there
- * legacy faults fall back to single pages, which PAT types one by one.
+ * page.  On a BAR with WC or foreign pages that would be wrong for the
+ * others, so there legacy faults fall back to single pages, which PAT types
+ * one by one.
  * cdev->lock orders this against CREATE, which zaps under it.
  */
 static vm_fault_t legacy_vm_huge_fault(struct vm_fault *vmf, unsigned int order)
@@ -1239,7 +1348,8 @@ static vm_fault_t legacy_vm_huge_fault(struct vm_fault *vmf, unsigned int order)
 	vm_fault_t ret = VM_FAULT_FALLBACK;
 
 	mutex_lock(&cdev->lock);
-	if (index >= PCI_STD_NUM_BARS || !cdev->wc_segs[index])
+	if (index >= PCI_STD_NUM_BARS ||
+	    !(cdev->wc_segs[index] || cdev->foreign_covers[index]))
 		ret = core_vm_ops->huge_fault(vmf, order);
 	mutex_unlock(&cdev->lock);
 	return ret;

@@ -112,8 +112,9 @@ struct vfio_device_feature_mmap_cookie_create {
  *
  * VFIO_DEVICE_FEATURE_MMAP_COOKIE_DESTROY with VFIO_DEVICE_FEATURE_SET.
  * New mmap()s of the cookie fail from now on; existing mappings stay valid
- * until unmapped, and the cookie value is not handed out again while any
- * of them exists.
+ * until unmapped.  A value is not handed out again within 2^32 creates of
+ * one device open, nor while a mapping of it exists; a value from another
+ * device or another open is -EINVAL.
  *
  * Return: 0, or -EINVAL if @cookie is unknown or already destroyed.
  */

@@ -994,8 +994,8 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 		return -EINVAL;
 	bar_len = pci_resource_len(pdev, req.index);
 	length = PAGE_ALIGN(req.length);
-	if (length < req.length || req.offset >= bar_len ||
-	    length > PAGE_ALIGN(bar_len) - req.offset)
+	/* The bytes asked must be the BAR's, even where the mapping rounds up. */
+	if (length < req.length || req.offset >= bar_len || req.length > bar_len - req.offset)
 		return -ERANGE;
 	if (req.attr == VFIO_MMAP_ATTR_WC) {
 		if (!pat_enabled())
@@ -1112,6 +1112,9 @@ static int cookie_attrs(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 	req.attrs = 0;
 	req.nr_wc_refused = 0;
 	memset(req.wc_refused, 0, sizeof(req.wc_refused));
+	mutex_lock(&cdev->lock);
+	req.nr_cookies = cdev->nr_cookies;
+	mutex_unlock(&cdev->lock);
 	if (cookies_allowed(cdev, req.index)) {
 		req.attrs |= BIT(VFIO_MMAP_ATTR_UC);
 		if (pat_enabled())

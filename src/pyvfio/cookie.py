@@ -143,6 +143,17 @@ def wc_refused_ranges(device: DeviceFd, index: int) -> list[tuple[int, int]]:
     return [(r.offset, r.length) for r in arg.wc_refused[: arg.nr_wc_refused]]
 
 
+def live_cookies(device: DeviceFd) -> int:
+    """How many cookies the device's open holds, of every region (0: no module).
+
+    Destroyed cookies that are still mapped count, as they do against the
+    driver's limit of ``uapi.VFIO_MMAP_COOKIE_MAX`` per open (a create past
+    it fails with ENOSPC).  ``device`` is an open Device.
+    """
+    arg = _region_attrs(device, 0, "live_cookies")
+    return 0 if arg is None else int(arg.nr_cookies)
+
+
 def check_attr(attr: object, device: str, operation: str) -> MemoryAttr:
     """A MemoryAttr member, or an int that is one."""
     return _check.member(attr, MemoryAttr, "attr", device=device, operation=operation)

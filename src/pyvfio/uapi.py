@@ -493,6 +493,6 @@ class vfio_device_feature_mmap_attrs(ctypes.Structure):  # noqa: N801
         ("index", ctypes.c_uint32),
         ("attrs", ctypes.c_uint32),
         ("nr_wc_refused", ctypes.c_uint32),
-        ("__reserved", ctypes.c_uint32),
+        ("nr_cookies", ctypes.c_uint32),
         ("wc_refused", vfio_mmap_range * 2),
     )

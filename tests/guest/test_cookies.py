@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pyvfio import BusyError, Device, InvalidArgumentError, Sysfs, UnsupportedError, kmod, uapi
-from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, supported_attrs
+from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, live_cookies, supported_attrs
 from pyvfio.mmio import Mapping
 
 from . import forked
@@ -333,7 +333,10 @@ def test_bad_cookie_requests(wc_ivshmem: str, sysfs: Sysfs) -> None:
     size = 4 << 20
     with Device.open(wc_ivshmem) as dev:
         for index, offset, length, attr, err in [
-            (0, 0, PAGE, MemoryAttr.WC, None),  # BAR0 (256 B) is fine: sub-page BAR
+            (0, 0, 256, MemoryAttr.WC, None),  # BAR0 (256 B): the whole sub-page BAR
+            (0, 0, 257, MemoryAttr.WC, errno.ERANGE),  # a byte past it
+            (0, 0, PAGE, MemoryAttr.UC, errno.ERANGE),  # the rounded page is not asked
+            (2, size - PAGE, PAGE + 1, MemoryAttr.UC, errno.ERANGE),
             (2, 0, 0, MemoryAttr.WC, errno.EINVAL),
             (2, 100, PAGE, MemoryAttr.WC, errno.EINVAL),
             (2, size, PAGE, MemoryAttr.WC, errno.ERANGE),
@@ -354,6 +357,11 @@ def test_bad_cookie_requests(wc_ivshmem: str, sysfs: Sysfs) -> None:
                 uapi.VFIO_DEVICE_FEATURE_SET,
                 bytes(raw),
             )
+        sub_page = Cookie(dev, 0, 0, 100, MemoryAttr.UC)
+        assert sub_page.mmap_length == PAGE  # mapped as its page
+        with mmap.mmap(dev.fd, PAGE, offset=sub_page.value) as bar0:
+            assert len(bar0) == PAGE
+        sub_page.destroy()
         cookie = Cookie(dev, 2, 0, 2 * PAGE, MemoryAttr.WC)
         with pytest.raises(OSError) as oserr:
             mmap.mmap(dev.fd, PAGE, offset=cookie.value)  # wrong length
@@ -378,7 +386,9 @@ def test_cookie_values_are_not_reused_and_near_misses_name_nothing(wc_ivshmem: s
             seen.add(cookie.value)
             cookie.destroy()
         assert len(seen) == 300
+        assert live_cookies(dev) == 0
         live = [Cookie(dev, 2, n * PAGE, PAGE, MemoryAttr.UC) for n in range(8)]
+        assert live_cookies(dev) == 8
         values = {c.value for c in live}
         for c in live:
             for near in (c.value - 2 * PAGE, c.value - PAGE, c.value + PAGE, c.value + 2 * PAGE):
@@ -387,6 +397,10 @@ def test_cookie_values_are_not_reused_and_near_misses_name_nothing(wc_ivshmem: s
             assert c.value < 1 << 63 and c.value % PAGE == 0
             with mmap.mmap(dev.fd, PAGE, offset=c.value) as m:
                 m[:4] = b"live"
+        with mmap.mmap(dev.fd, PAGE, offset=live[0].value):
+            live[0].destroy()
+            assert live_cookies(dev) == 8  # destroyed but mapped: still held
+        assert live_cookies(dev) == 7
 
 
 def test_cookies_mean_nothing_on_another_device_or_after_close(

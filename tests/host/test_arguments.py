@@ -649,6 +649,12 @@ HOST_ROWS: dict[str, Bad] = {
         lambda h: cookie.wc_refused_ranges(h.device, 1 << 40),
         OutOfRangeError,
     ),
+    "live_cookies(None)": Bad(
+        "cookie.live_cookies",
+        "device",
+        lambda h: cookie.live_cookies(bad(None)),
+        ArgumentTypeError,
+    ),
     # -- mappings (of anonymous memory; the accessors on both backends)
     "Mapping(mm=bytearray)": Bad(
         "Mapping.__init__",

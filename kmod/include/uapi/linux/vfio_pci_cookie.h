@@ -66,7 +66,9 @@ enum vfio_memtype {
  * @flags: in: must be 0
  * @__reserved: must be 0
  * @offset: in: start within the region; page aligned
- * @length: in: bytes to map; not 0; rounded up to whole pages
+ * @length: in: bytes to map; not 0; rounded up to whole pages (a BAR
+ *	smaller than a page is mapped as the one page it starts, which
+ *	vfio-pci keeps free of other resources, and its type is the page's)
  * @cookie: out: the offset to pass to mmap(); opaque
  * @mmap_length: out: the length mmap() must use (@length rounded up)
  *
@@ -77,7 +79,7 @@ enum vfio_memtype {
  *
  * Return: 0 on success;
  * -EINVAL for a bad index, attribute, flag, reserved field or alignment;
- * -ERANGE if the range leaves the region;
+ * -ERANGE if @offset + @length (before rounding) passes the region's end;
  * -EBUSY if a page of the range already has another memory type: a cookie
  * of the other attribute, another PAT record (including one made outside the
  * device, such as a root mmap of sysfs resourceN_wc made before open), or
@@ -173,7 +175,9 @@ struct vfio_mmap_range {
  * @attrs: out: bit (1 << attr) set for each &enum vfio_mmap_attr that
  *	   CREATE accepts for this region (0: no cookies for it)
  * @nr_wc_refused: out: entries of @wc_refused in use
- * @__reserved: out: 0
+ * @nr_cookies: out: live cookies of this device open, of every region and
+ *		destroyed-but-mapped ones included; CREATE fails -ENOSPC at
+ *		VFIO_MMAP_COOKIE_MAX (this field was __reserved, 0, before)
  * @wc_refused: out: page ranges of the region the kernel maps itself (the
  *		MSI-X table and PBA); CREATE refuses WC over them with -EPERM
  *
@@ -186,7 +190,7 @@ struct vfio_device_feature_mmap_attrs {
 	__u32 index;
 	__u32 attrs;
 	__u32 nr_wc_refused;
-	__u32 __reserved;
+	__u32 nr_cookies;
 	struct vfio_mmap_range wc_refused[2];
 };
 

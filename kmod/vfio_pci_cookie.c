@@ -146,7 +146,6 @@ struct cookie_dev {
 	unsigned int wc_segs[PCI_STD_NUM_BARS];		/* WC segments per BAR */
 	unsigned int legacy_vmas[PCI_STD_NUM_BARS];	/* 6.1 only: legacy BAR vmas */
 	struct rb_root_cached uc_cover[PCI_STD_NUM_BARS];	/* struct uc_cover by pages */
-	unsigned int foreign_covers[PCI_STD_NUM_BARS];	/* covers without a reservation */
 	u32 next_serial;			/* xa_alloc_cyclic()'s cursor */
 	/* Set at open, cleared at close; constant in between: */
 	u64 open_number;			/* masked: COOKIE_OPEN_MASK */
@@ -437,8 +436,6 @@ static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned l
 	c->reservation = reservation;
 	c->memtype = memtype;
 	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
-	if (!reservation)
-		cdev->foreign_covers[index]++;
 }
 
 /*
@@ -598,12 +595,10 @@ static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		*lo = min(*lo, it->start);
 		*hi = max(*hi, it->last);
 		interval_tree_remove(it, &cdev->uc_cover[index]);
-		if (c->reservation) {
+		if (c->reservation)
 			iounmap(c->reservation);
-		} else {
-			cdev->foreign_covers[index]--;
+		else
 			foreign = true;
-		}
 		kfree(c);
 	}
 	return foreign;
@@ -1338,21 +1333,44 @@ static bool legacy_conflict(struct cookie_dev *cdev, unsigned int index)
 
 /*
  * The core maps a 2M or 1G block of a legacy vma with the type of its first
- * page.  On a BAR with WC or foreign pages that would be wrong for the
- * others, so there legacy faults fall back to single pages, which PAT types
- * one by one.
- * cdev->lock orders this against CREATE, which zaps under it.
+ * page.  A block that holds WC or foreign pages would be wrong for the
+ * others, so its faults fall back to single pages, which PAT types one by
+ * one; every other block keeps its huge mapping.  cdev->lock orders this
+ * against CREATE and DESTROY, which zap the blocks whose pages change type.
  */
+static bool block_mixed(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			unsigned long last)
+{
+	struct interval_tree_node *it;
+
+	lockdep_assert_held(&cdev->lock);
+	for (it = interval_tree_iter_first(&cdev->segs[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last))
+		if (container_of(it, struct seg, it)->attr == VFIO_MMAP_ATTR_WC)
+			return true;
+	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
+	     it = interval_tree_iter_next(it, first, last))
+		if (!container_of(it, struct uc_cover, it)->reservation)
+			return true;
+	return false;
+}
+
 static vm_fault_t legacy_vm_huge_fault(struct vm_fault *vmf, unsigned int order)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct cookie_dev *cdev = legacy_cdev(vma);
 	unsigned int index = vma->vm_pgoff >> (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT);
+	unsigned long start = ALIGN_DOWN(vmf->address, PAGE_SIZE << order);
+	unsigned long first;
 	vm_fault_t ret = VM_FAULT_FALLBACK;
 
+	if (index >= PCI_STD_NUM_BARS || start < vma->vm_start)
+		return ret;	/* the core would fall back too */
+	/* The block's first page within the BAR: vm_pgoff is the file offset. */
+	first = (vma->vm_pgoff & (VFIO_PCI_OFFSET_MASK >> PAGE_SHIFT)) +
+		((start - vma->vm_start) >> PAGE_SHIFT);
 	mutex_lock(&cdev->lock);
-	if (index >= PCI_STD_NUM_BARS ||
-	    !(cdev->wc_segs[index] || cdev->foreign_covers[index]))
+	if (!block_mixed(cdev, index, first, first + (1UL << order) - 1))
 		ret = core_vm_ops->huge_fault(vmf, order);
 	mutex_unlock(&cdev->lock);
 	return ret;

@@ -8,6 +8,7 @@ the module's word alone.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
@@ -447,6 +448,70 @@ def _faults(touch: Callable[[], object]) -> int:
 def _populated(mapping: Mapping) -> bool:
     # pagemap and smaps skip PFN mappings; a fault count does not.
     return min(_faults(lambda: mapping.read32(0)) for _ in range(3)) == 0
+
+
+class _AlignedMap:
+    """A raw legacy mmap of a whole region at a 2 MiB-aligned address (what a
+    huge fault needs), touched a page at a time through ctypes."""
+
+    BLOCK = 2 << 20
+
+    def __init__(self, dev: Device, index: int) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mmap.restype = ctypes.c_void_p
+        self.libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        self.libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        info = dev.region(index).info
+        self.size = info.size
+        self.span = info.size + self.BLOCK
+        anon = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        self.reserved = self.libc.mmap(None, self.span, 0, anon, -1, 0)
+        assert self.reserved not in (None, ctypes.c_void_p(-1).value)
+        self.addr = (self.reserved + self.BLOCK - 1) & ~(self.BLOCK - 1)
+        rw, fixed = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | 0x10  # MAP_FIXED
+        got = self.libc.mmap(self.addr, self.size, rw, fixed, dev.fd, info.offset)
+        assert got == self.addr, os.strerror(ctypes.get_errno())
+
+    def faults_touching_block(self, block: int) -> int:
+        start = self.addr + block * self.BLOCK
+        return _faults(
+            lambda: [
+                ctypes.c_uint32.from_address(start + page).value
+                for page in range(0, self.BLOCK, PAGE)
+            ]
+        )
+
+    def close(self) -> None:
+        self.libc.munmap(self.reserved, self.span)
+
+
+@pytest.mark.skipif(VMA_HOLDS_PAT_RECORD, reason="6.1's vfio-pci has no huge faults")
+def test_only_blocks_with_wc_pages_lose_their_huge_mappings(wc_ivshmem: str) -> None:
+    per_page = _AlignedMap.BLOCK // PAGE
+    huge = 8  # faults for a whole block mapped at once: 1, and Python's own noise
+    with Device.open(wc_ivshmem) as dev:  # BAR2: 4 MiB, two 2 MiB blocks
+        legacy = _AlignedMap(dev, 2)
+        try:
+            assert all(legacy.faults_touching_block(b) <= huge for b in (0, 1))
+            wc = dev.region(2).map(0, PAGE, wc=True)  # a WC page in block 0 zaps it
+            assert legacy.faults_touching_block(0) >= per_page // 2  # refaulted page by page
+            assert legacy.faults_touching_block(1) <= huge  # untouched
+        finally:
+            legacy.close()
+        again = _AlignedMap(dev, 2)  # fresh faults while the WC page exists
+        try:
+            assert again.faults_touching_block(1) <= huge  # still huge: no WC page in it
+            assert again.faults_touching_block(0) >= per_page // 2
+        finally:
+            again.close()
+        wc.close()
 
 
 def test_reset_zaps_cookie_mappings(wc_nvme: str) -> None:

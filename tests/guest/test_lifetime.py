@@ -40,7 +40,7 @@ def test_close_leaves_no_thread_even_in_the_kernel(edu: str) -> None:
     # The watcher's OS thread outlives Thread.join() for a moment; while it
     # does, a new thread gets a new stack and a fork counts it as running.
     tasks = len(os.listdir("/proc/self/task"))
-    for _ in range(50):
+    for _ in range(20):
         with Device.open(edu):
             pass
         assert len(os.listdir("/proc/self/task")) == tasks

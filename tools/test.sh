@@ -157,9 +157,9 @@ guest() {
 		--ignore=tests/guest/test_added_devices.py) bridged=0
 	# The races of test_stress.py run 30 s in the iommufd boot of the lockdep
 	# kernel, which reports an inverted lock order the first time both orders
-	# are taken; 10 s elsewhere (the legacy boot takes the same module and
+	# are taken; 5 s elsewhere (the legacy boot takes the same module and
 	# core locks; the Debian kernels can only crash or hang).
-	local stress=10
+	local stress=5
 	[ "$backend" = iommufd ] && stress=30
 	if [ "$backend" = iommufd ]; then
 		# The selftests' iommufd variants and vfio_pci_device_test run only

@@ -147,9 +147,10 @@ struct cookie_dev {
 	unsigned int legacy_vmas[PCI_STD_NUM_BARS];	/* 6.1 only: legacy BAR vmas */
 	struct rb_root_cached uc_cover[PCI_STD_NUM_BARS];	/* struct uc_cover by pages */
 	u32 next_serial;			/* xa_alloc_cyclic()'s cursor */
-	/* Set at open, cleared at close; constant in between: */
+	/* Set at open; constant until the next open: */
 	u64 open_number;			/* masked: COOKIE_OPEN_MASK */
 	u32 serial_key;
+	/* Set at open, cleared at close; constant in between: */
 	void __iomem *barmap[PCI_STD_NUM_BARS];	/* ours, given to the core; NULL: core's own */
 	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
 };
@@ -385,6 +386,19 @@ static void zap_user_mappings(struct cookie_dev *cdev, unsigned int index,
 {
 	lockdep_assert_held_write(&cdev->core.memory_lock);
 #if CORE_REVOKES_BY_ADDRESS_SPACE
+	/*
+	 * A legacy vma may map a 1G block whole, and 6.12 warns when a zap
+	 * splits one without the mm's mmap_lock: zap whole 1G blocks of a BAR
+	 * that has them (a BAR is aligned to its size, so its pages' alignment
+	 * is its pfns').  2M blocks are cleared whole by any partial zap.
+	 */
+	if (pci_resource_len(cdev->core.pdev, index) >= PUD_SIZE) {
+		unsigned long pud_pages = PUD_SIZE >> PAGE_SHIFT;
+		unsigned long bar_pages = pci_resource_len(cdev->core.pdev, index) >> PAGE_SHIFT;
+
+		first = round_down(first, pud_pages);
+		last = min(round_up(last + 1, pud_pages), bar_pages) - 1;
+	}
 	/* Legacy and cookie vmas of these pages refault with the new type. */
 	unmap_mapping_range(cdev->core.vdev.inode->i_mapping,
 			    VFIO_PCI_INDEX_TO_OFFSET(index) + (first << PAGE_SHIFT),
@@ -684,19 +698,24 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 	/*
 	 * Probe the pages between our reservations (foreign covers, gaps):
 	 * only outside records are there, so a probe that fails logs nothing
-	 * unless they are of several types.
+	 * unless they are of several types.  A probe is itself a record, of
+	 * the type it found, over all of its pages: no fault may run meanwhile.
 	 */
+	down_write(&cdev->core.memory_lock);
 	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
 	     it = interval_tree_iter_next(it, first, last)) {
 		if (!container_of(it, struct uc_cover, it)->reservation)
 			continue;
-		if (it->start > next && !cover_clean(cdev, index, next, it->start - 1, &memtype))
+		if (it->start > next && !cover_clean(cdev, index, next, it->start - 1, &memtype)) {
+			up_write(&cdev->core.memory_lock);
 			goto refused;
+		}
 		next = max(next, it->last + 1);
 	}
-	if (next <= last && !cover_clean(cdev, index, next, last, &memtype))
+	if (next <= last && !cover_clean(cdev, index, next, last, &memtype)) {
+		up_write(&cdev->core.memory_lock);
 		goto refused;
-	down_write(&cdev->core.memory_lock);
+	}
 	changed = cover_cut(cdev, index, first, last, &lo, &hi);
 	if (lo < first)
 		changed |= cover_fill(cdev, index, lo, first - 1);
@@ -1348,11 +1367,9 @@ static bool block_mixed(struct cookie_dev *cdev, unsigned int index, unsigned lo
 	     it = interval_tree_iter_next(it, first, last))
 		if (container_of(it, struct seg, it)->attr == VFIO_MMAP_ATTR_WC)
 			return true;
-	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
-	     it = interval_tree_iter_next(it, first, last))
-		if (!container_of(it, struct uc_cover, it)->reservation)
-			return true;
-	return false;
+	/* Foreign pages, or pages a failed allocation left with no cover. */
+	return pat_enabled() && cdev->barmap[index] &&
+	       cover_memtype(cdev, index, first, last) != VFIO_MEMTYPE_UC_MINUS;
 }
 
 static vm_fault_t legacy_vm_huge_fault(struct vm_fault *vmf, unsigned int order)

@@ -116,7 +116,7 @@ struct vfio_device_feature_mmap_cookie_create {
  * New mmap()s of the cookie fail from now on; existing mappings stay valid
  * until unmapped.  A value is not handed out again within 2^32 creates of
  * one device open, nor while a mapping of it exists; a value from another
- * device or another open is -EINVAL.
+ * device or another open (up to 2^18 opens later) is -EINVAL.
  *
  * Return: 0, or -EINVAL if @cookie is unknown or already destroyed.
  */

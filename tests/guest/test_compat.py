@@ -24,35 +24,15 @@ from pyvfio.uapi import (
     VFIO_DEVICE_FEATURE_SET,
 )
 
+from .libc import MAP_FAILED, MREMAP_FIXED, MREMAP_MAYMOVE, libc
+
 PAGE = mmap.PAGESIZE
 IVSHMEM_RAM_BAR = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mremap.restype = ctypes.c_void_p
-_libc.mremap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_void_p,
-]
-MAP_FAILED = ctypes.c_void_p(-1).value
-MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 
 def map_raw(fd: int, offset: int, length: int) -> int:
     """mmap through libc, so the test can split and move what it maps."""
-    addr = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, offset)
+    addr = libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, offset)
     if addr in (None, MAP_FAILED):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -82,11 +62,11 @@ def test_part_of_a_bar_mapping_can_be_unmapped(ivshmem: str, vfio_driver: str) -
         region.write(PAGE, struct.pack("<I", 0xC0FFEE))
         addr = map_raw(dev.fd, region.info.offset, 2 * PAGE)
         try:
-            assert syscall_errno(_libc.munmap(addr, PAGE)) == 0
+            assert syscall_errno(libc.munmap(addr, PAGE)) == 0
             # the second page is still mapped and still the device's
             assert ctypes.c_uint32.from_address(addr + PAGE).value == 0xC0FFEE
         finally:
-            _libc.munmap(addr, 2 * PAGE)
+            libc.munmap(addr, 2 * PAGE)
 
 
 def test_an_untouched_bar_mapping_can_be_moved(ivshmem: str, vfio_driver: str) -> None:
@@ -98,14 +78,14 @@ def test_an_untouched_bar_mapping_can_be_moved(ivshmem: str, vfio_driver: str) -
         addr = map_raw(dev.fd, region.info.offset, PAGE)
         # a free address to move to: a fresh anonymous page, replaced by the move
         anonymous = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        target = _libc.mmap(None, PAGE, 0, anonymous, -1, 0)  # PROT_NONE
-        moved = _libc.mremap(addr, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, target)
+        target = libc.mmap(None, PAGE, 0, anonymous, -1, 0)  # PROT_NONE
+        moved = libc.mremap(addr, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, target)
         try:
             assert moved not in (None, MAP_FAILED), os.strerror(ctypes.get_errno())
             assert moved is not None
             assert ctypes.c_uint32.from_address(moved).value == 0xFEED
         finally:
-            _libc.munmap(addr if moved in (None, MAP_FAILED) else moved, PAGE)
+            libc.munmap(addr if moved in (None, MAP_FAILED) else moved, PAGE)
 
 
 def test_pread_wakes_a_device_in_low_power(nvme: str, vfio_driver: str) -> None:

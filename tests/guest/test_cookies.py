@@ -26,6 +26,7 @@ from pyvfio.mmio import Mapping
 
 from . import forked
 from .kver import VMA_HOLDS_PAT_RECORD
+from .libc import MAP_FAILED, libc
 
 PAT_LIST = Path("/sys/kernel/debug/x86/pat_memtype_list")
 PAGE = 4096
@@ -457,26 +458,15 @@ class _AlignedMap:
     BLOCK = 2 << 20
 
     def __init__(self, dev: Device, index: int) -> None:
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.mmap.restype = ctypes.c_void_p
-        self.libc.mmap.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_long,
-        ]
-        self.libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         info = dev.region(index).info
         self.size = info.size
         self.span = info.size + self.BLOCK
         anon = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        self.reserved = self.libc.mmap(None, self.span, 0, anon, -1, 0)
-        assert self.reserved not in (None, ctypes.c_void_p(-1).value)
+        self.reserved = libc.mmap(None, self.span, 0, anon, -1, 0)
+        assert self.reserved not in (None, MAP_FAILED)
         self.addr = (self.reserved + self.BLOCK - 1) & ~(self.BLOCK - 1)
         rw, fixed = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | 0x10  # MAP_FIXED
-        got = self.libc.mmap(self.addr, self.size, rw, fixed, dev.fd, info.offset)
+        got = libc.mmap(self.addr, self.size, rw, fixed, dev.fd, info.offset)
         assert got == self.addr, os.strerror(ctypes.get_errno())
 
     def faults_touching_block(self, block: int) -> int:
@@ -489,7 +479,7 @@ class _AlignedMap:
         )
 
     def close(self) -> None:
-        self.libc.munmap(self.reserved, self.span)
+        libc.munmap(self.reserved, self.span)
 
 
 @pytest.mark.skipif(VMA_HOLDS_PAT_RECORD, reason="6.1's vfio-pci has no huge faults")

@@ -11,9 +11,11 @@
  * Memory types.  x86 PAT records one type per physical range and hands any
  * later mapping of it that type.  The core maps each BAR whole and uncached
  * for read/write and ioeventfd (pci_iomap()), which would turn every later WC
- * mapping of it uncached.  So at open this driver gives the core a BAR map
- * (vdev->barmap[]) of its own, made with vmap()/vmap_pfn(), which PAT does
- * not track, and keeps PAT's record of the BAR itself: one WC reservation
+ * mapping of it uncached.  So when a BAR gets its first WC cookie (until
+ * then the core's own map serves it, at the core's cost), this driver gives
+ * the core a BAR map (vdev->barmap[]) of its own, made with
+ * vmap()/vmap_pfn(), which PAT does not track, and keeps PAT's record of the
+ * BAR itself: one WC reservation
  * per WC cookie range (shared by identical cookies, conflicts found in this
  * driver's interval tree before PAT is asked) and uncached-minus
  * reservations over every other page.  The kernel's own map stays
@@ -132,13 +134,18 @@ static atomic64_t cookie_opens;
 
 /*
  * Locks, outermost first:
- *   mmap_lock (mmap, fault, vma close) -> cookie_dev.lock -> core.memory_lock
- * No lock of this driver is held across a user copy or a call into the
- * core's ioctl, read, write or mmap.
+ *   barmap_sem -> mmap_lock (mmap, fault, vma close; a user copy) ->
+ *   cookie_dev.lock -> core.memory_lock
+ * barmap_sem is held for reading across the core's read, write and
+ * IOEVENTFD, the users of the core's BAR map, and for writing while a BAR
+ * is taken from the core's map to ours (bar_take()).  No other lock of this
+ * driver is held across a user copy or a call into the core's ioctl, read,
+ * write or mmap.
  */
 struct cookie_dev {
 	struct vfio_pci_core_device core;	/* first: vfio_alloc_device() */
-	struct mutex lock;
+	struct rw_semaphore barmap_sem;		/* the core's users of barmap[] (above) */
+	struct mutex lock;			/* the fields below */
 	/* Under lock: */
 	struct xarray cookies;			/* id -> struct cookie, until destroyed */
 	unsigned int nr_cookies;		/* allocated struct cookies */
@@ -150,8 +157,9 @@ struct cookie_dev {
 	/* Set at open; constant until the next open: */
 	u64 open_number;			/* masked: COOKIE_OPEN_MASK */
 	u32 serial_key;
-	/* Set at open, cleared at close; constant in between: */
+	/* Set under barmap_sem (write) and lock, cleared at close: */
 	void __iomem *barmap[PCI_STD_NUM_BARS];	/* ours, given to the core; NULL: core's own */
+	/* Set at open; constant until close: */
 	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
 };
 
@@ -206,10 +214,10 @@ static bool cookie_bar(struct cookie_dev *cdev, unsigned int index)
 	       cdev->core.bar_mmap_supported[index];
 }
 
-/* Cookies need our map: it is also the claim on the BAR's region. */
+/* A BAR whose region the core could not claim or map takes no cookie. */
 static bool cookies_allowed(struct cookie_dev *cdev, unsigned int index)
 {
-	return cookie_bar(cdev, index) && cdev->barmap[index];
+	return cookie_bar(cdev, index) && !IS_ERR(cdev->core.barmap[index]);
 }
 
 /* ---- the core's BAR map ------------------------------------------------ */
@@ -244,37 +252,6 @@ static void *map_untracked(unsigned long pfn, unsigned long n)
 out:
 	kvfree(pfns);
 	return map;
-}
-
-/*
- * Give the core its whole-BAR map, untracked, so the pages' types stay
- * ours.  7.3 maps BARs when the device is enabled, older cores on first
- * use; the region request is the core's either way ("vfio", released at
- * close).
- */
-static void barmap_install(struct cookie_dev *cdev, unsigned int index)
-{
-	struct vfio_pci_core_device *core = &cdev->core;
-	struct pci_dev *pdev = core->pdev;
-	void *map;
-
-	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
-	if (!cookie_bar(cdev, index) || IS_ERR(core->barmap[index]))
-		return;
-	if (!core->barmap[index] &&
-	    pci_request_selected_regions(pdev, BIT(index), "vfio"))
-		return;
-	map = map_untracked(pci_resource_start(pdev, index) >> PAGE_SHIFT,
-			    PAGE_ALIGN(pci_resource_len(pdev, index)) >> PAGE_SHIFT);
-	if (!map) {
-		if (!core->barmap[index])
-			pci_release_selected_regions(pdev, BIT(index));
-		return;
-	}
-	if (core->barmap[index])
-		pci_iounmap(pdev, core->barmap[index]);	/* keeps the region */
-	core->barmap[index] = (void __force __iomem *)map;
-	cdev->barmap[index] = (void __force __iomem *)map;
 }
 
 /* Called after the core's close: nothing uses the map any more. */
@@ -692,7 +669,8 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 	u32 memtype;
 
 	lockdep_assert_held(&cdev->lock);
-	if (!pat_enabled() ||
+	/* The core's map is checked before a BAR is left to it (bar_prepare()). */
+	if (!pat_enabled() || !cdev->barmap[index] ||
 	    cover_memtype(cdev, index, first, last) == VFIO_MEMTYPE_UC_MINUS)
 		return 0;
 	/*
@@ -734,6 +712,139 @@ refused:
 		"BAR %u pages %#lx-%#lx: PAT has vfio_memtype %u from outside; no UC cookie\n",
 		index, first, last, memtype);
 	return -EBUSY;
+}
+
+/* ---- the core's BAR map, and taking a BAR from it ----------------------- */
+
+/*
+ * The core's own map of BAR @index, made as the core makes it on first use:
+ * it is also the claim on the BAR's region ("vfio"), which cookies need.
+ * 7.3 maps every BAR at open; 6.12 exports its lazy setup; 6.1 keeps it
+ * static, so it is done here the same way (region, then pci_iomap()).
+ */
+static int core_barmap_setup(struct cookie_dev *cdev, unsigned int index)
+{
+	struct vfio_pci_core_device *core = &cdev->core;
+#if CORE_HAS_SETUP_BARMAP
+	return vfio_pci_core_setup_barmap(core, index);
+#else
+	struct pci_dev *pdev = core->pdev;
+	void __iomem *io;
+
+	if (READ_ONCE(core->barmap[index]))
+		return 0;
+	if (pci_request_selected_regions(pdev, BIT(index), "vfio"))
+		return -EBUSY;
+	io = pci_iomap(pdev, index, 0);
+	if (!io) {
+		pci_release_selected_regions(pdev, BIT(index));
+		return -ENOMEM;
+	}
+	WRITE_ONCE(core->barmap[index], io);
+	return 0;
+#endif
+}
+
+/*
+ * The type of BAR @index's pages while the core's map holds them: one
+ * ioremap() of the whole BAR, so one PAT record and one type for every
+ * page (a record made outside before it can give it another than UC-).
+ * barmap_sem or cookie_dev.lock held: the map is not taken meanwhile.
+ */
+static u32 core_map_memtype(struct cookie_dev *cdev, unsigned int index)
+{
+	void __iomem *map = READ_ONCE(cdev->core.barmap[index]);
+
+	return IS_ERR_OR_NULL(map) ? VFIO_MEMTYPE_UNKNOWN : mapped_memtype(map);
+}
+
+/*
+ * Give the core a whole-BAR map PAT does not track, in place of its own,
+ * whose uncached-minus record over the whole BAR would make every WC
+ * reservation uncached; then record the BAR's pages ourselves (covers).
+ * Done once per open, for the BAR's first WC cookie, or the first UC one
+ * where the core's map is not uncached-minus.  Every user of the old map
+ * is excluded meanwhile: read, write and IOEVENTFD by barmap_sem, faults
+ * by memory_lock; the core's mmap only checks that a map exists.  A BAR
+ * with ioeventfds is refused: each holds an address in the old map.
+ */
+static int bar_take(struct cookie_dev *cdev, unsigned int index)
+{
+	struct vfio_pci_core_device *core = &cdev->core;
+	struct pci_dev *pdev = core->pdev;
+	unsigned long last = bar_last_page(cdev, index);
+	int ret = 0;
+	bool zap;
+	void *map;
+
+	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
+	/* Built before any lock: it takes long on a large BAR, and needs none. */
+	map = map_untracked(pci_resource_start(pdev, index) >> PAGE_SHIFT, last + 1);
+	if (!map)
+		return -ENOMEM;
+	down_write(&cdev->barmap_sem);
+	mutex_lock(&cdev->lock);
+	if (cdev->barmap[index])	/* taken by another create meanwhile */
+		goto unlock;
+	/* Stable here: ioeventfds come and go only under barmap_sem. */
+	if (core->ioeventfds_nr) {
+		ret = -EBUSY;
+		goto unlock;
+	}
+	if (IS_ERR_OR_NULL(core->barmap[index])) {
+		ret = -EBUSY;
+		goto unlock;
+	}
+	down_write(&core->memory_lock);
+	/* User PTEs have the core map's type; a foreign one must refault. */
+	zap = core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS;
+	pci_iounmap(pdev, core->barmap[index]);	/* its record goes; the region stays claimed */
+	core->barmap[index] = (void __force __iomem *)map;
+	cdev->barmap[index] = (void __force __iomem *)map;
+	map = NULL;
+	if (cover_fill(cdev, index, 0, last) || zap)
+		zap_user_mappings(cdev, index, 0, last);
+	up_write(&core->memory_lock);
+unlock:
+	mutex_unlock(&cdev->lock);
+	up_write(&cdev->barmap_sem);
+	if (map)
+		vunmap(map);
+	return ret;
+}
+
+/*
+ * Before a cookie of @attr on BAR @index: the region claimed and mapped
+ * as the core would, and the BAR taken from the core's map if the cookie
+ * needs a type that map would not give.
+ */
+static int bar_prepare(struct cookie_dev *cdev, unsigned int index, u32 attr)
+{
+	bool take;
+	int ret = 0;
+
+	if (!READ_ONCE(cdev->core.barmap[index])) {
+		/*
+		 * The core's read and write set the map up the same way, under
+		 * barmap_sem for reading: two claims of one region would fail
+		 * one of them.  (6.1's and 6.12's mmap do too, with no lock a
+		 * driver can take: as in the core, a claim racing one of those
+		 * fails EBUSY, unless the other finished meanwhile.)
+		 */
+		down_write(&cdev->barmap_sem);
+		ret = core_barmap_setup(cdev, index);
+		if (ret && READ_ONCE(cdev->core.barmap[index]))
+			ret = 0;
+		up_write(&cdev->barmap_sem);
+	}
+	if (ret || !pat_enabled())
+		return ret;
+	down_read(&cdev->barmap_sem);
+	take = !cdev->barmap[index] &&
+	       (attr == VFIO_MMAP_ATTR_WC ||
+		core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS);
+	up_read(&cdev->barmap_sem);
+	return take ? bar_take(cdev, index) : 0;
 }
 
 /* A segment for the range, shared if one exists; cdev->lock held. */
@@ -784,7 +895,7 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 		interval_tree_insert(&seg->it, &cdev->segs[index]);
 		return seg;
 	}
-	if (legacy_conflict(cdev, index)) {
+	if (legacy_conflict(cdev, index) || WARN_ON_ONCE(!cdev->barmap[index])) {
 		kfree(seg);
 		return ERR_PTR(-EBUSY);
 	}
@@ -1018,6 +1129,10 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 			return -EPERM;
 	}
 
+	ret = bar_prepare(cdev, req.index, req.attr);
+	if (ret)
+		return ret;
+
 	c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 	if (!c)
 		return -ENOMEM;
@@ -1081,6 +1196,17 @@ static int cookie_destroy(struct cookie_dev *cdev, void __user *arg, size_t args
 	return c ? 0 : -EINVAL;
 }
 
+/* Read from the mappings in effect now, never assumed; lock held. */
+static u32 query_memtype(struct cookie_dev *cdev, struct seg *seg)
+{
+	lockdep_assert_held(&cdev->lock);
+	if (seg->attr == VFIO_MMAP_ATTR_WC || !pat_enabled())
+		return seg->memtype;
+	if (!cdev->barmap[seg->index])
+		return core_map_memtype(cdev, seg->index);
+	return cover_memtype(cdev, seg->index, seg->it.start, seg->it.last);
+}
+
 static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 {
 	struct vfio_device_feature_mmap_cookie_query req;
@@ -1099,10 +1225,7 @@ static int cookie_query(struct cookie_dev *cdev, void __user *arg, size_t argsz)
 		req.offset = c->offset;
 		req.length = c->length;
 		req.attr = c->seg->attr;
-		req.memtype = c->seg->attr == VFIO_MMAP_ATTR_WC || !pat_enabled() ?
-			      c->seg->memtype :
-			      cover_memtype(cdev, c->seg->index, c->seg->it.start,
-					    c->seg->it.last);
+		req.memtype = query_memtype(cdev, c->seg);
 		req.state = atomic_read(&c->vmas) ? VFIO_MMAP_COOKIE_STATE_MAPPED : 0;
 		req.__reserved = 0;
 	}
@@ -1185,6 +1308,7 @@ static int cookie_init_dev(struct vfio_device *vdev)
 	struct cookie_dev *cdev = to_cdev(vdev);
 	unsigned int i;
 
+	init_rwsem(&cdev->barmap_sem);
 	mutex_init(&cdev->lock);
 	xa_init_flags(&cdev->cookies, XA_FLAGS_ALLOC | XA_FLAGS_ACCOUNT);
 	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
@@ -1214,7 +1338,6 @@ static void cookie_release_dev(struct vfio_device *vdev)
 static int cookie_open_device(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
-	unsigned int i;
 	int ret;
 
 	ret = vfio_pci_core_enable(&cdev->core);
@@ -1226,10 +1349,6 @@ static int cookie_open_device(struct vfio_device *vdev)
 	cdev->open_number = atomic64_inc_return(&cookie_opens) & COOKIE_OPEN_MASK;
 	cdev->serial_key = get_random_u32();
 	cdev->next_serial = 0;
-	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
-		barmap_install(cdev, i);
-		cover_fill(cdev, i, 0, bar_last_page(cdev, i));
-	}
 	mutex_unlock(&cdev->lock);
 	return 0;
 }
@@ -1545,16 +1664,60 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
 
 #endif
 
+/* ---- the core's users of its BAR map ------------------------------------ */
+
+/*
+ * The core's read, write and IOEVENTFD take an address in its BAR map
+ * before they use it, with no lock held; barmap_sem keeps the map from
+ * being taken (bar_take()) in between.
+ */
+static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned long arg)
+{
+	struct cookie_dev *cdev = to_cdev(vdev);
+	long ret;
+
+	if (cmd != VFIO_DEVICE_IOEVENTFD)
+		return vfio_pci_core_ioctl(vdev, cmd, arg);
+	down_read(&cdev->barmap_sem);
+	ret = vfio_pci_core_ioctl(vdev, cmd, arg);
+	up_read(&cdev->barmap_sem);
+	return ret;
+}
+
+static ssize_t cookie_read(struct vfio_device *vdev, char __user *buf, size_t count,
+			   loff_t *ppos)
+{
+	struct cookie_dev *cdev = to_cdev(vdev);
+	ssize_t ret;
+
+	down_read(&cdev->barmap_sem);
+	ret = vfio_pci_core_read(vdev, buf, count, ppos);
+	up_read(&cdev->barmap_sem);
+	return ret;
+}
+
+static ssize_t cookie_write(struct vfio_device *vdev, const char __user *buf, size_t count,
+			    loff_t *ppos)
+{
+	struct cookie_dev *cdev = to_cdev(vdev);
+	ssize_t ret;
+
+	down_read(&cdev->barmap_sem);
+	ret = vfio_pci_core_write(vdev, buf, count, ppos);
+	up_read(&cdev->barmap_sem);
+	return ret;
+}
+
 static const struct vfio_device_ops cookie_ops = {
 	.name		= COOKIE_OPS_NAME,
 	.init		= cookie_init_dev,
 	.release	= cookie_release_dev,
 	.open_device	= cookie_open_device,
 	.close_device	= cookie_close_device,
-	.ioctl		= vfio_pci_core_ioctl,
+	.ioctl		= cookie_ioctl,
 	.device_feature	= cookie_feature,
-	.read		= vfio_pci_core_read,
-	.write		= vfio_pci_core_write,
+	.read		= cookie_read,
+	.write		= cookie_write,
 	.mmap		= cookie_mmap,
 	.request	= vfio_pci_core_request,
 	.match		= vfio_pci_core_match,

@@ -222,6 +222,11 @@ class Cookie:
                     "unmap it (legacy mmaps, cookies, or a mapping made outside the device "
                     "such as sysfs resourceN_wc) or pick other pages"
                 )
+                if attr is MemoryAttr.WC:
+                    exc.hint += (
+                        "; or, for a BAR's first WC cookie, the device has ioeventfds "
+                        "(VFIO_DEVICE_IOEVENTFD): create that cookie before them"
+                    )
             elif exc.errno == errno.EPERM:
                 exc.hint = (
                     "the kernel maps these pages itself (MSI-X table or PBA) and they "

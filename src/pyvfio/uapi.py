@@ -41,6 +41,7 @@ VFIO_DEVICE_PCI_HOT_RESET = _io(13)
 VFIO_IOMMU_GET_INFO = _io(12)
 VFIO_IOMMU_MAP_DMA = _io(13)
 VFIO_IOMMU_UNMAP_DMA = _io(14)
+VFIO_DEVICE_IOEVENTFD = _io(16)
 VFIO_DEVICE_FEATURE = _io(17)
 
 # Extensions (VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU arguments)
@@ -234,6 +235,23 @@ class vfio_irq_set(ctypes.Structure):  # noqa: N801
         ("start", ctypes.c_uint32),
         ("count", ctypes.c_uint32),
         # followed by count bools (u8) or eventfds (s32)
+    )
+
+
+# vfio_device_ioeventfd.flags: the width of the write
+VFIO_DEVICE_IOEVENTFD_8 = 1 << 0
+VFIO_DEVICE_IOEVENTFD_16 = 1 << 1
+VFIO_DEVICE_IOEVENTFD_32 = 1 << 2
+VFIO_DEVICE_IOEVENTFD_64 = 1 << 3
+
+
+class vfio_device_ioeventfd(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),  # device fd offset of the write
+        ("data", ctypes.c_uint64),
+        ("fd", ctypes.c_int32),  # -1 removes it
     )
 
 

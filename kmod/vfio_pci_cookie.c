@@ -173,6 +173,17 @@ struct seg {
 };
 
 /*
+ * The ioremap()s that hold an uncached record of a run of pages, split at
+ * the first and the last 2 MiB boundary inside it.  ioremap() aligns the
+ * virtual address only, so a run that starts off a boundary would be
+ * mapped with 4 KiB pages throughout (2 MiB of page tables per GiB); split,
+ * only the head and the tail are, and the middle gets 2 MiB or 1 GiB pages.
+ */
+struct uc_pieces {
+	void __iomem *map[3];
+};
+
+/*
  * An uncached PAT reservation of BAR pages no WC segment holds: PAT then
  * records the whole BAR, as the core's own mapping would, and answers any
  * later mapping of those pages from anyone with uncached-minus.
@@ -185,7 +196,7 @@ struct seg {
  */
 struct uc_cover {
 	struct interval_tree_node it;	/* a run of pages without WC segments */
-	void __iomem *reservation;	/* ioremap(): never accessed; NULL if foreign */
+	struct uc_pieces pieces;	/* never accessed; none if foreign */
 	u32 memtype;			/* read back from PAT: enum vfio_memtype */
 };
 
@@ -412,51 +423,84 @@ static void zap_sole_wc_runs(struct cookie_dev *cdev, struct seg *seg)
 	zap_user_mappings(cdev, seg->index, next, last);
 }
 
+/* Pages with another type than ours: the cover holds no reservation. */
+static bool cover_foreign(const struct uc_cover *c)
+{
+	return !c->pieces.map[0] && !c->pieces.map[1] && !c->pieces.map[2];
+}
+
+static void pieces_unmap(struct uc_pieces *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(p->map); i++) {
+		if (p->map[i])
+			iounmap(p->map[i]);
+		p->map[i] = NULL;
+	}
+}
+
+/* Pages [first, last] as a cover: foreign (with @memtype) if @p is NULL. */
 static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-			 unsigned long last, void __iomem *reservation, u32 memtype)
+			 unsigned long last, struct uc_pieces *p, u32 memtype)
 {
 	struct uc_cover *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 
 	if (!c) {
-		if (reservation)
-			iounmap(reservation);
+		if (p)
+			pieces_unmap(p);
 		return;
 	}
 	c->it.start = first;
 	c->it.last = last;
-	c->reservation = reservation;
+	if (p)
+		c->pieces = *p;
 	c->memtype = memtype;
 	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
 }
 
 /*
- * An uncached reservation of pages [first, last], if PAT grants uncached
- * there: NULL if a page already carries another type (*memtype says which;
- * VFIO_MEMTYPE_UNKNOWN if PAT refused, having found several).
+ * An uncached reservation of pages [first, last] in *p, if PAT grants
+ * uncached there: false if a page already carries another type (*memtype
+ * says which; VFIO_MEMTYPE_UNKNOWN if PAT refused, having found several).
  */
-static void __iomem *cover_try(struct cookie_dev *cdev, unsigned int index,
-			       unsigned long first, unsigned long last, u32 *memtype)
+static bool cover_try(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last, u32 *memtype, struct uc_pieces *p)
 {
-	phys_addr_t phys = pci_resource_start(cdev->core.pdev, index) + (first << PAGE_SHIFT);
-	void __iomem *reservation = ioremap(phys, (last - first + 1) << PAGE_SHIFT);
+	const unsigned long pmd_pages = PMD_SIZE >> PAGE_SHIFT;
+	unsigned long pfn = (pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT) + first;
+	unsigned long end = pfn + (last - first + 1);
+	unsigned long head = round_up(pfn, pmd_pages), tail = round_down(end, pmd_pages);
+	unsigned long cuts[4] = { pfn, end, end, end };
+	unsigned int i;
 
-	*memtype = reservation ? mapped_memtype(reservation) : VFIO_MEMTYPE_UNKNOWN;
+	if (head < tail) {	/* a whole 2 MiB block inside: cut around it */
+		cuts[1] = head;
+		cuts[2] = tail;
+	}
+	memset(p, 0, sizeof(*p));
+	*memtype = VFIO_MEMTYPE_UC_MINUS;
+	for (i = 0; i < ARRAY_SIZE(p->map) && *memtype == VFIO_MEMTYPE_UC_MINUS; i++) {
+		if (cuts[i] == cuts[i + 1])
+			continue;
+		p->map[i] = ioremap(PFN_PHYS(cuts[i]), PFN_PHYS(cuts[i + 1] - cuts[i]));
+		*memtype = p->map[i] ? mapped_memtype(p->map[i]) : VFIO_MEMTYPE_UNKNOWN;
+	}
 	if (*memtype == VFIO_MEMTYPE_UC_MINUS)
-		return reservation;
-	if (reservation)
-		iounmap(reservation);
-	return NULL;
+		return true;
+	pieces_unmap(p);
+	return false;
 }
 
 /* Whether PAT would give pages [first, last] uncached now. */
 static bool cover_clean(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 			unsigned long last, u32 *memtype)
 {
-	void __iomem *probe = cover_try(cdev, index, first, last, memtype);
+	struct uc_pieces probe;
 
-	if (!probe)
+	if (!cover_try(cdev, index, first, last, memtype, &probe))
 		return false;
-	iounmap(probe);
+	pieces_unmap(&probe);
 	return true;
 }
 
@@ -479,7 +523,7 @@ static void cover_lump(struct cookie_dev *cdev, unsigned int index, unsigned lon
 
 	while (next <= last) {
 		unsigned long start = last + 1, end = last;
-		void __iomem *reservation;
+		struct uc_pieces pieces;
 		u32 found;
 
 		while (it && it->last < next)
@@ -497,8 +541,9 @@ static void cover_lump(struct cookie_dev *cdev, unsigned int index, unsigned lon
 			cover_insert(cdev, index, next, start - 1, NULL, memtype);
 		if (start > last)
 			return;
-		reservation = cover_try(cdev, index, start, end, &found);
-		cover_insert(cdev, index, start, end, reservation, found);
+		cover_insert(cdev, index, start, end,
+			     cover_try(cdev, index, start, end, &found, &pieces) ? &pieces : NULL,
+			     found);
 		next = end + 1;
 	}
 }
@@ -517,15 +562,14 @@ static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long
 {
 	unsigned long next = first, clean, mixed, mid;
 	unsigned int probes = 0;
-	void __iomem *reservation;
+	struct uc_pieces pieces;
 	bool foreign = false;
 	u32 memtype, found;
 
 	while (next <= last) {
 		probes++;
-		reservation = cover_try(cdev, index, next, last, &memtype);
-		if (reservation) {
-			cover_insert(cdev, index, next, last, reservation, memtype);
+		if (cover_try(cdev, index, next, last, &memtype, &pieces)) {
+			cover_insert(cdev, index, next, last, &pieces, memtype);
 			break;
 		}
 		foreign = true;
@@ -535,14 +579,13 @@ static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long
 			break;
 		}
 		probes++;
-		reservation = cover_try(cdev, index, next, next, &found);
-		if (!reservation) {
+		if (!cover_try(cdev, index, next, next, &found, &pieces)) {
 			cover_insert(cdev, index, next, next, NULL, found);
 			next++;
 			continue;
 		}
 		/* Held while probing, ours would make a mixture: probe, then re-reserve. */
-		iounmap(reservation);
+		pieces_unmap(&pieces);
 		clean = 1;
 		mixed = last - next + 1;
 		while (mixed - clean > 1) {
@@ -554,10 +597,10 @@ static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long
 				mixed = mid;
 		}
 		probes++;
-		reservation = cover_try(cdev, index, next, next + clean - 1, &found);
-		if (!reservation)	/* a record came meanwhile: probe again from here */
+		/* A record came meanwhile: probe again from here. */
+		if (!cover_try(cdev, index, next, next + clean - 1, &found, &pieces))
 			continue;
-		cover_insert(cdev, index, next, next + clean - 1, reservation, found);
+		cover_insert(cdev, index, next, next + clean - 1, &pieces, found);
 		next += clean;
 	}
 	return foreign;
@@ -586,10 +629,8 @@ static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		*lo = min(*lo, it->start);
 		*hi = max(*hi, it->last);
 		interval_tree_remove(it, &cdev->uc_cover[index]);
-		if (c->reservation)
-			iounmap(c->reservation);
-		else
-			foreign = true;
+		foreign |= cover_foreign(c);
+		pieces_unmap(&c->pieces);
 		kfree(c);
 	}
 	return foreign;
@@ -682,7 +723,7 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 	down_write(&cdev->core.memory_lock);
 	for (it = interval_tree_iter_first(&cdev->uc_cover[index], first, last); it;
 	     it = interval_tree_iter_next(it, first, last)) {
-		if (!container_of(it, struct uc_cover, it)->reservation)
+		if (cover_foreign(container_of(it, struct uc_cover, it)))
 			continue;
 		if (it->start > next && !cover_clean(cdev, index, next, it->start - 1, &memtype)) {
 			up_write(&cdev->core.memory_lock);

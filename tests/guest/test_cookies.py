@@ -333,8 +333,7 @@ def kernel_ioremaps() -> list[tuple[int, int, str]]:
     """(phys, area size, caller) of every ioremap() in /proc/vmallocinfo."""
     text = Path("/proc/vmallocinfo").read_text()
     return [
-        (int(m.group(3), 16), int(m.group(1)), m.group(2))
-        for m in _IOREMAP_LINE.finditer(text)
+        (int(m.group(3), 16), int(m.group(1)), m.group(2)) for m in _IOREMAP_LINE.finditer(text)
     ]
 
 

@@ -607,19 +607,26 @@ static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long
 }
 
 /*
- * Drop the cover runs that overlap or touch pages [first, last]; *lo and
- * *hi get the span they covered together with [first, last], which
- * cover_fill() then covers again.  Only runs near a change are touched, so
- * the cost does not grow with the number of cookies.  Returns whether any
- * of them was foreign (its pages' type may change when covered again).
+ * Drop the cover runs that overlap pages [first, last], or touch them in
+ * the same 1 GiB block (runs never cross one); *lo and *hi get the span
+ * they covered together with [first, last], which cover_fill() then covers
+ * again.  Only runs near a change are touched, so the cost grows neither
+ * with the number of cookies nor with the BAR.  Returns whether any of them
+ * was foreign (its pages' type may change when covered again).
  */
 static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 		      unsigned long last, unsigned long *lo, unsigned long *hi)
 {
-	unsigned long from = first ? first - 1 : 0, to = last + 1;
+	const unsigned long pud_pages = PUD_SIZE >> PAGE_SHIFT;
+	unsigned long pfn = pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT;
+	unsigned long from = first, to = last;
 	struct interval_tree_node *it, *next;
 	bool foreign = false;
 
+	if (first && (pfn + first) % pud_pages)
+		from--;
+	if ((pfn + last + 1) % pud_pages)
+		to++;
 	*lo = first;
 	*hi = last;
 	for (it = interval_tree_iter_first(&cdev->uc_cover[index], from, to); it; it = next) {
@@ -632,6 +639,28 @@ static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		foreign |= cover_foreign(c);
 		pieces_unmap(&c->pieces);
 		kfree(c);
+	}
+	return foreign;
+}
+
+/*
+ * Cover pages [first, last] in runs that do not cross a 1 GiB boundary, so
+ * that a change re-reserves only the blocks next to it (cover_cut()), at a
+ * cost that does not grow with the BAR.
+ */
+static bool cover_blocks(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			 unsigned long last)
+{
+	const unsigned long pud_pages = PUD_SIZE >> PAGE_SHIFT;
+	unsigned long pfn = pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT;
+	bool foreign = false;
+
+	while (first <= last) {
+		unsigned long end = round_down(pfn + first, pud_pages) + pud_pages - pfn - 1;
+
+		end = min(end, last);
+		foreign |= cover_run(cdev, index, first, end);
+		first = end + 1;
 	}
 	return foreign;
 }
@@ -656,11 +685,11 @@ static bool cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned lon
 		if (container_of(it, struct seg, it)->attr != VFIO_MMAP_ATTR_WC)
 			continue;
 		if (it->start > next)
-			foreign |= cover_run(cdev, index, next, it->start - 1);
+			foreign |= cover_blocks(cdev, index, next, it->start - 1);
 		next = max(next, it->last + 1);
 	}
 	if (next <= hi)
-		foreign |= cover_run(cdev, index, next, hi);
+		foreign |= cover_blocks(cdev, index, next, hi);
 	return foreign;
 }
 

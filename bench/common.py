@@ -3,7 +3,13 @@
 
 Machines here are shared and noisy, so every figure is measured beside its
 baseline in the same run and reported as a ratio; each timing is the best of
-several repeats (the least disturbed one).
+several repeats (the least disturbed one).  Where a ratio cannot judge (a
+baseline near zero, such as kernel memory vfio-pci does not use), a figure
+carries an absolute bound instead.
+
+In the test VM, results carry the guest kernel's series (``compat@6.1``):
+$PYVFIO_BENCH_KERNEL, which `make bench` sets per boot, else guessed from
+the running kernel's release.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import sys
 import time
 import timeit
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,7 @@ class Figure:
     unit: str
     target: float | None = None  # max ratio value/baseline, if there is one
     note: str = ""
+    bound: float | None = None  # max value itself (in unit), if there is one
 
     @property
     def ratio(self) -> float:
@@ -52,9 +59,30 @@ class Figure:
 
     @property
     def verdict(self) -> str:
-        if self.target is None:
+        if self.target is None and self.bound is None:
             return "-"
-        return "pass" if self.ratio <= self.target else "MISS"
+        return "MISS" if self.shortfall() else "pass"
+
+    def shortfall(self) -> str:
+        """What misses, e.g. ``1.83x > 1.5x`` or ``2048.0KiB > 64.0KiB``; empty if nothing."""
+        missed = []
+        if self.target is not None and not self.ratio <= self.target:
+            missed.append(f"{self.ratio:.2f}x > {self.target:g}x")
+        if self.bound is not None and not self.value <= self.bound:
+            missed.append(f"{self.value:.1f}{self.unit} > {self.bound:.1f}{self.unit}")
+        return ", ".join(missed)
+
+
+def kernel_tag() -> str:
+    """The guest kernel's series the figures are measured on ("" on the host)."""
+    tag = os.environ.get("PYVFIO_BENCH_KERNEL")
+    if tag is not None:
+        return tag
+    if os.environ.get("PYVFIO_GUEST") != "1":
+        return ""
+    release = platform.release()  # 6.1.0-57-amd64, 7.3.4-pyvfio-debug
+    series = ".".join(release.split("-")[0].split("+")[0].split(".")[:2])
+    return series + ("-debug" if "debug" in release else "")
 
 
 def machine() -> dict[str, str]:
@@ -75,13 +103,18 @@ def machine() -> dict[str, str]:
 
 
 def save(bench: str, figures: list[Figure], extra: dict[str, Any] | None = None) -> Path:
+    """Write bench.json (bench@SERIES.json in the VM), each figure's bench
+    field tagged with the kernel series likewise."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{bench}.json"
+    tag = kernel_tag()
+    suffix = f"@{tag}" if tag else ""
+    path = RESULTS / f"{bench}{suffix}.json"
+    tagged = [replace(f, bench=f.bench + suffix) for f in figures]
     doc = {
-        "bench": bench,
+        "bench": bench + suffix,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
-        "figures": [asdict(f) | {"ratio": f.ratio, "verdict": f.verdict} for f in figures],
+        "figures": [asdict(f) | {"ratio": f.ratio, "verdict": f.verdict} for f in tagged],
         **(extra or {}),
     }
     path.write_text(json.dumps(doc, indent=2))
@@ -101,20 +134,41 @@ def load_all() -> list[Figure]:
                     f["unit"],
                     f["target"],
                     f["note"],
+                    f.get("bound"),
                 )
             )
     return figures
 
 
 def table(figures: list[Figure]) -> str:
-    head = f"{'figure':<44} {'pyvfio':>11} {'baseline':>11} {'ratio':>6} {'target':>7} verdict"
-    rows = [head, "-" * len(head)]
+    """The summary: a row per figure; "target" is the ratio's (``<=1.5x``) or the
+    value's bound (``<=64.0KiB``); a ratio over a baseline of 0 or less is "-"."""
+    cells = [("figure", "pyvfio", "baseline", "ratio", "target", "verdict")]
     for f in figures:
-        target = f"<={f.target:g}x" if f.target is not None else "-"
-        rows.append(
-            f"{f.bench + ': ' + f.name:<44} {f.value:>9.1f}{f.unit:<2} "
-            f"{f.baseline:>9.1f}{f.unit:<2} {f.ratio:>5.2f}x {target:>7} {f.verdict}"
+        targets = []
+        if f.target is not None:
+            targets.append(f"<={f.target:g}x")
+        if f.bound is not None:
+            targets.append(f"<={f.bound:.1f}{f.unit}")
+        cells.append(
+            (
+                f"{f.bench}: {f.name}",
+                f"{f.value:.1f}{f.unit:<2}",
+                f"{f.baseline:.1f}{f.unit:<2}",
+                f"{f.ratio:.2f}x" if f.baseline > 0 else "-",
+                " ".join(targets) or "-",
+                f.verdict,
+            )
         )
+    widths = [max(len(row[i]) for row in cells) for i in range(6)]
+    widths[0] = max(widths[0], 44)
+    rows = [
+        f"{row[0]:<{widths[0]}} "
+        + " ".join(f"{cell:>{w}}" for cell, w in zip(row[1:5], widths[1:5], strict=True))
+        + f" {row[5]}"
+        for row in cells
+    ]
+    rows.insert(1, "-" * len(rows[0]))
     return "\n".join(rows)
 
 

@@ -134,7 +134,7 @@ static atomic64_t cookie_opens;
 
 /*
  * Locks, outermost first:
- *   barmap_sem -> mmap_lock (mmap, fault, vma close; a user copy) ->
+ *   take_lock -> barmap_sem -> mmap_lock (mmap, fault, vma close; a user copy) ->
  *   cookie_dev.lock -> core.memory_lock
  * barmap_sem is held for reading across the core's read, write and
  * IOEVENTFD, the users of the core's BAR map, and for writing while a BAR
@@ -144,6 +144,7 @@ static atomic64_t cookie_opens;
  */
 struct cookie_dev {
 	struct vfio_pci_core_device core;	/* first: vfio_alloc_device() */
+	struct mutex take_lock;			/* one bar_take() at a time */
 	struct rw_semaphore barmap_sem;		/* the core's users of barmap[] (above) */
 	struct mutex lock;			/* the fields below */
 	/* Under lock: */
@@ -247,7 +248,8 @@ static void *map_untracked(unsigned long pfn, unsigned long n)
 	struct page **pages;
 	void *map = NULL;
 
-	pfns = kvmalloc_array(n, sizeof(*pfns), GFP_KERNEL);
+	/* The caller's: a take is a user's request (a huge BAR just fails). */
+	pfns = kvmalloc_array(n, sizeof(*pfns), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!pfns)
 		return NULL;
 	pages = (struct page **)pfns;	/* same size: one array serves either call */
@@ -838,33 +840,55 @@ static u32 core_map_memtype(struct cookie_dev *cdev, unsigned int index)
  * by memory_lock; the core's mmap only checks that a map exists.  A BAR
  * with ioeventfds is refused: each holds an address in the old map.
  */
+/* 0 if BAR @index may be taken now, 1 if it is ours already, else why not. */
+static int bar_takeable(struct cookie_dev *cdev, unsigned int index)
+{
+	struct vfio_pci_core_device *core = &cdev->core;
+
+	lockdep_assert_held(&cdev->barmap_sem);
+	if (cdev->barmap[index])
+		return 1;
+	/* Stable here: ioeventfds come and go only under barmap_sem. */
+	if (core->ioeventfds_nr || IS_ERR_OR_NULL(core->barmap[index]))
+		return -EBUSY;
+	return 0;
+}
+
 static int bar_take(struct cookie_dev *cdev, unsigned int index)
 {
 	struct vfio_pci_core_device *core = &cdev->core;
 	struct pci_dev *pdev = core->pdev;
 	unsigned long last = bar_last_page(cdev, index);
-	int ret = 0;
+	void *map = NULL;
 	bool zap;
-	void *map;
+	int ret;
 
 	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
-	/* Built before any lock: it takes long on a large BAR, and needs none. */
+	/* One build at a time: each costs memory in proportion to the BAR. */
+	if (mutex_lock_killable(&cdev->take_lock))
+		return -EINTR;
+	/* Asked before the build, which is long and needs no lock, and after. */
+	if (down_read_killable(&cdev->barmap_sem)) {
+		ret = -EINTR;
+		goto out;
+	}
+	ret = bar_takeable(cdev, index);
+	up_read(&cdev->barmap_sem);
+	if (ret)
+		goto out;
 	map = map_untracked(pci_resource_start(pdev, index) >> PAGE_SHIFT, last + 1);
-	if (!map)
-		return -ENOMEM;
-	down_write(&cdev->barmap_sem);
+	if (!map) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (down_write_killable(&cdev->barmap_sem)) {
+		ret = -EINTR;
+		goto out;
+	}
 	mutex_lock(&cdev->lock);
-	if (cdev->barmap[index])	/* taken by another create meanwhile */
+	ret = bar_takeable(cdev, index);
+	if (ret)
 		goto unlock;
-	/* Stable here: ioeventfds come and go only under barmap_sem. */
-	if (core->ioeventfds_nr) {
-		ret = -EBUSY;
-		goto unlock;
-	}
-	if (IS_ERR_OR_NULL(core->barmap[index])) {
-		ret = -EBUSY;
-		goto unlock;
-	}
 	down_write(&core->memory_lock);
 	/* User PTEs have the core map's type; a foreign one must refault. */
 	zap = core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS;
@@ -878,9 +902,11 @@ static int bar_take(struct cookie_dev *cdev, unsigned int index)
 unlock:
 	mutex_unlock(&cdev->lock);
 	up_write(&cdev->barmap_sem);
+out:
+	mutex_unlock(&cdev->take_lock);
 	if (map)
 		vunmap(map);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
 /*
@@ -901,7 +927,8 @@ static int bar_prepare(struct cookie_dev *cdev, unsigned int index, u32 attr)
 		 * driver can take: as in the core, a claim racing one of those
 		 * fails EBUSY, unless the other finished meanwhile.)
 		 */
-		down_write(&cdev->barmap_sem);
+		if (down_write_killable(&cdev->barmap_sem))
+			return -EINTR;
 		ret = core_barmap_setup(cdev, index);
 		if (ret && READ_ONCE(cdev->core.barmap[index]))
 			ret = 0;
@@ -909,7 +936,8 @@ static int bar_prepare(struct cookie_dev *cdev, unsigned int index, u32 attr)
 	}
 	if (ret || !pat_enabled())
 		return ret;
-	down_read(&cdev->barmap_sem);
+	if (down_read_killable(&cdev->barmap_sem))
+		return -EINTR;
 	take = !cdev->barmap[index] &&
 	       (attr == VFIO_MMAP_ATTR_WC ||
 		core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS);
@@ -1199,7 +1227,15 @@ static int cookie_create(struct cookie_dev *cdev, void __user *arg, size_t argsz
 			return -EPERM;
 	}
 
-	ret = bar_prepare(cdev, req.index, req.attr);
+	/* What would refuse the cookie anyway, before a take that stays. */
+	mutex_lock(&cdev->lock);
+	if (cdev->nr_cookies >= COOKIE_MAX)
+		ret = -ENOSPC;
+	else if (req.attr == VFIO_MMAP_ATTR_WC && legacy_conflict(cdev, req.index))
+		ret = -EBUSY;
+	mutex_unlock(&cdev->lock);
+	if (!ret)
+		ret = bar_prepare(cdev, req.index, req.attr);
 	if (ret)
 		return ret;
 
@@ -1378,6 +1414,7 @@ static int cookie_init_dev(struct vfio_device *vdev)
 	struct cookie_dev *cdev = to_cdev(vdev);
 	unsigned int i;
 
+	mutex_init(&cdev->take_lock);
 	init_rwsem(&cdev->barmap_sem);
 	mutex_init(&cdev->lock);
 	xa_init_flags(&cdev->cookies, XA_FLAGS_ALLOC | XA_FLAGS_ACCOUNT);
@@ -1402,6 +1439,7 @@ static void cookie_release_dev(struct vfio_device *vdev)
 
 	xa_destroy(&cdev->cookies);
 	mutex_destroy(&cdev->lock);
+	mutex_destroy(&cdev->take_lock);
 	vfio_pci_core_release_dev(vdev);	/* frees cdev: last */
 }
 
@@ -1748,7 +1786,8 @@ static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lo
 
 	if (cmd != VFIO_DEVICE_IOEVENTFD)
 		return vfio_pci_core_ioctl(vdev, cmd, arg);
-	down_read(&cdev->barmap_sem);
+	if (down_read_killable(&cdev->barmap_sem))
+		return -EINTR;
 	ret = vfio_pci_core_ioctl(vdev, cmd, arg);
 	up_read(&cdev->barmap_sem);
 	return ret;
@@ -1760,7 +1799,8 @@ static ssize_t cookie_read(struct vfio_device *vdev, char __user *buf, size_t co
 	struct cookie_dev *cdev = to_cdev(vdev);
 	ssize_t ret;
 
-	down_read(&cdev->barmap_sem);
+	if (down_read_killable(&cdev->barmap_sem))
+		return -EINTR;
 	ret = vfio_pci_core_read(vdev, buf, count, ppos);
 	up_read(&cdev->barmap_sem);
 	return ret;
@@ -1772,7 +1812,8 @@ static ssize_t cookie_write(struct vfio_device *vdev, const char __user *buf, si
 	struct cookie_dev *cdev = to_cdev(vdev);
 	ssize_t ret;
 
-	down_read(&cdev->barmap_sem);
+	if (down_read_killable(&cdev->barmap_sem))
+		return -EINTR;
 	ret = vfio_pci_core_write(vdev, buf, count, ppos);
 	up_read(&cdev->barmap_sem);
 	return ret;

@@ -282,8 +282,10 @@ def test_on_6_1_legacy_mmaps_and_wc_use_different_bars(wc_ivshmem: str) -> None:
     with Device.open(wc_ivshmem) as dev:
         bar2 = dev.region(2)
         legacy = bar2.map(0, PAGE)
+        maps = module_kernel_maps()
         with pytest.raises(BusyError):
             bar2.map(4 * PAGE, PAGE, wc=True)
+        assert module_kernel_maps() == maps  # refused before the BAR is taken
         legacy.close()
         wc = bar2.map(4 * PAGE, PAGE, wc=True)
         with pytest.raises(BusyError):

@@ -29,7 +29,7 @@ from pyvfio import Device, Sysfs
 from pyvfio.vm import E1000E_ID
 
 from .conftest import rmmod_vfio_pci, stand_in_ko
-from .test_cookies import pat_types
+from .kernel_maps import pat_types
 
 TESTPMD = shutil.which("dpdk-testpmd")
 HUGEPAGES = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")

@@ -13,13 +13,11 @@ import errno
 import fcntl
 import mmap
 import os
-import re
 import resource
 import textwrap
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -28,24 +26,11 @@ from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, live_cookies, supporte
 from pyvfio.mmio import Mapping
 
 from . import forked
+from .kernel_maps import ioremap_guard, module_ioremaps, module_kernel_maps, pat_types
 from .kver import VMA_HOLDS_PAT_RECORD
 from .libc import MAP_FAILED, libc
 
-PAT_LIST = Path("/sys/kernel/debug/x86/pat_memtype_list")
 PAGE = 4096
-_PAT_LINE = re.compile(r"PAT: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\S+)")
-
-
-def pat_types(start: int, end: int) -> list[tuple[int, int, str]]:
-    """PAT reservations overlapping physical [start, end)."""
-    found = []
-    for line in PAT_LIST.read_text().splitlines():
-        m = _PAT_LINE.match(line)
-        if m:
-            lo, hi, kind = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
-            if lo < end and hi > start:
-                found.append((lo, hi, kind))
-    return found
 
 
 def bar_start(sysfs: Sysfs, bdf: str, index: int) -> int:
@@ -294,16 +279,6 @@ def test_on_6_1_legacy_mmaps_and_wc_use_different_bars(wc_ivshmem: str) -> None:
         bar2.map(0, PAGE).close()
 
 
-_VMALLOC_LINE = re.compile(r"0x[0-9a-f]+-0x[0-9a-f]+\s+(\d+) .*\[vfio_pci_cookie\]")
-
-
-def module_kernel_maps() -> int:
-    """Bytes of kernel virtual mappings the module made (/proc/vmallocinfo
-    names the function that asked for each area, and its module)."""
-    text = Path("/proc/vmallocinfo").read_text()
-    return sum(int(m.group(1)) for m in _VMALLOC_LINE.finditer(text))
-
-
 def test_a_bar_costs_what_it_costs_on_vfio_pci_until_its_first_wc_cookie(
     wc_ivshmem: str, sysfs: Sysfs
 ) -> None:
@@ -327,16 +302,7 @@ def test_a_bar_costs_what_it_costs_on_vfio_pci_until_its_first_wc_cookie(
     assert module_kernel_maps() == before
 
 
-_IOREMAP_LINE = re.compile(r"0x[0-9a-f]+-0x[0-9a-f]+\s+(\d+) (.*) phys=0x([0-9a-f]+) ioremap")
 _2M = 2 << 20
-
-
-def kernel_ioremaps() -> list[tuple[int, int, str]]:
-    """(phys, area size, caller) of every ioremap() in /proc/vmallocinfo."""
-    text = Path("/proc/vmallocinfo").read_text()
-    return [
-        (int(m.group(3), 16), int(m.group(1)), m.group(2)) for m in _IOREMAP_LINE.finditer(text)
-    ]
 
 
 def test_uncached_records_beside_a_cookie_off_a_2m_boundary_keep_huge_pages(
@@ -349,13 +315,9 @@ def test_uncached_records_beside_a_cookie_off_a_2m_boundary_keep_huge_pages(
     bar = next(b for b in sysfs.device(wc_nvme).bars if b.index == 2)
     with Device.open(wc_nvme) as dev:
         dev.region(2).read(0, 4)  # the core's own map of the BAR, at open or first use
-        (guard,) = {size - bar.size for phys, size, _ in kernel_ioremaps() if phys == bar.start}
+        guard = ioremap_guard(bar.start, bar.size)
         wc = dev.region(2).map(PAGE, PAGE, wc=True)
-        ours = [
-            (phys, size - guard)
-            for phys, size, caller in kernel_ioremaps()
-            if "[vfio_pci_cookie]" in caller and bar.start <= phys < bar.start + bar.size
-        ]
+        ours = module_ioremaps(bar.start, bar.size, guard)
         assert sum(length for _, length in ours) == bar.size - PAGE  # every other page
         for phys, length in ours:
             whole_blocks = phys % _2M == 0 and length % _2M == 0

@@ -10,7 +10,6 @@ cost, until it gets a WC cookie (docs/uapi.md)."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,14 +20,12 @@ from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.cookie import MemoryAttr, MemoryType
 from pyvfio.vm import IVSHMEM_ID
 
+from .kernel_maps import ioremap_guard, module_ioremaps, module_kernel_maps, pat_types
 from .kver import VMA_HOLDS_PAT_RECORD
 
 GiB = 1 << 30
 MiB = 1 << 20
 PAGE = 4096
-_PAT_LINE = re.compile(r"PAT: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\S+)")
-_MODULE_AREA = re.compile(r"0x[0-9a-f]+-0x[0-9a-f]+\s+(\d+) .*\[vfio_pci_cookie\]")
-_IOREMAP = re.compile(r"0x[0-9a-f]+-0x[0-9a-f]+\s+(\d+) (.*) phys=0x([0-9a-f]+) ioremap")
 
 
 def _large_bar(sysfs: Sysfs, size: int) -> tuple[str, int]:
@@ -50,12 +47,6 @@ def large(
         yield bdf, start, size
 
 
-def _module_maps() -> int:
-    """Bytes of kernel mappings the module holds (/proc/vmallocinfo)."""
-    text = Path("/proc/vmallocinfo").read_text()
-    return sum(int(m.group(1)) for m in _MODULE_AREA.finditer(text))
-
-
 def _page_tables() -> int:
     """Kernel and user page tables, in bytes (6.1 counts only user ones)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -64,32 +55,17 @@ def _page_tables() -> int:
     raise AssertionError("no PageTables in /proc/meminfo")
 
 
-def _ioremaps() -> list[tuple[int, int, str]]:
-    """(phys, area size, caller) of every ioremap() in /proc/vmallocinfo."""
-    text = Path("/proc/vmallocinfo").read_text()
-    return [(int(m[3], 16), int(m[1]), m[2]) for m in _IOREMAP.finditer(text)]
-
-
-def _pat(start: int, end: int) -> list[tuple[int, int, str]]:
-    found = []
-    for line in Path("/sys/kernel/debug/x86/pat_memtype_list").read_text().splitlines():
-        m = _PAT_LINE.match(line)
-        if m and int(m.group(1), 16) < end and int(m.group(2), 16) > start:
-            found.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3)))
-    return found
-
-
 def _open_read_close(bdf: str, uc_cookie: bool) -> tuple[int, int]:
     """Page tables and module mappings gained by opening ``bdf`` and reading
     its BAR2 once, while open."""
-    tables, maps = _page_tables(), _module_maps()
+    tables, maps = _page_tables(), module_kernel_maps()
     with Device.open(bdf) as dev:
         os.pread(dev.fd, 4, dev.region(2).info.offset + PAGE)
-        gained = _page_tables() - tables, _module_maps() - maps
+        gained = _page_tables() - tables, module_kernel_maps() - maps
         if uc_cookie:  # needs no map of the module's either
             uc = dev.region(2).map(PAGE, PAGE, attr=MemoryAttr.UC)
             assert uc.memory_type is MemoryType.UC_MINUS
-            assert _module_maps() == maps
+            assert module_kernel_maps() == maps
     return gained
 
 
@@ -114,7 +90,7 @@ def test_a_wc_cookie_off_a_2m_boundary_on_a_large_bar(large: tuple[str, int, int
         bar2 = dev.region(2)
         bar2.write(offset, b"core")
         # the core's own map of the BAR: what an area's size adds to its length
-        (guard,) = {size_ - size for phys, size_, _ in _ioremaps() if phys == start}
+        guard = ioremap_guard(start, size)
         wc = bar2.map(offset, PAGE, wc=True)
         assert wc.read_bytes(0, 4) == b"core"
         wc.write_bytes(4, b"wc!!")
@@ -122,19 +98,15 @@ def test_a_wc_cookie_off_a_2m_boundary_on_a_large_bar(large: tuple[str, int, int
         assert bar2.read(offset + 4, 4) == b"wc!!"
         assert wc.memory_type is MemoryType.WC
         phys = start + offset
-        assert [r for r in _pat(start, start + size) if r[2] == "write-combining"] == [
+        assert [r for r in pat_types(start, start + size) if r[2] == "write-combining"] == [
             (phys, phys + PAGE, "write-combining")
         ]
-        assert {r[2] for r in _pat(phys - PAGE, phys)} == {"uncached-minus"}
-        assert {r[2] for r in _pat(phys + PAGE, phys + 2 * PAGE)} == {"uncached-minus"}
-        assert _module_maps() >= size  # the BAR is the module's now
+        assert {r[2] for r in pat_types(phys - PAGE, phys)} == {"uncached-minus"}
+        assert {r[2] for r in pat_types(phys + PAGE, phys + 2 * PAGE)} == {"uncached-minus"}
+        assert module_kernel_maps() >= size  # the BAR is the module's now
         # Its uncached records never cross a 1 GiB boundary: a change
         # re-reserves the blocks next to it, not the BAR.
-        pieces = [
-            (phys, area - guard)
-            for phys, area, caller in _ioremaps()
-            if "[vfio_pci_cookie]" in caller and start <= phys < start + size
-        ]
+        pieces = module_ioremaps(start, size, guard)
         assert sum(length for _, length in pieces) == size - PAGE
         assert all(phys // GiB == (phys + length - 1) // GiB for phys, length in pieces)
         if not VMA_HOLDS_PAT_RECORD:
@@ -142,5 +114,5 @@ def test_a_wc_cookie_off_a_2m_boundary_on_a_large_bar(large: tuple[str, int, int
             assert legacy.read_bytes(0, 4) == bar2.read(0, 4)
             legacy.close()
         wc.close()
-    assert _module_maps() == 0
-    assert _pat(start, start + size) == []
+    assert module_kernel_maps() == 0
+    assert pat_types(start, start + size) == []

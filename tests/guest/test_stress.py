@@ -23,7 +23,8 @@ from pathlib import Path
 from pyvfio import Device, Sysfs, VfioError, kmod, uapi
 from pyvfio.cookie import Cookie, MemoryAttr
 
-from .test_cookies import PAGE, bar_start, pat_types
+from .kernel_maps import pat_types
+from .test_cookies import PAGE, bar_start
 
 SEED = int(os.environ.get("PYVFIO_FUZZ_SEED", "20261124"))
 FEATURES = [

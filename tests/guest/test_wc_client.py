@@ -16,7 +16,8 @@ import pytest
 
 from pyvfio import Sysfs
 
-from .test_cookies import pat_types, wc_records
+from .kernel_maps import pat_types
+from .test_cookies import wc_records
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -39,6 +39,8 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/pm_runtime.h>
+#include <linux/poison.h>
 #include <linux/random.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -134,17 +136,19 @@ static atomic64_t cookie_opens;
 
 /*
  * Locks, outermost first:
- *   take_lock -> barmap_sem -> mmap_lock (mmap, fault, vma close; a user copy) ->
+ *   barmap_sem -> mmap_lock (mmap, fault, vma close; a user copy) ->
  *   cookie_dev.lock -> core.memory_lock
  * barmap_sem is held for reading across the core's read, write and
  * IOEVENTFD, the users of the core's BAR map, and for writing while a BAR
- * is taken from the core's map to ours (bar_take()).  No other lock of this
- * driver is held across a user copy or a call into the core's ioctl, read,
- * write or mmap.
+ * is taken from the core's map (bar_take()) or given a whole-BAR map for
+ * ioeventfds (barmaps_build()).  No other lock of this driver is held
+ * across a user copy or a call into the core's ioctl, read, write or mmap.
+ * The pieces of a taken BAR (WC segments', covers') and the trees that
+ * hold them change only under memory_lock (write): read and write of a
+ * taken BAR use them under memory_lock (read), as faults do.
  */
 struct cookie_dev {
 	struct vfio_pci_core_device core;	/* first: vfio_alloc_device() */
-	struct mutex take_lock;			/* one bar_take() at a time */
 	struct rw_semaphore barmap_sem;		/* the core's users of barmap[] (above) */
 	struct mutex lock;			/* the fields below */
 	/* Under lock: */
@@ -158,10 +162,28 @@ struct cookie_dev {
 	/* Set at open; constant until the next open: */
 	u64 open_number;			/* masked: COOKIE_OPEN_MASK */
 	u32 serial_key;
-	/* Set under barmap_sem (write) and lock, cleared at close: */
-	void __iomem *barmap[PCI_STD_NUM_BARS];	/* ours, given to the core; NULL: core's own */
+	/* Set under barmap_sem (write), lock and memory_lock; cleared at close: */
+	bool taken[PCI_STD_NUM_BARS];		/* the BAR's pages are recorded by us */
+	/* Set under barmap_sem (write), cleared at close: */
+	void __iomem *barmap[PCI_STD_NUM_BARS];	/* a taken BAR's, for the core's ioeventfds */
 	/* Set at open; constant until close: */
 	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
+	bool core_refused[PCI_STD_NUM_BARS];	/* 7.3: the core could not claim or map it */
+	unsigned int msix_bar;			/* PCI_STD_NUM_BARS: none */
+	u64 msix_start, msix_end;		/* the table, as the core's read skips it */
+};
+
+/*
+ * The ioremap()s (uncached) or ioremap_wc()s that hold the record of a
+ * run of pages, split at the first and the last 2 MiB boundary inside it.
+ * ioremap() aligns the virtual address only, so a run that starts off a
+ * boundary would be mapped with 4 KiB pages throughout (2 MiB of page
+ * tables per GiB); split, only the head and the tail are, and the middle
+ * gets 2 MiB or 1 GiB pages.  They are also how the kernel reads and
+ * writes a taken BAR (taken_rw()).
+ */
+struct pieces {
+	void __iomem *map[3];
 };
 
 /* A range of one BAR with one memory type: one PAT reservation if WC. */
@@ -171,17 +193,7 @@ struct seg {
 	u32 attr;
 	u32 memtype;				/* WC: as granted; UC: cover_memtype() */
 	unsigned int users;			/* cookies, under cookie_dev.lock */
-};
-
-/*
- * The ioremap()s that hold an uncached record of a run of pages, split at
- * the first and the last 2 MiB boundary inside it.  ioremap() aligns the
- * virtual address only, so a run that starts off a boundary would be
- * mapped with 4 KiB pages throughout (2 MiB of page tables per GiB); split,
- * only the head and the tail are, and the middle gets 2 MiB or 1 GiB pages.
- */
-struct uc_pieces {
-	void __iomem *map[3];
+	struct pieces pieces;			/* WC: the record, and the kernel's access */
 };
 
 /*
@@ -197,7 +209,7 @@ struct uc_pieces {
  */
 struct uc_cover {
 	struct interval_tree_node it;	/* a run of pages without WC segments */
-	struct uc_pieces pieces;	/* never accessed; none if foreign */
+	struct pieces pieces;	/* none if foreign */
 	u32 memtype;			/* read back from PAT: enum vfio_memtype */
 };
 
@@ -229,8 +241,22 @@ static bool cookie_bar(struct cookie_dev *cdev, unsigned int index)
 /* A BAR whose region the core could not claim or map takes no cookie. */
 static bool cookies_allowed(struct cookie_dev *cdev, unsigned int index)
 {
-	return cookie_bar(cdev, index) && !IS_ERR(cdev->core.barmap[index]);
+	return cookie_bar(cdev, index) && !cdev->core_refused[index];
 }
+
+#if CORE_HAS_MEMORY_ENABLED
+#define core_memory_enabled	__vfio_pci_memory_enabled
+#else
+/* The core's memory-enable test, not exported here (vconfig caches the command register). */
+static bool core_memory_enabled(struct vfio_pci_core_device *core)
+{
+	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);
+
+	lockdep_assert_held(&core->memory_lock);
+	return core->pdev->current_state < PCI_D3hot &&
+	       (core->pdev->no_command_memory || (cmd & PCI_COMMAND_MEMORY));
+}
+#endif
 
 /* ---- the core's BAR map ------------------------------------------------ */
 
@@ -267,10 +293,11 @@ out:
 	return map;
 }
 
-/* Called after the core's close: nothing uses the map any more. */
+/* A taken BAR, after the core's close: nothing uses its map (if any) any more. */
 static void barmap_remove(struct cookie_dev *cdev, unsigned int index, void __iomem *map)
 {
-	vunmap((void __force *)map);
+	if (map)
+		vunmap((void __force *)map);
 	pci_release_selected_regions(cdev->core.pdev, BIT(index));
 }
 
@@ -289,6 +316,7 @@ static void find_refused(struct cookie_dev *cdev)
 	u64 n;
 
 	memset(cdev->wc_refused, 0, sizeof(cdev->wc_refused));
+	cdev->msix_bar = PCI_STD_NUM_BARS;
 	if (!pdev->msix_cap)
 		return;
 	pci_read_config_word(pdev, pdev->msix_cap + PCI_MSIX_FLAGS, &flags);
@@ -296,9 +324,12 @@ static void find_refused(struct cookie_dev *cdev)
 	pci_read_config_dword(pdev, pdev->msix_cap + PCI_MSIX_PBA, &pba);
 	n = (flags & PCI_MSIX_FLAGS_QSIZE) + 1;
 	bir = table & PCI_MSIX_TABLE_BIR;
-	if (bir < PCI_STD_NUM_BARS)
-		set_range(&cdev->wc_refused[bir][0], table & PCI_MSIX_TABLE_OFFSET,
-			  n * PCI_MSIX_ENTRY_SIZE);
+	if (bir < PCI_STD_NUM_BARS) {
+		cdev->msix_bar = bir;
+		cdev->msix_start = table & PCI_MSIX_TABLE_OFFSET;
+		cdev->msix_end = cdev->msix_start + n * PCI_MSIX_ENTRY_SIZE;
+		set_range(&cdev->wc_refused[bir][0], cdev->msix_start, n * PCI_MSIX_ENTRY_SIZE);
+	}
 	bir = pba & PCI_MSIX_PBA_BIR;
 	if (bir < PCI_STD_NUM_BARS)
 		set_range(&cdev->wc_refused[bir][1], pba & PCI_MSIX_PBA_OFFSET,
@@ -355,19 +386,6 @@ static u32 mapped_memtype(const void __iomem *addr)
 			}
 		}
 	}
-	return type;
-}
-
-/* The type PAT really gives pages of @phys: read back from a one-page mapping. */
-static u32 pat_granted(phys_addr_t phys)
-{
-	void __iomem *probe = ioremap_wc(phys, PAGE_SIZE);
-	u32 type;
-
-	if (!probe)
-		return VFIO_MEMTYPE_UNKNOWN;
-	type = mapped_memtype(probe);
-	iounmap(probe);
 	return type;
 }
 
@@ -431,7 +449,7 @@ static bool cover_foreign(const struct uc_cover *c)
 	return !c->pieces.map[0] && !c->pieces.map[1] && !c->pieces.map[2];
 }
 
-static void pieces_unmap(struct uc_pieces *p)
+static void pieces_unmap(struct pieces *p)
 {
 	unsigned int i;
 
@@ -444,7 +462,7 @@ static void pieces_unmap(struct uc_pieces *p)
 
 /* Pages [first, last] as a cover: foreign (with @memtype) if @p is NULL. */
 static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-			 unsigned long last, struct uc_pieces *p, u32 memtype)
+			 unsigned long last, struct pieces *p, u32 memtype)
 {
 	struct uc_cover *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 
@@ -461,44 +479,86 @@ static void cover_insert(struct cookie_dev *cdev, unsigned int index, unsigned l
 	interval_tree_insert(&c->it, &cdev->uc_cover[index]);
 }
 
-/*
- * An uncached reservation of pages [first, last] in *p, if PAT grants
- * uncached there: false if a page already carries another type (*memtype
- * says which; VFIO_MEMTYPE_UNKNOWN if PAT refused, having found several).
- */
-static bool cover_try(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-		      unsigned long last, u32 *memtype, struct uc_pieces *p)
+/* The BAR's first page frame: pieces are cut at boundaries of physical pages. */
+static unsigned long bar_pfn(struct cookie_dev *cdev, unsigned int index)
+{
+	return pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT;
+}
+
+/* Where BAR pages [first, last] are cut into pieces: map[i] holds [cuts[i], cuts[i + 1]). */
+static void pieces_cuts(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+			unsigned long last, unsigned long cuts[4])
 {
 	const unsigned long pmd_pages = PMD_SIZE >> PAGE_SHIFT;
-	unsigned long pfn = (pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT) + first;
-	unsigned long end = pfn + (last - first + 1);
+	unsigned long pfn = bar_pfn(cdev, index) + first, end = pfn + (last - first + 1);
 	unsigned long head = round_up(pfn, pmd_pages), tail = round_down(end, pmd_pages);
-	unsigned long cuts[4] = { pfn, end, end, end };
-	unsigned int i;
 
+	cuts[0] = pfn;
+	cuts[1] = end;
+	cuts[2] = end;
+	cuts[3] = end;
 	if (head < tail) {	/* a whole 2 MiB block inside: cut around it */
 		cuts[1] = head;
 		cuts[2] = tail;
 	}
+}
+
+/*
+ * A record of @want (uncached-minus or WC) over pages [first, last] in *p,
+ * if PAT grants it there: false if a page already carries another type
+ * (*memtype says which; VFIO_MEMTYPE_UNKNOWN if PAT refused, having found
+ * several).
+ */
+static bool pieces_map(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		       unsigned long last, u32 want, u32 *memtype, struct pieces *p)
+{
+	unsigned long cuts[4];
+	unsigned int i;
+
+	pieces_cuts(cdev, index, first, last, cuts);
 	memset(p, 0, sizeof(*p));
-	*memtype = VFIO_MEMTYPE_UC_MINUS;
-	for (i = 0; i < ARRAY_SIZE(p->map) && *memtype == VFIO_MEMTYPE_UC_MINUS; i++) {
-		if (cuts[i] == cuts[i + 1])
+	*memtype = want;
+	for (i = 0; i < ARRAY_SIZE(p->map) && *memtype == want; i++) {
+		phys_addr_t phys = PFN_PHYS(cuts[i]), size = PFN_PHYS(cuts[i + 1] - cuts[i]);
+
+		if (!size)
 			continue;
-		p->map[i] = ioremap(PFN_PHYS(cuts[i]), PFN_PHYS(cuts[i + 1] - cuts[i]));
+		p->map[i] = want == VFIO_MEMTYPE_WC ? ioremap_wc(phys, size) : ioremap(phys, size);
 		*memtype = p->map[i] ? mapped_memtype(p->map[i]) : VFIO_MEMTYPE_UNKNOWN;
 	}
-	if (*memtype == VFIO_MEMTYPE_UC_MINUS)
+	if (*memtype == want)
 		return true;
 	pieces_unmap(p);
 	return false;
+}
+
+/* Page @page of pieces mapping pages [first, last], or NULL if they have none. */
+static void __iomem *pieces_page(struct cookie_dev *cdev, unsigned int index,
+				 const struct interval_tree_node *it, const struct pieces *p,
+				 unsigned long page)
+{
+	unsigned long cuts[4], pfn = bar_pfn(cdev, index) + page;
+	unsigned int i;
+
+	pieces_cuts(cdev, index, it->start, it->last, cuts);
+	for (i = 0; i < ARRAY_SIZE(p->map); i++)
+		if (pfn < cuts[i + 1])
+			return p->map[i] ? p->map[i] + PFN_PHYS(pfn - cuts[i]) : NULL;
+	return NULL;
+}
+
+/* An uncached reservation of pages [first, last]: see pieces_map(). */
+static bool cover_try(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last, u32 *memtype, struct pieces *p)
+{
+	return pieces_map(cdev, index, first, last, VFIO_MEMTYPE_UC_MINUS, memtype, p);
 }
 
 /* Whether PAT would give pages [first, last] uncached now. */
 static bool cover_clean(struct cookie_dev *cdev, unsigned int index, unsigned long first,
 			unsigned long last, u32 *memtype)
 {
-	struct uc_pieces probe;
+	struct pieces probe;
 
 	if (!cover_try(cdev, index, first, last, memtype, &probe))
 		return false;
@@ -525,7 +585,7 @@ static void cover_lump(struct cookie_dev *cdev, unsigned int index, unsigned lon
 
 	while (next <= last) {
 		unsigned long start = last + 1, end = last;
-		struct uc_pieces pieces;
+		struct pieces pieces;
 		u32 found;
 
 		while (it && it->last < next)
@@ -564,7 +624,7 @@ static bool cover_run(struct cookie_dev *cdev, unsigned int index, unsigned long
 {
 	unsigned long next = first, clean, mixed, mid;
 	unsigned int probes = 0;
-	struct uc_pieces pieces;
+	struct pieces pieces;
 	bool foreign = false;
 	u32 memtype, found;
 
@@ -620,7 +680,7 @@ static bool cover_cut(struct cookie_dev *cdev, unsigned int index, unsigned long
 		      unsigned long last, unsigned long *lo, unsigned long *hi)
 {
 	const unsigned long pud_pages = PUD_SIZE >> PAGE_SHIFT;
-	unsigned long pfn = pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT;
+	unsigned long pfn = bar_pfn(cdev, index);
 	unsigned long from = first, to = last;
 	struct interval_tree_node *it, *next;
 	bool foreign = false;
@@ -654,7 +714,7 @@ static bool cover_blocks(struct cookie_dev *cdev, unsigned int index, unsigned l
 			 unsigned long last)
 {
 	const unsigned long pud_pages = PUD_SIZE >> PAGE_SHIFT;
-	unsigned long pfn = pci_resource_start(cdev->core.pdev, index) >> PAGE_SHIFT;
+	unsigned long pfn = bar_pfn(cdev, index);
 	bool foreign = false;
 
 	while (first <= last) {
@@ -680,7 +740,7 @@ static bool cover_fill(struct cookie_dev *cdev, unsigned int index, unsigned lon
 	bool foreign = false;
 
 	lockdep_assert_held(&cdev->lock);
-	if (!pat_enabled() || !cdev->barmap[index] || lo > hi)
+	if (!pat_enabled() || !cdev->taken[index] || lo > hi)
 		return false;
 	for (it = interval_tree_iter_first(&cdev->segs[index], lo, hi); it;
 	     it = interval_tree_iter_next(it, lo, hi)) {
@@ -742,7 +802,7 @@ static int cover_check_uc(struct cookie_dev *cdev, unsigned int index, unsigned 
 
 	lockdep_assert_held(&cdev->lock);
 	/* The core's map is checked before a BAR is left to it (bar_prepare()). */
-	if (!pat_enabled() || !cdev->barmap[index] ||
+	if (!pat_enabled() || !cdev->taken[index] ||
 	    cover_memtype(cdev, index, first, last) == VFIO_MEMTYPE_UC_MINUS)
 		return 0;
 	/*
@@ -831,22 +891,34 @@ static u32 core_map_memtype(struct cookie_dev *cdev, unsigned int index)
 }
 
 /*
- * Give the core a whole-BAR map PAT does not track, in place of its own,
- * whose uncached-minus record over the whole BAR would make every WC
- * reservation uncached; then record the BAR's pages ourselves (covers).
- * Done once per open, for the BAR's first WC cookie, or the first UC one
- * where the core's map is not uncached-minus.  Every user of the old map
- * is excluded meanwhile: read, write and IOEVENTFD by barmap_sem, faults
- * by memory_lock; the core's mmap only checks that a map exists.  A BAR
- * with ioeventfds is refused: each holds an address in the old map.
+ * Take BAR @index from the core's map, whose uncached-minus record over
+ * the whole BAR would make every WC reservation uncached: the core's map
+ * goes, and our covers and WC segments record the BAR's pages instead, in
+ * pieces that also serve the BAR's read and write (taken_rw()).  Done once
+ * per open, for the BAR's first WC cookie, or the first UC one where the
+ * core's map is not uncached-minus.  Every user of the old map is excluded
+ * meanwhile: read, write and IOEVENTFD by barmap_sem, faults by
+ * memory_lock.  The core is left TAKEN_BARMAP, which its mmap and dma-buf
+ * export only check, and which no path of it that maps through it
+ * reaches: read and write of a taken BAR are ours, IOEVENTFD gets a real
+ * map first (barmaps_build()).  A BAR with ioeventfds is refused: each
+ * holds an address in the old map.
  */
+/*
+ * What the core's barmap[] holds for a taken BAR until an ioeventfd needs
+ * a real map: neither NULL nor an error, which its mmap (and 7.3's dma-buf
+ * export) require, and a non-canonical address, so that a use of it this
+ * driver failed to route elsewhere faults instead of reaching memory.
+ */
+#define TAKEN_BARMAP	((void __iomem __force *)(POISON_POINTER_DELTA + 0xba40000))
+
 /* 0 if BAR @index may be taken now, 1 if it is ours already, else why not. */
 static int bar_takeable(struct cookie_dev *cdev, unsigned int index)
 {
 	struct vfio_pci_core_device *core = &cdev->core;
 
 	lockdep_assert_held(&cdev->barmap_sem);
-	if (cdev->barmap[index])
+	if (cdev->taken[index])
 		return 1;
 	/* Stable here: ioeventfds come and go only under barmap_sem. */
 	if (core->ioeventfds_nr || IS_ERR_OR_NULL(core->barmap[index]))
@@ -857,34 +929,12 @@ static int bar_takeable(struct cookie_dev *cdev, unsigned int index)
 static int bar_take(struct cookie_dev *cdev, unsigned int index)
 {
 	struct vfio_pci_core_device *core = &cdev->core;
-	struct pci_dev *pdev = core->pdev;
 	unsigned long last = bar_last_page(cdev, index);
-	void *map = NULL;
 	bool zap;
 	int ret;
 
-	BUILD_BUG_ON(sizeof(struct page *) != sizeof(unsigned long));
-	/* One build at a time: each costs memory in proportion to the BAR. */
-	if (mutex_lock_killable(&cdev->take_lock))
+	if (down_write_killable(&cdev->barmap_sem))
 		return -EINTR;
-	/* Asked before the build, which is long and needs no lock, and after. */
-	if (down_read_killable(&cdev->barmap_sem)) {
-		ret = -EINTR;
-		goto out;
-	}
-	ret = bar_takeable(cdev, index);
-	up_read(&cdev->barmap_sem);
-	if (ret)
-		goto out;
-	map = map_untracked(pci_resource_start(pdev, index) >> PAGE_SHIFT, last + 1);
-	if (!map) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	if (down_write_killable(&cdev->barmap_sem)) {
-		ret = -EINTR;
-		goto out;
-	}
 	mutex_lock(&cdev->lock);
 	ret = bar_takeable(cdev, index);
 	if (ret)
@@ -892,21 +942,43 @@ static int bar_take(struct cookie_dev *cdev, unsigned int index)
 	down_write(&core->memory_lock);
 	/* User PTEs have the core map's type; a foreign one must refault. */
 	zap = core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS;
-	pci_iounmap(pdev, core->barmap[index]);	/* its record goes; the region stays claimed */
-	core->barmap[index] = (void __force __iomem *)map;
-	cdev->barmap[index] = (void __force __iomem *)map;
-	map = NULL;
+	/* Its record goes; the region stays claimed. */
+	pci_iounmap(core->pdev, core->barmap[index]);
+	core->barmap[index] = TAKEN_BARMAP;
+	cdev->taken[index] = true;
 	if (cover_fill(cdev, index, 0, last) || zap)
 		zap_user_mappings(cdev, index, 0, last);
 	up_write(&core->memory_lock);
 unlock:
 	mutex_unlock(&cdev->lock);
 	up_write(&cdev->barmap_sem);
-out:
-	mutex_unlock(&cdev->take_lock);
-	if (map)
-		vunmap(map);
 	return ret < 0 ? ret : 0;
+}
+
+/*
+ * The core's IOEVENTFD writes through its map of the BAR, at an offset it
+ * reads from the caller again after any check of ours: every taken BAR
+ * gets a whole map first.  Only a device that has both ioeventfds and a
+ * taken BAR pays for this map (4 KiB pages over the whole BAR, kept until
+ * close).
+ */
+static int barmaps_build(struct cookie_dev *cdev)
+{
+	unsigned int i;
+
+	lockdep_assert_held_write(&cdev->barmap_sem);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		void *map;
+
+		if (!cdev->taken[i] || cdev->barmap[i])
+			continue;
+		map = map_untracked(bar_pfn(cdev, i), bar_last_page(cdev, i) + 1);
+		if (!map)
+			return -ENOMEM;
+		cdev->barmap[i] = (void __force __iomem *)map;
+		cdev->core.barmap[i] = cdev->barmap[i];
+	}
+	return 0;
 }
 
 /*
@@ -938,7 +1010,7 @@ static int bar_prepare(struct cookie_dev *cdev, unsigned int index, u32 attr)
 		return ret;
 	if (down_read_killable(&cdev->barmap_sem))
 		return -EINTR;
-	take = !cdev->barmap[index] &&
+	take = !cdev->taken[index] &&
 	       (attr == VFIO_MMAP_ATTR_WC ||
 		core_map_memtype(cdev, index) != VFIO_MEMTYPE_UC_MINUS);
 	up_read(&cdev->barmap_sem);
@@ -950,13 +1022,11 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 			   u64 length, u32 attr)
 {
 	unsigned long first = offset >> PAGE_SHIFT, last = (offset + length - 1) >> PAGE_SHIFT;
-	struct pci_dev *pdev = cdev->core.pdev;
-	phys_addr_t phys = pci_resource_start(pdev, index) + offset;
 	struct interval_tree_node *it;
 	unsigned long lo, hi;
 	struct seg *seg;
-
 	bool changed;
+	u32 memtype;
 	int ret;
 
 	lockdep_assert_held(&cdev->lock);
@@ -990,10 +1060,13 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	seg->users = 1;
 	seg->memtype = VFIO_MEMTYPE_UNKNOWN;	/* UC: read from the cover when asked */
 	if (attr != VFIO_MMAP_ATTR_WC) {
+		/* Read and write of a taken BAR walk the tree under memory_lock. */
+		down_write(&cdev->core.memory_lock);
 		interval_tree_insert(&seg->it, &cdev->segs[index]);
+		up_write(&cdev->core.memory_lock);
 		return seg;
 	}
-	if (legacy_conflict(cdev, index) || WARN_ON_ONCE(!cdev->barmap[index])) {
+	if (legacy_conflict(cdev, index) || WARN_ON_ONCE(!cdev->taken[index])) {
 		kfree(seg);
 		return ERR_PTR(-EBUSY);
 	}
@@ -1001,12 +1074,8 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	down_write(&cdev->core.memory_lock);
 	changed = cover_cut(cdev, index, first, last, &lo, &hi);
 	/* PAT gives another type where one already holds a page. */
-	if (arch_io_reserve_memtype_wc(phys, length))
+	if (!pieces_map(cdev, index, first, last, VFIO_MEMTYPE_WC, &memtype, &seg->pieces))
 		goto refused;
-	if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
-		arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
-		goto refused;
-	}
 	seg->memtype = VFIO_MEMTYPE_WC;
 	interval_tree_insert(&seg->it, &cdev->segs[index]);
 	cdev->wc_segs[index]++;
@@ -1029,30 +1098,25 @@ refused:	/* the cover is given back to the pages PAT would not make WC */
 static void seg_put(struct cookie_dev *cdev, struct seg *seg)
 {
 	unsigned int index = seg->index;
-	u64 offset = seg->it.start << PAGE_SHIFT;
-	u64 length = (seg->it.last - seg->it.start + 1) << PAGE_SHIFT;
 	unsigned long lo, hi;
 	bool changed;
 
 	lockdep_assert_held(&cdev->lock);
 	if (--seg->users)
 		return;
+	/* No fault may map these pages WC once the reservation is gone. */
+	down_write(&cdev->core.memory_lock);
+	interval_tree_remove(&seg->it, &cdev->segs[index]);
 	if (seg->attr == VFIO_MMAP_ATTR_WC) {
-		/* No fault may map these pages WC once the reservation is gone. */
-		down_write(&cdev->core.memory_lock);
 		zap_sole_wc_runs(cdev, seg);
-		interval_tree_remove(&seg->it, &cdev->segs[index]);
-		arch_io_free_memtype_wc(pci_resource_start(cdev->core.pdev, index) + offset,
-					length);
+		pieces_unmap(&seg->pieces);
 		changed = cover_cut(cdev, index, seg->it.start, seg->it.last, &lo, &hi);
 		changed |= cover_fill(cdev, index, lo, hi);
 		if (changed)	/* a foreign record came or went meanwhile */
 			zap_user_mappings(cdev, index, lo, hi);
-		up_write(&cdev->core.memory_lock);
 		cdev->wc_segs[index]--;
-	} else {
-		interval_tree_remove(&seg->it, &cdev->segs[index]);
 	}
+	up_write(&cdev->core.memory_lock);
 	kfree(seg);
 }
 
@@ -1308,7 +1372,7 @@ static u32 query_memtype(struct cookie_dev *cdev, struct seg *seg)
 	lockdep_assert_held(&cdev->lock);
 	if (seg->attr == VFIO_MMAP_ATTR_WC || !pat_enabled())
 		return seg->memtype;
-	if (!cdev->barmap[seg->index])
+	if (!cdev->taken[seg->index])
 		return core_map_memtype(cdev, seg->index);
 	return cover_memtype(cdev, seg->index, seg->it.start, seg->it.last);
 }
@@ -1414,7 +1478,6 @@ static int cookie_init_dev(struct vfio_device *vdev)
 	struct cookie_dev *cdev = to_cdev(vdev);
 	unsigned int i;
 
-	mutex_init(&cdev->take_lock);
 	init_rwsem(&cdev->barmap_sem);
 	mutex_init(&cdev->lock);
 	xa_init_flags(&cdev->cookies, XA_FLAGS_ALLOC | XA_FLAGS_ACCOUNT);
@@ -1439,13 +1502,13 @@ static void cookie_release_dev(struct vfio_device *vdev)
 
 	xa_destroy(&cdev->cookies);
 	mutex_destroy(&cdev->lock);
-	mutex_destroy(&cdev->take_lock);
 	vfio_pci_core_release_dev(vdev);	/* frees cdev: last */
 }
 
 static int cookie_open_device(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
+	unsigned int i;
 	int ret;
 
 	ret = vfio_pci_core_enable(&cdev->core);
@@ -1453,6 +1516,8 @@ static int cookie_open_device(struct vfio_device *vdev)
 		return ret;
 	vfio_pci_core_finish_enable(&cdev->core);	/* sets bar_mmap_supported[] */
 	find_refused(cdev);
+	for (i = 0; i < PCI_STD_NUM_BARS; i++)
+		cdev->core_refused[i] = IS_ERR(cdev->core.barmap[i]);
 	mutex_lock(&cdev->lock);
 	cdev->open_number = atomic64_inc_return(&cookie_opens) & COOKIE_OPEN_MASK;
 	cdev->serial_key = get_random_u32();
@@ -1466,6 +1531,7 @@ static void cookie_close_device(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
 	void __iomem *maps[PCI_STD_NUM_BARS];
+	bool taken[PCI_STD_NUM_BARS];
 	struct cookie *c;
 	unsigned long id;
 	unsigned int i;
@@ -1476,22 +1542,26 @@ static void cookie_close_device(struct vfio_device *vdev)
 		cookie_destroy_locked(c);
 	}
 	WARN_ON_ONCE(cdev->nr_cookies);
+	down_write(&cdev->core.memory_lock);
 	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
 		unsigned long lo, hi;
 
 		cover_cut(cdev, i, 0, bar_last_page(cdev, i), &lo, &hi);
 	}
+	up_write(&cdev->core.memory_lock);
 	mutex_unlock(&cdev->lock);
-	/* The core's teardown (ioeventfds first) must not see our maps. */
+	/* The core's teardown (ioeventfds first) must not see what it did not map. */
 	for (i = 0; i < PCI_STD_NUM_BARS; i++) {
+		taken[i] = cdev->taken[i];
 		maps[i] = cdev->barmap[i];
-		if (maps[i])
+		if (taken[i])
 			cdev->core.barmap[i] = NULL;
+		cdev->taken[i] = false;
 		cdev->barmap[i] = NULL;
 	}
 	vfio_pci_core_close_device(vdev);
 	for (i = 0; i < PCI_STD_NUM_BARS; i++)
-		if (maps[i])
+		if (taken[i])
 			barmap_remove(cdev, i, maps[i]);
 }
 
@@ -1500,16 +1570,12 @@ static void cookie_close_device(struct vfio_device *vdev)
 #if CORE_HAS_VMF_INSERT_PFN
 #define cookie_vmf_insert_pfn	vfio_pci_vmf_insert_pfn
 #else
-/* The core's memory-enable test, not exported here (vconfig caches the command register). */
 static vm_fault_t cookie_vmf_insert_pfn(struct vfio_pci_core_device *core,
 					struct vm_fault *vmf, unsigned long pfn,
 					unsigned int order)
 {
-	u16 cmd = le16_to_cpu(*(__le16 *)&core->vconfig[PCI_COMMAND]);
-
 	lockdep_assert_held_read(&core->memory_lock);
-	if (core->pm_runtime_engaged || core->pdev->current_state >= PCI_D3hot ||
-	    (!core->pdev->no_command_memory && !(cmd & PCI_COMMAND_MEMORY)))
+	if (core->pm_runtime_engaged || !core_memory_enabled(core))
 		return VM_FAULT_SIGBUS;
 	return vmf_insert_pfn(vmf->vma, vmf->address, pfn);
 }
@@ -1595,7 +1661,7 @@ static bool block_mixed(struct cookie_dev *cdev, unsigned int index, unsigned lo
 		if (container_of(it, struct seg, it)->attr == VFIO_MMAP_ATTR_WC)
 			return true;
 	/* Foreign pages, or pages a failed allocation left with no cover. */
-	return pat_enabled() && cdev->barmap[index] &&
+	return pat_enabled() && cdev->taken[index] &&
 	       cover_memtype(cdev, index, first, last) != VFIO_MEMTYPE_UC_MINUS;
 }
 
@@ -1772,6 +1838,188 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
 
 #endif
 
+/* ---- read and write of a taken BAR ---------------------------------------- */
+
+/*
+ * Where the kernel reaches BAR page @page of a taken BAR: a WC segment's
+ * piece or a cover's, or NULL for a page of neither (a foreign cover).
+ */
+static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, unsigned long page)
+{
+	struct interval_tree_node *it;
+
+	lockdep_assert_held(&cdev->core.memory_lock);
+	for (it = interval_tree_iter_first(&cdev->segs[index], page, page); it;
+	     it = interval_tree_iter_next(it, page, page)) {
+		struct seg *seg = container_of(it, struct seg, it);
+
+		if (seg->attr == VFIO_MMAP_ATTR_WC)
+			return pieces_page(cdev, index, it, &seg->pieces, page);
+	}
+	it = interval_tree_iter_first(&cdev->uc_cover[index], page, page);
+	if (!it)
+		return NULL;
+	return pieces_page(cdev, index, it, &container_of(it, struct uc_cover, it)->pieces, page);
+}
+
+/* @n bytes within one page, in the core's access sizes: the widest aligned one. */
+static void taken_copy(void __iomem *io, u8 *buf, size_t n, bool iswrite)
+{
+	while (n) {
+		size_t size = 1;
+
+		if (CORE_HAS_IO64 && n >= 8 && IS_ALIGNED((unsigned long)io, 8))
+			size = 8;
+		else if (n >= 4 && IS_ALIGNED((unsigned long)io, 4))
+			size = 4;
+		else if (n >= 2 && IS_ALIGNED((unsigned long)io, 2))
+			size = 2;
+		switch (size) {
+#ifdef CONFIG_64BIT
+		case 8: {
+			u64 v;
+
+			if (iswrite) {
+				memcpy(&v, buf, 8);
+				writeq(v, io);
+			} else {
+				v = readq(io);
+				memcpy(buf, &v, 8);
+			}
+			break;
+		}
+#endif
+		case 4: {
+			u32 v;
+
+			if (iswrite) {
+				memcpy(&v, buf, 4);
+				writel(v, io);
+			} else {
+				v = readl(io);
+				memcpy(buf, &v, 4);
+			}
+			break;
+		}
+		case 2: {
+			u16 v;
+
+			if (iswrite) {
+				memcpy(&v, buf, 2);
+				writew(v, io);
+			} else {
+				v = readw(io);
+				memcpy(buf, &v, 2);
+			}
+			break;
+		}
+		default:
+			if (iswrite)
+				writeb(*buf, io);
+			else
+				*buf = readb(io);
+		}
+		io += size;
+		buf += size;
+		n -= size;
+	}
+}
+
+/* @n bytes at @pos of BAR @index, within one page, under memory_lock as a fault is. */
+static int taken_access(struct cookie_dev *cdev, unsigned int index, u64 pos, u8 *buf,
+			size_t n, bool iswrite)
+{
+	struct vfio_pci_core_device *core = &cdev->core;
+	void __iomem *io, *temp = NULL;
+	int ret = 0;
+
+	down_read(&core->memory_lock);
+	if (!core_memory_enabled(core)) {
+		ret = -EIO;
+		goto out;
+	}
+	io = taken_page(cdev, index, pos >> PAGE_SHIFT);
+	if (!io) {
+		/* A page with a record from outside: reached with the type it has. */
+		temp = ioremap(pci_resource_start(core->pdev, index) + round_down(pos, PAGE_SIZE),
+			       PAGE_SIZE);
+		io = temp;
+		if (!io) {
+			ret = -EIO;
+			goto out;
+		}
+	}
+	taken_copy(io + offset_in_page(pos), buf, n, iswrite);
+	if (iswrite)
+		wmb();	/* posted from a WC piece too, as through the core's map */
+	if (temp)
+		iounmap(temp);
+out:
+	up_read(&core->memory_lock);
+	return ret;
+}
+
+/*
+ * The core's read and write of a BAR, through the pieces of a taken BAR:
+ * the core's would need one map of the whole BAR, which only vmap_pfn()
+ * could give (4 KiB pages, 2 MiB of page tables per GiB, kept after
+ * close).  Same as the core's otherwise: its access sizes, -EIO while
+ * memory decode is off or the device is in D3, the MSI-X table skipped
+ * (reads give ~0, writes are dropped).  The user copy is made with no lock
+ * held; memory_lock is taken per chunk.
+ */
+static ssize_t taken_rw(struct cookie_dev *cdev, unsigned int index, char __user *buf,
+			size_t count, loff_t *ppos, bool iswrite)
+{
+	struct pci_dev *pdev = cdev->core.pdev;
+	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK, end = pci_resource_len(pdev, index);
+	u64 skip_start = 0, skip_end = 0;
+	u64 chunk[32];
+	ssize_t done = 0;
+	int ret;
+
+	if (pos >= end)
+		return -EINVAL;
+	count = min_t(u64, count, end - pos);
+	if (index == cdev->msix_bar) {
+		skip_start = cdev->msix_start;
+		skip_end = cdev->msix_end;
+	}
+	ret = pm_runtime_resume_and_get(&pdev->dev);
+	if (ret) {
+		pci_info_ratelimited(pdev, "runtime resume failed %d\n", ret);
+		return -EIO;
+	}
+	while (count) {
+		size_t n = min_t(u64, min_t(u64, count, sizeof(chunk)),
+				 PAGE_SIZE - offset_in_page(pos));
+		bool skipped = pos >= skip_start && pos < skip_end;
+
+		if (pos < skip_start)
+			n = min_t(u64, n, skip_start - pos);
+		else if (skipped)
+			n = min_t(u64, n, skip_end - pos);
+		if (skipped)
+			memset(chunk, 0xff, n);
+		else if (iswrite && copy_from_user(chunk, buf + done, n))
+			ret = -EFAULT;
+		else
+			ret = taken_access(cdev, index, pos, (u8 *)chunk, n, iswrite);
+		if (!ret && !iswrite && copy_to_user(buf + done, chunk, n))
+			ret = -EFAULT;
+		if (ret)
+			break;
+		done += n;
+		pos += n;
+		count -= n;
+	}
+	pm_runtime_put(&pdev->dev);
+	if (ret)
+		return ret;
+	*ppos += done;
+	return done;
+}
+
 /* ---- the core's users of its BAR map ------------------------------------ */
 
 /*
@@ -1786,9 +2034,34 @@ static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lo
 
 	if (cmd != VFIO_DEVICE_IOEVENTFD)
 		return vfio_pci_core_ioctl(vdev, cmd, arg);
+	if (down_write_killable(&cdev->barmap_sem))
+		return -EINTR;
+	ret = barmaps_build(cdev);
+	downgrade_write(&cdev->barmap_sem);
+	if (!ret)
+		ret = vfio_pci_core_ioctl(vdev, cmd, arg);
+	up_read(&cdev->barmap_sem);
+	return ret;
+}
+
+static ssize_t cookie_rw(struct vfio_device *vdev, char __user *buf, size_t count,
+			 loff_t *ppos, bool iswrite)
+{
+	unsigned int index = VFIO_PCI_OFFSET_TO_INDEX(*ppos);
+	struct cookie_dev *cdev = to_cdev(vdev);
+	ssize_t ret;
+
 	if (down_read_killable(&cdev->barmap_sem))
 		return -EINTR;
-	ret = vfio_pci_core_ioctl(vdev, cmd, arg);
+	/* Taken stays taken until close: its read and write need no barmap_sem. */
+	if (index < PCI_STD_NUM_BARS && cdev->taken[index]) {
+		up_read(&cdev->barmap_sem);
+		return taken_rw(cdev, index, buf, count, ppos, iswrite);
+	}
+	if (iswrite)
+		ret = vfio_pci_core_write(vdev, buf, count, ppos);
+	else
+		ret = vfio_pci_core_read(vdev, buf, count, ppos);
 	up_read(&cdev->barmap_sem);
 	return ret;
 }
@@ -1796,27 +2069,13 @@ static long cookie_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lo
 static ssize_t cookie_read(struct vfio_device *vdev, char __user *buf, size_t count,
 			   loff_t *ppos)
 {
-	struct cookie_dev *cdev = to_cdev(vdev);
-	ssize_t ret;
-
-	if (down_read_killable(&cdev->barmap_sem))
-		return -EINTR;
-	ret = vfio_pci_core_read(vdev, buf, count, ppos);
-	up_read(&cdev->barmap_sem);
-	return ret;
+	return cookie_rw(vdev, buf, count, ppos, false);
 }
 
 static ssize_t cookie_write(struct vfio_device *vdev, const char __user *buf, size_t count,
 			    loff_t *ppos)
 {
-	struct cookie_dev *cdev = to_cdev(vdev);
-	ssize_t ret;
-
-	if (down_read_killable(&cdev->barmap_sem))
-		return -EINTR;
-	ret = vfio_pci_core_write(vdev, buf, count, ppos);
-	up_read(&cdev->barmap_sem);
-	return ret;
+	return cookie_rw(vdev, (char __user *)buf, count, ppos, true);
 }
 
 static const struct vfio_device_ops cookie_ops = {

@@ -192,12 +192,8 @@ guest() {
 		skip+=(--ignore=tests/guest/test_outside_repo.py)
 	fi
 	# 1 and 64 GiB BARs (test_large_bars.py), after the built-in devices.
-	# The lockdep kernel's 64 GiB WC cookie takes 29 s: its legacy boot has
-	# the 1 GiB one, and bench/large.py measures 64 GiB there.
-	if [ -z "$backend" ]; then
+	if [ -z "$backend" ] || [ "$backend" = legacy ]; then
 		boot+=("${LARGE[@]}")
-	elif [ "$backend" = legacy ]; then
-		boot+=(--large-bar 1G)
 	fi
 	if [ "$bridged" = 1 ]; then
 		boot+=("${BRIDGED[@]}")

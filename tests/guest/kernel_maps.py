@@ -53,3 +53,10 @@ def module_ioremaps(bar_start: int, bar_size: int, guard: int) -> list[tuple[int
         for phys, size, caller in _ioremaps()
         if "[vfio_pci_cookie]" in caller and bar_start <= phys < bar_start + bar_size
     ]
+
+
+def module_vmaps() -> int:
+    """Bytes of the module's kernel mappings that are not ioremap()s: a
+    whole-BAR vmap_pfn() map, 4 KiB pages throughout."""
+    ioremaps = sum(size for _, size, caller in _ioremaps() if "[vfio_pci_cookie]" in caller)
+    return module_kernel_maps() - ioremaps

@@ -21,7 +21,16 @@ from collections.abc import Callable
 
 import pytest
 
-from pyvfio import BusyError, Device, InvalidArgumentError, Sysfs, UnsupportedError, kmod, uapi
+from pyvfio import (
+    BusyError,
+    Device,
+    InvalidArgumentError,
+    Sysfs,
+    UnsupportedError,
+    VfioError,
+    kmod,
+    uapi,
+)
 from pyvfio.cookie import Cookie, MemoryAttr, MemoryType, live_cookies, supported_attrs
 from pyvfio.mmio import Mapping
 
@@ -317,7 +326,9 @@ def test_uncached_records_beside_a_cookie_off_a_2m_boundary_keep_huge_pages(
         dev.region(2).read(0, 4)  # the core's own map of the BAR, at open or first use
         guard = ioremap_guard(bar.start, bar.size)
         wc = dev.region(2).map(PAGE, PAGE, wc=True)
-        ours = module_ioremaps(bar.start, bar.size, guard)
+        pieces = module_ioremaps(bar.start, bar.size, guard)
+        assert (bar.start + PAGE, PAGE) in pieces  # the WC page's own record
+        ours = [piece for piece in pieces if piece != (bar.start + PAGE, PAGE)]
         assert sum(length for _, length in ours) == bar.size - PAGE  # every other page
         for phys, length in ours:
             whole_blocks = phys % _2M == 0 and length % _2M == 0
@@ -414,6 +425,34 @@ def test_pread_pwrite_work_and_change_no_type(wc_nvme: str, sysfs: Sysfs) -> Non
         bar2.write(12 * PAGE, b"\xff" * 4)  # a page nobody maps
         assert pat_types(base, base + 16 * PAGE) == before
         assert wc.memory_type is MemoryType.WC
+
+
+def test_a_taken_bar_reads_and_writes_as_the_core_does(wc_nvme: str) -> None:
+    # From a BAR's first WC cookie the module serves its pread and pwrite
+    # itself (docs/uapi.md): the MSI-X table still reads as all ones and
+    # drops writes, and memory decode off still fails them, as in the core.
+    with Device.open(wc_nvme) as dev:
+        msix = next(c for c in dev.config.capabilities() if c.name == "MSI-X")
+        table = dev.config.read32(msix.offset + 4)
+        bar, at = table & 7, table & ~7
+        region = dev.region(bar)
+        core_view = region.read(at, 32)
+        page = 0 if at >= PAGE else region.info.size - PAGE  # a page beside the table
+        wc = region.map(page, PAGE, wc=True)  # the module's from here
+        assert wc.memory_type is MemoryType.WC
+        region.write(at, b"\0" * 16)  # dropped
+        assert region.read(at, 32) == core_view == b"\xff" * 32
+        cmd = dev.config.read16(4)
+        dev.config.write16(4, cmd & ~2)  # memory decode off
+        try:
+            with pytest.raises(VfioError) as failed:
+                region.read(page, 4)
+            assert failed.value.errno == errno.EIO
+            with pytest.raises(VfioError):
+                region.write(page, b"\0\0\0\0")
+        finally:
+            dev.config.write16(4, cmd)
+        region.read(page, 4)
 
 
 def test_cookie_lifecycle(wc_ivshmem: str) -> None:

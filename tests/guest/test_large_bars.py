@@ -3,9 +3,9 @@
 sparse file), against vfio-pci in the same boot.  make test adds both to
 every guest boot (tools/test.sh); the costs in time are bench/large.py's.
 
-The module's own map of a BAR costs kernel page tables in proportion to its
-size (2 MiB per GiB), so a BAR is left on the core's map, at vfio-pci's
-cost, until it gets a WC cookie (docs/uapi.md)."""
+A BAR is left on the core's map, at vfio-pci's cost, until it gets a WC
+cookie; from then on the module's records of its pages, in pieces with huge
+pages where aligned, also serve its pread and pwrite (docs/uapi.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.cookie import MemoryAttr, MemoryType
 from pyvfio.vm import IVSHMEM_ID
 
-from .kernel_maps import ioremap_guard, module_ioremaps, module_kernel_maps, pat_types
+from .kernel_maps import (
+    ioremap_guard,
+    module_ioremaps,
+    module_kernel_maps,
+    module_vmaps,
+    pat_types,
+)
 from .kver import VMA_HOLDS_PAT_RECORD
 
 GiB = 1 << 30
@@ -83,6 +89,36 @@ def test_opening_and_reading_a_large_bar_costs_what_vfio_pci_does(
     assert tables <= core_tables + 256 * 1024, (tables, core_tables, size)
 
 
+def test_the_first_wc_cookie_maps_no_more_than_the_core_did(
+    large: tuple[str, int, int],
+) -> None:
+    # Module v2 gave the core an untracked map of the whole BAR at its
+    # first WC cookie, 4 KiB pages throughout (128 MiB of page tables at
+    # 64 GiB, kept after close).  Now the records' pieces serve pread and
+    # pwrite, with huge pages: the BAR's page tables do not grow with it.
+    bdf, _, size = large
+    offset = size // 2 + 2 * MiB + PAGE
+    with Device.open(bdf) as dev:
+        bar2 = dev.region(2)
+        bar2.write(offset - 8, b"12345678abcdefgh")
+        tables = _page_tables()
+        wc = bar2.map(offset, PAGE, wc=True)
+        gained = _page_tables() - tables
+        assert module_vmaps() == 0
+        assert module_kernel_maps() >= size
+        # 6.1 counts no kernel page tables in PageTables: 0 there either way
+        assert gained <= 2 * MiB, gained
+        # a read across the WC page's edge, and one across the BAR's end
+        assert bar2.read(offset - 8, 16) == b"12345678abcdefgh"
+        bar2.write(offset - 2, b"WXYZ")
+        assert wc.read_bytes(0, 2) == b"YZ"
+        assert bar2.read(offset - 4, 8) == b"56WXYZcd"
+        bar2.write(size - 4, b"last")
+        # clipped at the BAR's end, as the core does
+        assert os.pread(dev.fd, 8, bar2.info.offset + size - 4) == b"last"
+        wc.close()
+
+
 def test_a_wc_cookie_off_a_2m_boundary_on_a_large_bar(large: tuple[str, int, int]) -> None:
     bdf, start, size = large
     offset = size // 2 + 2 * MiB + PAGE  # in the middle, off every huge boundary
@@ -107,8 +143,9 @@ def test_a_wc_cookie_off_a_2m_boundary_on_a_large_bar(large: tuple[str, int, int
         # Its uncached records never cross a 1 GiB boundary: a change
         # re-reserves the blocks next to it, not the BAR.
         pieces = module_ioremaps(start, size, guard)
-        assert sum(length for _, length in pieces) == size - PAGE
-        assert all(phys // GiB == (phys + length - 1) // GiB for phys, length in pieces)
+        assert (phys, PAGE) in pieces  # the WC page's own record
+        assert sum(length for _, length in pieces) == size
+        assert all(p // GiB == (p + length - 1) // GiB for p, length in pieces)
         if not VMA_HOLDS_PAT_RECORD:
             legacy = bar2.map(0, PAGE)  # old users' mmaps of other pages go on
             assert legacy.read_bytes(0, 4) == bar2.read(0, 4)

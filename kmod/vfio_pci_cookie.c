@@ -12,16 +12,14 @@
  * later mapping of it that type.  The core maps each BAR whole and uncached
  * for read/write and ioeventfd (pci_iomap()), which would turn every later WC
  * mapping of it uncached.  So when a BAR gets its first WC cookie (until
- * then the core's own map serves it, at the core's cost), this driver gives
- * the core a BAR map (vdev->barmap[]) of its own, made with
- * vmap()/vmap_pfn(), which PAT does not track, and keeps PAT's record of the
- * BAR itself: one WC reservation
- * per WC cookie range (shared by identical cookies, conflicts found in this
- * driver's interval tree before PAT is asked) and uncached-minus
- * reservations over every other page.  The kernel's own map stays
- * uncached-minus throughout: it is used only for pread/pwrite and ioeventfd
- * of pages a user asked for, and an uncached access is never speculated or
- * combined (docs/uapi.md).
+ * then the core's own map serves it, at the core's cost), this driver
+ * unmaps the core's map and keeps PAT's record of the BAR itself: one WC
+ * ioremap_wc() per WC cookie range (shared by identical cookies, conflicts
+ * found in this driver's interval tree before PAT is asked) and
+ * uncached-minus ioremap()s over every other page, both cut at huge page
+ * boundaries.  The same maps serve the BAR's pread and pwrite, with the
+ * core's access sizes and ordering; only an ioeventfd needs one map of the
+ * whole BAR, built for it (docs/uapi.md).
  *
  * Revocation.  A cookie vma sits at its BAR's own file offset.  From 6.10
  * the core revokes BAR mappings by unmap_mapping_range() over those offsets
@@ -1842,33 +1840,48 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
 
 /*
  * Where the kernel reaches BAR page @page of a taken BAR: a WC segment's
- * piece or a cover's, or NULL for a page of neither (a foreign cover).
+ * piece or a cover's, or NULL for a page of neither (a foreign cover, or
+ * one left uncovered).  *memtype gets the page's type in PAT's record.
  */
-static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, unsigned long page)
+static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, unsigned long page,
+				u32 *memtype)
 {
 	struct interval_tree_node *it;
+	struct uc_cover *c;
 
 	lockdep_assert_held(&cdev->core.memory_lock);
 	for (it = interval_tree_iter_first(&cdev->segs[index], page, page); it;
 	     it = interval_tree_iter_next(it, page, page)) {
 		struct seg *seg = container_of(it, struct seg, it);
 
-		if (seg->attr == VFIO_MMAP_ATTR_WC)
+		if (seg->attr == VFIO_MMAP_ATTR_WC) {
+			*memtype = VFIO_MEMTYPE_WC;
 			return pieces_page(cdev, index, it, &seg->pieces, page);
+		}
 	}
+	*memtype = VFIO_MEMTYPE_UC_MINUS;	/* PAT's default for a page with no record */
 	it = interval_tree_iter_first(&cdev->uc_cover[index], page, page);
 	if (!it)
 		return NULL;
-	return pieces_page(cdev, index, it, &container_of(it, struct uc_cover, it)->pieces, page);
+	c = container_of(it, struct uc_cover, it);
+	*memtype = c->memtype;
+	return pieces_page(cdev, index, it, &c->pieces, page);
 }
 
-/* @n bytes within one page, in the core's access sizes: the widest aligned one. */
-static void taken_copy(void __iomem *io, u8 *buf, size_t n, bool iswrite)
+/*
+ * @n bytes within one page, in the core's access sizes: the widest aligned
+ * one.  Through a WC page (@wc), each access is fenced, so that none is
+ * combined, reordered or speculated, as through the core's uncached map.
+ */
+static void taken_copy(void __iomem *io, u8 *buf, size_t n, bool iswrite, bool wc)
 {
 	while (n) {
 		size_t size = 1;
 
-		if (CORE_HAS_IO64 && n >= 8 && IS_ALIGNED((unsigned long)io, 8))
+		if (wc && !iswrite)
+			rmb();	/* no load of a WC page before the one before it */
+		if (IS_ENABLED(CONFIG_64BIT) && CORE_HAS_IO64 && n >= 8 &&
+		    IS_ALIGNED((unsigned long)io, 8))
 			size = 8;
 		else if (n >= 4 && IS_ALIGNED((unsigned long)io, 4))
 			size = 4;
@@ -1919,6 +1932,8 @@ static void taken_copy(void __iomem *io, u8 *buf, size_t n, bool iswrite)
 			else
 				*buf = readb(io);
 		}
+		if (wc && iswrite)
+			wmb();	/* each store posted alone, in order, as uncached */
 		io += size;
 		buf += size;
 		n -= size;
@@ -1931,6 +1946,7 @@ static int taken_access(struct cookie_dev *cdev, unsigned int index, u64 pos, u8
 {
 	struct vfio_pci_core_device *core = &cdev->core;
 	void __iomem *io, *temp = NULL;
+	u32 memtype;
 	int ret = 0;
 
 	down_read(&core->memory_lock);
@@ -1938,9 +1954,18 @@ static int taken_access(struct cookie_dev *cdev, unsigned int index, u64 pos, u8
 		ret = -EIO;
 		goto out;
 	}
-	io = taken_page(cdev, index, pos >> PAGE_SHIFT);
+	io = taken_page(cdev, index, pos >> PAGE_SHIFT, &memtype);
 	if (!io) {
-		/* A page with a record from outside: reached with the type it has. */
+		/*
+		 * A page with a record from outside, reached with the type it
+		 * has; an uncached request is refused (and logged) over a
+		 * cached record, or a mixture: no access then.
+		 */
+		if (memtype != VFIO_MEMTYPE_UC_MINUS && memtype != VFIO_MEMTYPE_UC &&
+		    memtype != VFIO_MEMTYPE_WC) {
+			ret = -EIO;
+			goto out;
+		}
 		temp = ioremap(pci_resource_start(core->pdev, index) + round_down(pos, PAGE_SIZE),
 			       PAGE_SIZE);
 		io = temp;
@@ -1949,9 +1974,7 @@ static int taken_access(struct cookie_dev *cdev, unsigned int index, u64 pos, u8
 			goto out;
 		}
 	}
-	taken_copy(io + offset_in_page(pos), buf, n, iswrite);
-	if (iswrite)
-		wmb();	/* posted from a WC piece too, as through the core's map */
+	taken_copy(io + offset_in_page(pos), buf, n, iswrite, memtype == VFIO_MEMTYPE_WC);
 	if (temp)
 		iounmap(temp);
 out:
@@ -1991,7 +2014,8 @@ static ssize_t taken_rw(struct cookie_dev *cdev, unsigned int index, char __user
 		return -EIO;
 	}
 	while (count) {
-		size_t n = min_t(u64, min_t(u64, count, sizeof(chunk)),
+		/* Chunks end 8-aligned: the access sizes are the core's throughout. */
+		size_t n = min_t(u64, min_t(u64, count, round_down(pos + sizeof(chunk), 8) - pos),
 				 PAGE_SIZE - offset_in_page(pos));
 		bool skipped = pos >= skip_start && pos < skip_end;
 
@@ -2051,6 +2075,8 @@ static ssize_t cookie_rw(struct vfio_device *vdev, char __user *buf, size_t coun
 	struct cookie_dev *cdev = to_cdev(vdev);
 	ssize_t ret;
 
+	if (!count)	/* as the core: no bounds check, no runtime resume */
+		return 0;
 	if (down_read_killable(&cdev->barmap_sem))
 		return -EINTR;
 	/* Taken stays taken until close: its read and write need no barmap_sem. */

@@ -14,12 +14,12 @@
  * mapping of it uncached.  So when a BAR gets its first WC cookie (until
  * then the core's own map serves it, at the core's cost), this driver
  * unmaps the core's map and keeps PAT's record of the BAR itself: one WC
- * ioremap_wc() per WC cookie range (shared by identical cookies, conflicts
+ * reservation per WC cookie range (shared by identical cookies, conflicts
  * found in this driver's interval tree before PAT is asked) and
- * uncached-minus ioremap()s over every other page, both cut at huge page
- * boundaries.  The same maps serve the BAR's pread and pwrite, with the
- * core's access sizes and ordering; only an ioeventfd needs one map of the
- * whole BAR, built for it (docs/uapi.md).
+ * uncached-minus ioremap()s over every other page, cut at huge page
+ * boundaries.  Those serve the BAR's pread and pwrite (WC pages are mapped
+ * a page at a time), with the core's access sizes and ordering; only an
+ * ioeventfd needs one map of the whole BAR, built for it (docs/uapi.md).
  *
  * Revocation.  A cookie vma sits at its BAR's own file offset.  From 6.10
  * the core revokes BAR mappings by unmap_mapping_range() over those offsets
@@ -178,20 +178,23 @@ struct cookie_dev {
  * boundary would be mapped with 4 KiB pages throughout (2 MiB of page
  * tables per GiB); split, only the head and the tail are, and the middle
  * gets 2 MiB or 1 GiB pages.  They are also how the kernel reads and
- * writes a taken BAR (taken_rw()).
+ * writes a taken BAR's uncached pages (taken_rw()).
  */
 struct pieces {
 	void __iomem *map[3];
 };
 
-/* A range of one BAR with one memory type: one PAT reservation if WC. */
+/*
+ * A range of one BAR with one memory type: one PAT reservation if WC, with
+ * no kernel mapping (so overlapping WC segments cost no virtual space; the
+ * kernel reaches their pages one page at a time, taken_access()).
+ */
 struct seg {
 	struct interval_tree_node it;		/* page numbers within the BAR */
 	unsigned int index;
 	u32 attr;
 	u32 memtype;				/* WC: as granted; UC: cover_memtype() */
 	unsigned int users;			/* cookies, under cookie_dev.lock */
-	struct pieces pieces;			/* WC: the record, and the kernel's access */
 };
 
 /*
@@ -387,6 +390,19 @@ static u32 mapped_memtype(const void __iomem *addr)
 	return type;
 }
 
+/* The type PAT really gives pages of @phys: read back from a one-page mapping. */
+static u32 pat_granted(phys_addr_t phys)
+{
+	void __iomem *probe = ioremap_wc(phys, PAGE_SIZE);
+	u32 type;
+
+	if (!probe)
+		return VFIO_MEMTYPE_UNKNOWN;
+	type = mapped_memtype(probe);
+	iounmap(probe);
+	return type;
+}
+
 static void zap_user_mappings(struct cookie_dev *cdev, unsigned int index,
 			      unsigned long first, unsigned long last)
 {
@@ -502,29 +518,28 @@ static void pieces_cuts(struct cookie_dev *cdev, unsigned int index, unsigned lo
 }
 
 /*
- * A record of @want (uncached-minus or WC) over pages [first, last] in *p,
- * if PAT grants it there: false if a page already carries another type
- * (*memtype says which; VFIO_MEMTYPE_UNKNOWN if PAT refused, having found
- * several).
+ * An uncached reservation of pages [first, last] in *p, if PAT grants
+ * uncached there: false if a page already carries another type (*memtype
+ * says which; VFIO_MEMTYPE_UNKNOWN if PAT refused, having found several).
  */
-static bool pieces_map(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-		       unsigned long last, u32 want, u32 *memtype, struct pieces *p)
+static bool cover_try(struct cookie_dev *cdev, unsigned int index, unsigned long first,
+		      unsigned long last, u32 *memtype, struct pieces *p)
 {
 	unsigned long cuts[4];
 	unsigned int i;
 
 	pieces_cuts(cdev, index, first, last, cuts);
 	memset(p, 0, sizeof(*p));
-	*memtype = want;
-	for (i = 0; i < ARRAY_SIZE(p->map) && *memtype == want; i++) {
+	*memtype = VFIO_MEMTYPE_UC_MINUS;
+	for (i = 0; i < ARRAY_SIZE(p->map) && *memtype == VFIO_MEMTYPE_UC_MINUS; i++) {
 		phys_addr_t phys = PFN_PHYS(cuts[i]), size = PFN_PHYS(cuts[i + 1] - cuts[i]);
 
 		if (!size)
 			continue;
-		p->map[i] = want == VFIO_MEMTYPE_WC ? ioremap_wc(phys, size) : ioremap(phys, size);
+		p->map[i] = ioremap(phys, size);
 		*memtype = p->map[i] ? mapped_memtype(p->map[i]) : VFIO_MEMTYPE_UNKNOWN;
 	}
-	if (*memtype == want)
+	if (*memtype == VFIO_MEMTYPE_UC_MINUS)
 		return true;
 	pieces_unmap(p);
 	return false;
@@ -543,13 +558,6 @@ static void __iomem *pieces_page(struct cookie_dev *cdev, unsigned int index,
 		if (pfn < cuts[i + 1])
 			return p->map[i] ? p->map[i] + PFN_PHYS(pfn - cuts[i]) : NULL;
 	return NULL;
-}
-
-/* An uncached reservation of pages [first, last]: see pieces_map(). */
-static bool cover_try(struct cookie_dev *cdev, unsigned int index, unsigned long first,
-		      unsigned long last, u32 *memtype, struct pieces *p)
-{
-	return pieces_map(cdev, index, first, last, VFIO_MEMTYPE_UC_MINUS, memtype, p);
 }
 
 /* Whether PAT would give pages [first, last] uncached now. */
@@ -1020,11 +1028,11 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 			   u64 length, u32 attr)
 {
 	unsigned long first = offset >> PAGE_SHIFT, last = (offset + length - 1) >> PAGE_SHIFT;
+	phys_addr_t phys = pci_resource_start(cdev->core.pdev, index) + offset;
 	struct interval_tree_node *it;
 	unsigned long lo, hi;
 	struct seg *seg;
 	bool changed;
-	u32 memtype;
 	int ret;
 
 	lockdep_assert_held(&cdev->lock);
@@ -1072,8 +1080,12 @@ static struct seg *seg_get(struct cookie_dev *cdev, unsigned int index, u64 offs
 	down_write(&cdev->core.memory_lock);
 	changed = cover_cut(cdev, index, first, last, &lo, &hi);
 	/* PAT gives another type where one already holds a page. */
-	if (!pieces_map(cdev, index, first, last, VFIO_MEMTYPE_WC, &memtype, &seg->pieces))
+	if (arch_io_reserve_memtype_wc(phys, length))
 		goto refused;
+	if (pat_granted(phys) != VFIO_MEMTYPE_WC) {
+		arch_io_free_memtype_wc(phys, length);	/* ours, coerced */
+		goto refused;
+	}
 	seg->memtype = VFIO_MEMTYPE_WC;
 	interval_tree_insert(&seg->it, &cdev->segs[index]);
 	cdev->wc_segs[index]++;
@@ -1107,7 +1119,9 @@ static void seg_put(struct cookie_dev *cdev, struct seg *seg)
 	interval_tree_remove(&seg->it, &cdev->segs[index]);
 	if (seg->attr == VFIO_MMAP_ATTR_WC) {
 		zap_sole_wc_runs(cdev, seg);
-		pieces_unmap(&seg->pieces);
+		arch_io_free_memtype_wc(pci_resource_start(cdev->core.pdev, index) +
+					PFN_PHYS(seg->it.start),
+					PFN_PHYS(seg->it.last - seg->it.start + 1));
 		changed = cover_cut(cdev, index, seg->it.start, seg->it.last, &lo, &hi);
 		changed |= cover_fill(cdev, index, lo, hi);
 		if (changed)	/* a foreign record came or went meanwhile */
@@ -1839,9 +1853,9 @@ static int legacy_mmap(struct cookie_dev *cdev, struct vm_area_struct *vma)
 /* ---- read and write of a taken BAR ---------------------------------------- */
 
 /*
- * Where the kernel reaches BAR page @page of a taken BAR: a WC segment's
- * piece or a cover's, or NULL for a page of neither (a foreign cover, or
- * one left uncovered).  *memtype gets the page's type in PAT's record.
+ * Where the kernel reaches BAR page @page of a taken BAR: a cover's piece,
+ * or NULL for a page of none (a WC segment's, a foreign cover's, or one
+ * left uncovered).  *memtype gets the page's type in PAT's record.
  */
 static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, unsigned long page,
 				u32 *memtype)
@@ -1856,7 +1870,7 @@ static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, uns
 
 		if (seg->attr == VFIO_MMAP_ATTR_WC) {
 			*memtype = VFIO_MEMTYPE_WC;
-			return pieces_page(cdev, index, it, &seg->pieces, page);
+			return NULL;
 		}
 	}
 	*memtype = VFIO_MEMTYPE_UC_MINUS;	/* PAT's default for a page with no record */
@@ -1957,17 +1971,18 @@ static int taken_access(struct cookie_dev *cdev, unsigned int index, u64 pos, u8
 	io = taken_page(cdev, index, pos >> PAGE_SHIFT, &memtype);
 	if (!io) {
 		/*
-		 * A page with a record from outside, reached with the type it
-		 * has; an uncached request is refused (and logged) over a
-		 * cached record, or a mixture: no access then.
+		 * A WC page, or one with a record from outside: mapped for
+		 * this access with the type PAT has for it (a request of
+		 * another type than that is refused, and logged, over a
+		 * cached record or a mixture: no access then).
 		 */
-		if (memtype != VFIO_MEMTYPE_UC_MINUS && memtype != VFIO_MEMTYPE_UC &&
-		    memtype != VFIO_MEMTYPE_WC) {
-			ret = -EIO;
-			goto out;
-		}
-		temp = ioremap(pci_resource_start(core->pdev, index) + round_down(pos, PAGE_SIZE),
-			       PAGE_SIZE);
+		phys_addr_t phys = pci_resource_start(core->pdev, index);
+
+		phys += round_down(pos, PAGE_SIZE);
+		if (memtype == VFIO_MEMTYPE_WC)
+			temp = ioremap_wc(phys, PAGE_SIZE);
+		else if (memtype == VFIO_MEMTYPE_UC_MINUS || memtype == VFIO_MEMTYPE_UC)
+			temp = ioremap(phys, PAGE_SIZE);
 		io = temp;
 		if (!io) {
 			ret = -EIO;

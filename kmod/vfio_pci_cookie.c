@@ -939,6 +939,7 @@ static int bar_take(struct cookie_dev *cdev, unsigned int index)
 	bool zap;
 	int ret;
 
+	BUILD_BUG_ON(!POISON_POINTER_DELTA);	/* TAKEN_BARMAP must not be a user address */
 	if (down_write_killable(&cdev->barmap_sem))
 		return -EINTR;
 	mutex_lock(&cdev->lock);

@@ -408,6 +408,51 @@ def test_reads_racing_a_bars_first_wc_cookie_read_through(wc_ivshmem: str) -> No
         assert not errors, errors
 
 
+def test_reads_and_writes_of_pages_whose_type_changes_see_their_bytes(wc_ivshmem: str) -> None:
+    # A taken BAR's pread and pwrite reach each page through whatever holds
+    # its record at that moment (a cover's piece, a one-page WC map); WC
+    # creates and destroys over the same pages swap those under them.
+    pattern = bytes(range(256)) * (6 * PAGE // 256)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader(dev: Device) -> None:
+        try:
+            while not stop.is_set():
+                assert (
+                    dev.region(2).read(4 * PAGE - 3, 3 * PAGE) == pattern[PAGE - 3 : 4 * PAGE - 3]
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def writer(dev: Device) -> None:
+        try:
+            while not stop.is_set():
+                dev.region(2).write(5 * PAGE + 5, pattern[2 * PAGE + 5 : 3 * PAGE + 300])
+        except BaseException as exc:
+            errors.append(exc)
+
+    with Device.open(wc_ivshmem) as dev:
+        bar2 = dev.region(2)
+        bar2.map(0, PAGE, wc=True).close()  # the BAR is the module's from here
+        bar2.write(3 * PAGE, pattern)
+        threads = [threading.Thread(target=f, args=(dev,)) for f in (reader, writer)]
+        for thread in threads:
+            thread.start()
+        try:
+            for i in range(60):
+                wc = bar2.map((4 + i % 3) * PAGE, (1 + i % 2) * PAGE, wc=True)
+                uc = bar2.map(8 * PAGE, PAGE, attr=MemoryAttr.UC)
+                wc.close()
+                uc.close()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert not errors, errors
+        assert bar2.read(3 * PAGE, len(pattern)) == pattern
+
+
 def test_pread_pwrite_work_and_change_no_type(wc_nvme: str, sysfs: Sysfs) -> None:
     base = bar_start(sysfs, wc_nvme, 2)
     with Device.open(wc_nvme) as dev:

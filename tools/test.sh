@@ -141,8 +141,11 @@ clients() {
 		-o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
 }
 
+# Files whose kernel paths do not depend on the library's backend: the
+# debug kernel runs them once, in its iommufd boot (test_regions.py: a
+# device fd's read, write and mmap are the same ops however it was opened).
 SAME_ON_BOTH_BACKENDS=(test_bind.py test_cli.py test_errors.py test_harness.py
-	test_stand_in.py test_wc_client.py)
+	test_regions.py test_stand_in.py test_wc_client.py)
 # Legacy-backend tests whose point is an answer, not a lock: they run on the
 # three Debian kernels, whose only backend is legacy, and the debug kernel's
 # legacy boot is for lockdep on the group and container paths, which the

@@ -141,8 +141,8 @@ static atomic64_t cookie_opens;
  * is taken from the core's map (bar_take()) or given a whole-BAR map for
  * ioeventfds (barmaps_build()).  No other lock of this driver is held
  * across a user copy or a call into the core's ioctl, read, write or mmap.
- * The pieces of a taken BAR (WC segments', covers') and the trees that
- * hold them change only under memory_lock (write): read and write of a
+ * A taken BAR's covers (their pieces) and WC segments, and the trees that
+ * hold them, change only under memory_lock (write): read and write of a
  * taken BAR use them under memory_lock (read), as faults do.
  */
 struct cookie_dev {
@@ -166,14 +166,13 @@ struct cookie_dev {
 	void __iomem *barmap[PCI_STD_NUM_BARS];	/* a taken BAR's, for the core's ioeventfds */
 	/* Set at open; constant until close: */
 	struct vfio_mmap_range wc_refused[PCI_STD_NUM_BARS][2];	/* MSI-X table, PBA */
-	bool core_refused[PCI_STD_NUM_BARS];	/* 7.3: the core could not claim or map it */
 	unsigned int msix_bar;			/* PCI_STD_NUM_BARS: none */
 	u64 msix_start, msix_end;		/* the table, as the core's read skips it */
 };
 
 /*
- * The ioremap()s (uncached) or ioremap_wc()s that hold the record of a
- * run of pages, split at the first and the last 2 MiB boundary inside it.
+ * The uncached ioremap()s that hold the record of a run of pages, split at
+ * the first and the last 2 MiB boundary inside it.
  * ioremap() aligns the virtual address only, so a run that starts off a
  * boundary would be mapped with 4 KiB pages throughout (2 MiB of page
  * tables per GiB); split, only the head and the tail are, and the middle
@@ -242,7 +241,8 @@ static bool cookie_bar(struct cookie_dev *cdev, unsigned int index)
 /* A BAR whose region the core could not claim or map takes no cookie. */
 static bool cookies_allowed(struct cookie_dev *cdev, unsigned int index)
 {
-	return cookie_bar(cdev, index) && !cdev->core_refused[index];
+	/* Neither TAKEN_BARMAP nor an ioeventfd map is an error: only 7.3's open sets one. */
+	return cookie_bar(cdev, index) && !IS_ERR(READ_ONCE(cdev->core.barmap[index]));
 }
 
 #if CORE_HAS_MEMORY_ENABLED
@@ -897,10 +897,19 @@ static u32 core_map_memtype(struct cookie_dev *cdev, unsigned int index)
 }
 
 /*
+ * What the core's barmap[] holds for a taken BAR until an ioeventfd needs
+ * a real map: neither NULL nor an error, which its mmap (and 7.3's dma-buf
+ * export) require, and a non-canonical address, so that a use of it this
+ * driver failed to route elsewhere faults instead of reaching memory.
+ */
+#define TAKEN_BARMAP	((void __iomem __force *)(POISON_POINTER_DELTA + 0xba40000))
+
+/*
  * Take BAR @index from the core's map, whose uncached-minus record over
  * the whole BAR would make every WC reservation uncached: the core's map
- * goes, and our covers and WC segments record the BAR's pages instead, in
- * pieces that also serve the BAR's read and write (taken_rw()).  Done once
+ * goes, and our WC reservations and uncached covers record the BAR's pages
+ * instead; the covers' pieces also serve the BAR's read and write
+ * (taken_rw()).  Done once
  * per open, for the BAR's first WC cookie, or the first UC one where the
  * core's map is not uncached-minus.  Every user of the old map is excluded
  * meanwhile: read, write and IOEVENTFD by barmap_sem, faults by
@@ -910,14 +919,6 @@ static u32 core_map_memtype(struct cookie_dev *cdev, unsigned int index)
  * map first (barmaps_build()).  A BAR with ioeventfds is refused: each
  * holds an address in the old map.
  */
-/*
- * What the core's barmap[] holds for a taken BAR until an ioeventfd needs
- * a real map: neither NULL nor an error, which its mmap (and 7.3's dma-buf
- * export) require, and a non-canonical address, so that a use of it this
- * driver failed to route elsewhere faults instead of reaching memory.
- */
-#define TAKEN_BARMAP	((void __iomem __force *)(POISON_POINTER_DELTA + 0xba40000))
-
 /* 0 if BAR @index may be taken now, 1 if it is ours already, else why not. */
 static int bar_takeable(struct cookie_dev *cdev, unsigned int index)
 {
@@ -1521,7 +1522,6 @@ static void cookie_release_dev(struct vfio_device *vdev)
 static int cookie_open_device(struct vfio_device *vdev)
 {
 	struct cookie_dev *cdev = to_cdev(vdev);
-	unsigned int i;
 	int ret;
 
 	ret = vfio_pci_core_enable(&cdev->core);
@@ -1529,8 +1529,6 @@ static int cookie_open_device(struct vfio_device *vdev)
 		return ret;
 	vfio_pci_core_finish_enable(&cdev->core);	/* sets bar_mmap_supported[] */
 	find_refused(cdev);
-	for (i = 0; i < PCI_STD_NUM_BARS; i++)
-		cdev->core_refused[i] = IS_ERR(cdev->core.barmap[i]);
 	mutex_lock(&cdev->lock);
 	cdev->open_number = atomic64_inc_return(&cookie_opens) & COOKIE_OPEN_MASK;
 	cdev->serial_key = get_random_u32();
@@ -1884,6 +1882,23 @@ static void __iomem *taken_page(struct cookie_dev *cdev, unsigned int index, uns
 }
 
 /*
+ * One access of @type at taken_copy()'s io, from or to its buf (unaligned:
+ * a chunk starts where pread does).
+ */
+#define TAKEN_IO(type, read, write)			\
+	do {						\
+		type v;					\
+							\
+		if (iswrite) {				\
+			memcpy(&v, buf, sizeof(v));	\
+			write(v, io);			\
+		} else {				\
+			v = read(io);			\
+			memcpy(buf, &v, sizeof(v));	\
+		}					\
+	} while (0)
+
+/*
  * @n bytes within one page, in the core's access sizes: the widest aligned
  * one.  Through a WC page (@wc), each access is fenced, so that none is
  * combined, reordered or speculated, as through the core's uncached map.
@@ -1904,48 +1919,18 @@ static void taken_copy(void __iomem *io, u8 *buf, size_t n, bool iswrite, bool w
 			size = 2;
 		switch (size) {
 #ifdef CONFIG_64BIT
-		case 8: {
-			u64 v;
-
-			if (iswrite) {
-				memcpy(&v, buf, 8);
-				writeq(v, io);
-			} else {
-				v = readq(io);
-				memcpy(buf, &v, 8);
-			}
+		case 8:
+			TAKEN_IO(u64, readq, writeq);
 			break;
-		}
 #endif
-		case 4: {
-			u32 v;
-
-			if (iswrite) {
-				memcpy(&v, buf, 4);
-				writel(v, io);
-			} else {
-				v = readl(io);
-				memcpy(buf, &v, 4);
-			}
+		case 4:
+			TAKEN_IO(u32, readl, writel);
 			break;
-		}
-		case 2: {
-			u16 v;
-
-			if (iswrite) {
-				memcpy(&v, buf, 2);
-				writew(v, io);
-			} else {
-				v = readw(io);
-				memcpy(buf, &v, 2);
-			}
+		case 2:
+			TAKEN_IO(u16, readw, writew);
 			break;
-		}
 		default:
-			if (iswrite)
-				writeb(*buf, io);
-			else
-				*buf = readb(io);
+			TAKEN_IO(u8, readb, writeb);
 		}
 		if (wc && iswrite)
 			wmb();	/* each store posted alone, in order, as uncached */

@@ -47,8 +47,7 @@ host-test: setup
 
 # The guest suite on one kernel (KERNEL=, default the host's own series).
 guest-test: kmod
-	$(BIN)/pyvfio vm run $(if $(KERNEL),--kernel $(KERNEL)) -- \
-		$(BIN)/python -m pytest tests/guest -p no:cacheprovider
+	$(BIN)/python -m pytest tests/guest -p no:cacheprovider --vfio-kernel=$(or $(KERNEL),default)
 
 # vfio_pci_cookie, built for every kernel of the matrix into build/kmod/RELEASE/.
 kmod: setup

@@ -96,11 +96,11 @@ running_boots() {
 	echo "$count"
 }
 
-# boot NAME LABEL -- pyvfio vm run arguments...: one guest boot in the
-# background, its JUnit report build/junit/NAME.xml summarised as LABEL.
-boot() {
+# queued NAME LABEL CMD...: CMD in the background once fewer than $JOBS of
+# these run, its JUnit report build/junit/NAME.xml summarised as LABEL.
+queued() {
 	local name=$1 label=$2
-	shift 3
+	shift 2
 	# Counted by their status files: `wait -n` also returns for the host
 	# tests, which may still run beside the first boots.
 	while [ "$(running_boots)" -ge "$JOBS" ]; do
@@ -108,9 +108,25 @@ boot() {
 		reap
 	done
 	echo "=== $name: started at $SECONDS s"
-	logged "$name" "$BIN/pyvfio" vm run "$@" &
+	logged "$name" "$@" &
 	boots+=("$name")
 	reports+=("$label=build/junit/$name.xml")
+}
+
+# boot NAME LABEL KERNEL VM-ARGS... -- PYTEST-ARGS...: one guest boot, through
+# the pytest plugin (pyvfio.pytest_plugin): pytest on the host boots KERNEL
+# with the `pyvfio vm run` options VM-ARGS, runs the tests in the guest and
+# writes their report.
+boot() {
+	local name=$1 label=$2 kernel=$3 vm=()
+	shift 3
+	while [ "$1" != -- ]; do
+		vm+=("--vfio-vm=$1")
+		shift
+	done
+	shift
+	queued "$name" "$label" "${PYTEST[@]}" "$@" --vfio-kernel="$kernel" "${vm[@]}" --vfio-echo \
+		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
 }
 
 clients_only=0
@@ -134,11 +150,9 @@ BRIDGED=(--device pci-bridge,id=pyvfio-bridge,chassis_nr=1
 	--device edu,bus=pyvfio-bridge,addr=1 --device edu,bus=pyvfio-bridge,addr=2)
 clients() {
 	local s=$1
-	boot "clients-$s" "clients-$s" -- --kernel "$s" --nics 2 "${HUGE[@]}" "${ADDED[@]}" \
-		"${BRIDGED[@]}" --rwdir build/junit -- \
-		"${PYTEST[@]}" tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
-		tests/guest/test_added_devices.py tests/guest/test_bridge.py \
-		-o junit_suite_name="clients-$s" --junitxml="build/junit/clients-$s.xml"
+	boot "clients-$s" "clients-$s" "$s" --nics 2 "${HUGE[@]}" "${ADDED[@]}" "${BRIDGED[@]}" -- \
+		tests/guest/test_clients_dpdk.py tests/guest/test_clients_selftests.py \
+		tests/guest/test_added_devices.py tests/guest/test_bridge.py
 }
 
 # Files whose kernel paths do not depend on the library's backend: the
@@ -203,11 +217,14 @@ guest() {
 	else
 		skip+=(--ignore=tests/guest/test_bridge.py)
 	fi
-	# The guest writes its report through a directory shared read-write with it.
-	boot "$name" "${name#guest-}" -- --kernel "$s" "${boot[@]}" --rwdir build/junit -- \
-		env ${backend:+PYVFIO_BACKEND=$backend} PYVFIO_STRESS_SECONDS=$stress \
-		"${PYTEST[@]}" tests/guest "${skip[@]}" \
-		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
+	# The example project's driver tests, through the same plugin, on the
+	# kernels its docs name (examples/driver-tests/README.md).
+	local example=()
+	if [ -z "$backend" ] && { [ "$s" = 6.1 ] || [ "$s" = 7.3 ]; }; then
+		example=(examples/driver-tests/tests)
+	fi
+	boot "$name" "${name#guest-}" "$s" "${boot[@]}" -- tests/guest "${example[@]}" "${skip[@]}" \
+		${backend:+--vfio-env=PYVFIO_BACKEND=$backend} --vfio-env=PYVFIO_STRESS_SECONDS=$stress
 }
 
 reports=()
@@ -216,7 +233,8 @@ if [ "$clients_only" = 0 ]; then
 	# The host tests, one process, run beside the other host steps, each one
 	# process too: two cores.  Their output follows those steps'.
 	echo "=== host-tests: started at $SECONDS s"
-	logged host-tests "$BIN/pytest" tests/host --junitxml=build/junit/host.xml &
+	# Those that boot the VM run later, in a boot's slot (below).
+	logged host-tests "$BIN/pytest" tests/host -m "not boots" --junitxml=build/junit/host.xml &
 	host_tests=$!
 	step ruff "$BIN/ruff" check src tests examples tools bench docs/api
 	step ruff-format "$BIN/ruff" format --check src tests examples tools bench docs/api
@@ -273,9 +291,12 @@ else
 		# The full matrix of clients takes `make test-clients` (docs/testing.md: CI time).
 		clients "$s"
 		# Once without PAT: legacy users and UC cookies must not notice (issue #10).
-		boot "nopat-$s" "nopat-$s" -- --kernel "$s" --append nopat --rwdir build/junit -- \
-			"${PYTEST[@]}" tests/guest/test_nopat.py tests/guest/test_compat.py \
-			-o junit_suite_name="nopat-$s" --junitxml="build/junit/nopat-$s.xml"
+		boot "nopat-$s" "nopat-$s" "$s" --append nopat -- \
+			tests/guest/test_nopat.py tests/guest/test_compat.py
+		# The host tests that boot the VM themselves (the runner, the pytest
+		# plugin as a user runs it).
+		queued host-boots host-boots "${PYTEST[@]}" tests/host -m boots \
+			-o junit_suite_name=host-boots --junitxml=build/junit/host-boots.xml
 	fi
 fi
 wait

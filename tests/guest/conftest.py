@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from pyvfio import Sysfs, kmod
 from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
 
-IN_GUEST = os.environ.get("PYVFIO_GUEST") == "1"
+HERE = Path(__file__).parent
 
 
 # Lines a test wants in the run's log whatever its outcome (the selftest cases
@@ -32,21 +33,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.line(line)
 
 
-def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
-    # A guest that hangs is killed by `vm run`, which then names this test.
-    running = os.environ.get("PYVFIO_VM_RUNNING")
-    if running:
-        with open(running, "w") as out:
-            out.write(nodeid + "\n")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if IN_GUEST:
-        return
-    # These tests take devices from their drivers: never on a real host.
-    skip = pytest.mark.skip(reason="guest tests run inside the test VM: `make test`")
+    # Every test here takes devices from their drivers: the pytest plugin
+    # (pyvfio.pytest_plugin) runs them in the VM (--vfio-kernel, as `make
+    # test` does), and skips them on a host.
     for item in items:
-        item.add_marker(skip)
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.vfio)
 
 
 def rmmod_vfio_pci() -> None:

@@ -131,6 +131,7 @@ def _vm_available() -> bool:
 
 
 @pytest.mark.skipif(not _vm_available(), reason="test VM not set up (make setup)")
+@pytest.mark.boots
 def test_guest_status_and_kernel_warning_reach_the_host() -> None:
     # A real boot: the guest's exit status comes back, and a WARNING in its
     # kernel log is reported even though the command itself "succeeded".

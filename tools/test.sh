@@ -116,7 +116,7 @@ queued() {
 # boot NAME LABEL KERNEL VM-ARGS... -- PYTEST-ARGS...: one guest boot, through
 # the pytest plugin (pyvfio.pytest_plugin): pytest on the host boots KERNEL
 # with the `pyvfio vm run` options VM-ARGS, runs the tests in the guest and
-# writes their report.
+# writes their report; the guest's own output is build/logs/NAME/KERNEL.log.
 boot() {
 	local name=$1 label=$2 kernel=$3 vm=()
 	shift 3
@@ -125,7 +125,8 @@ boot() {
 		shift
 	done
 	shift
-	queued "$name" "$label" "${PYTEST[@]}" "$@" --vfio-kernel="$kernel" "${vm[@]}" --vfio-echo \
+	queued "$name" "$label" "${PYTEST[@]}" "$@" --vfio-kernel="$kernel" "${vm[@]}" \
+		--vfio-results="build/logs/$name" \
 		-o junit_suite_name="$name" --junitxml="build/junit/$name.xml"
 }
 

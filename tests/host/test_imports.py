@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import pyvfio
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "pyvfio"
 
 
@@ -49,3 +51,34 @@ def test_import_pyvfio_leaves_asyncio_to_wait_async() -> None:
         check=True,
     )
     assert shown.stdout.strip() == "[]"
+
+
+def _pyvfio_modules_after(code: str) -> list[str]:
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; {code}; print(sorted(m for m in sys.modules if m.startswith('pyvfio')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return list(ast.literal_eval(shown.stdout.strip()))
+
+
+def test_import_pyvfio_loads_each_module_when_a_name_from_it_is_first_used() -> None:
+    # Every guest Python start reads what it imports over 9p, under TCG.
+    assert _pyvfio_modules_after("import pyvfio") == ["pyvfio"]
+    assert "pyvfio.device" not in _pyvfio_modules_after("from pyvfio import VfioError")
+    assert "pyvfio.device" in _pyvfio_modules_after("from pyvfio import Device")
+    # Modules reached through the package still work after a bare import.
+    assert "pyvfio.dma" in _pyvfio_modules_after("import pyvfio; pyvfio.dma.IDENTITY")
+
+
+def test_every_public_name_resolves_to_its_own_module() -> None:
+    for name in pyvfio.__all__:
+        value = getattr(pyvfio, name)
+        assert getattr(value, "__name__", name) == name
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        pyvfio.Nothing  # type: ignore[attr-defined]  # noqa: B018

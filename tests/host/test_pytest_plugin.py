@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = ROOT / "build" / "pytest-plugin"
 
 
-def project(name: str, tests: str) -> Path:
+def project(name: str, tests: str, addopts: str = "") -> Path:
     path = PROJECTS / name
     shutil.rmtree(path, ignore_errors=True)
     (path / "tests").mkdir(parents=True)
-    (path / "pytest.ini").write_text("[pytest]\n")
+    (path / "pytest.ini").write_text(f"[pytest]\naddopts = {addopts}\n")
     (path / "tests" / "test_driver.py").write_text(tests)
     return path
 
@@ -63,7 +63,7 @@ def test_the_guest_gets_the_arguments_without_the_hosts_own() -> None:
         "--junitxml=out.xml",
         "--junit-xml",
         "other.xml",
-        "--vfio-junit-dir=j",
+        "--vfio-results=j",
         "-o",
         "junit_suite_name=s",
     ]
@@ -150,8 +150,11 @@ def test_warns_in_the_kernel_log():
 @pytest.mark.boots
 def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     kernel = series()
-    path = project("reported", REPORTED.format(series=kernel) + MIXED.split("import pytest")[1])
-    result = pytest_in(path, f"--vfio-kernel={kernel}", "--junitxml=host.xml", "--vfio-junit-dir=j")
+    tests = REPORTED.format(series=kernel) + MIXED.split("import pytest")[1]
+    # Asked for in the project's ini, which the guest's pytest reads too: it
+    # must not boot a VM of its own.
+    path = project("reported", tests, addopts=f"--vfio-kernel={kernel}")
+    result = pytest_in(path, "--junitxml=host.xml", "--vfio-results=j")
     out = result.stdout
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out
     # The unmarked test ran here; every marked one ran in the guest, once.
@@ -168,7 +171,8 @@ def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     names = {case.get("name") for case in host.iter("testcase")}
     assert f"test_fails[{kernel}]" in names
     assert "test_on_the_host" in names
-    # The guest's own report: its names carry no kernel.
+    # The guest's own report (its names carry no kernel) and output.
+    assert "test_driver.py" in (path / "j" / f"{kernel}.log").read_text()
     guest = ET.parse(path / "j" / f"{kernel}.xml").getroot()
     assert {case.get("name") for case in guest.iter("testcase")} >= {"test_fails", "test_marked"}
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from edu_driver import IDS, MAX_COPY, EduDriver, expected_factorial
 
-from pyvfio import Device
+from pyvfio import Backend, Device
 
 # Every test here gets the edu device, bound to vfio-pci and opened.
 pytestmark = pytest.mark.vfio_device(IDS)
@@ -33,8 +33,12 @@ def test_dma_through_the_iommu_comes_back_intact(vfio_device: Device, size: int)
     assert EduDriver(vfio_device).copy_through_device(data) == data
 
 
-def test_the_kernel_is_the_one_asked_for(vfio_device: Device, vfio_kernel: str) -> None:
-    # The series booted, as --vfio-kernel named it; the device opened on
-    # the backend that kernel offers ($PYVFIO_BACKEND picks one).
+def test_the_kernel_and_backend_are_the_ones_asked_for(
+    vfio_device: Device, vfio_kernel: str, vfio_backend: Backend
+) -> None:
+    # The series booted, as --vfio-kernel named it, and the backend the
+    # device opened on: iommufd where that kernel offers it, unless
+    # --vfio-env=PYVFIO_BACKEND=legacy asks for the other.
     assert os.uname().release.startswith(vfio_kernel.removesuffix("-debug"))
+    assert vfio_device.backend == vfio_backend
     assert EduDriver(vfio_device).factorial(3) == 6

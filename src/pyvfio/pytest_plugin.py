@@ -39,7 +39,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import pytest
 
@@ -68,6 +68,21 @@ _HOST_ONLY = {
     "--vfio-here": False,
     "--junitxml": True,
     "--junit-xml": True,
+    "--basetemp": True,
+    # Choices made from the host's cache, which the guest does not have.
+    "--lf": False,
+    "--last-failed": False,
+    "--ff": False,
+    "--failed-first": False,
+    "--nf": False,
+    "--new-first": False,
+    "--sw": False,
+    "--stepwise": False,
+    "--sw-skip": False,
+    "--stepwise-skip": False,
+    "--lfnf": True,
+    "--last-failed-no-failures": True,
+    "--cache-clear": False,
 }
 
 
@@ -137,13 +152,22 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_KERNELS] = _check_kernels(_host_kernels(config))
         _check_env(config.getoption("vfio_env"))
     # Taken from the environment, so that a pytest a test starts in the
-    # guest does not write into the host's stream too.
+    # guest neither writes into the host's stream nor names its own tests
+    # as the one running.
     report = os.environ.pop(REPORT_ENV, None)
+    running = os.environ.pop("PYVFIO_VM_RUNNING", None)
+    if running:
+        config.stash[_RUNNING] = running
+    _CONFIGS.append(config)
     if report and _in_guest():
         config.pluginmanager.register(GuestReporter(config, report), _GUEST_REPORTER)
 
 
 _KERNELS = pytest.StashKey[list[str]]()
+Phase = Literal["setup", "call", "teardown"]
+# The configs of this process's pytest sessions, innermost last (pytester
+# runs one inside another).
+_CONFIGS: list[pytest.Config] = []
 _GUEST_REPORTER = "pyvfio-guest-reporter"
 
 
@@ -196,6 +220,11 @@ def _is_vm_test(item: pytest.Item) -> bool:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _CONFIGS:
+        _CONFIGS.remove(config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.pluginmanager.has_plugin(_GUEST_REPORTER):
@@ -242,8 +271,11 @@ class GuestReporter:
         self.send("report", report=self._serialised(report))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
+        if report.failed or report.skipped:
             self.send("collect", report=self._serialised(report))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.send("collected", nodeids=[str(item.nodeid) for item in session.items])
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         self.send("end", exitstatus=int(exitstatus))
@@ -252,9 +284,13 @@ class GuestReporter:
         self.out.close()
 
 
+_RUNNING = pytest.StashKey[str]()
+
+
 def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
     # A guest that hangs is killed by `vm run`, which then names this test.
-    running = os.environ.get("PYVFIO_VM_RUNNING")
+    config = _CONFIGS[-1] if _CONFIGS else None
+    running = config.stash.get(_RUNNING, None) if config is not None else None
     if running:
         with open(running, "w") as out:
             out.write(nodeid + "\n")
@@ -269,6 +305,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     kernels = config.stash.get(_KERNELS, [])
     if not kernels or config.option.collectonly:
         return None
+    if config.pluginmanager.has_plugin("dsession"):
+        raise pytest.UsageError("--vfio-kernel runs one pytest per guest: drop pytest-xdist's -n")
     if session.testsfailed and not config.option.continue_on_collection_errors:
         raise session.Interrupted(f"{session.testsfailed} errors during collection")
     local = [item for item in session.items if not _is_vm_test(item)]
@@ -308,11 +346,26 @@ def guest_args(args: Sequence[str]) -> list[str]:
     return kept
 
 
-def _die_with_parent() -> None:
-    # `vm run` stops its guest on SIGTERM: a host pytest killed outright
-    # leaves no QEMU behind.
+def _dying_with_parent() -> Callable[[], None]:
+    """For preexec_fn: `vm run` stops its guest on SIGTERM, so a host pytest
+    killed outright leaves no QEMU behind.  libc is found here, before the
+    fork."""
+    prctl = ctypes.CDLL(None).prctl
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (`vm run` then stops its guest), and SIGKILL if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class GuestRun:
@@ -328,6 +381,10 @@ class GuestRun:
         self.running: tuple[str, tuple[str, int | None, str]] | None = None
         self.output: list[str] = []
         self.exitstatus: int | None = None
+        # What the guest's pytest collected (None: it never said), and the
+        # phases of the running test it reported.
+        self.collected: list[str] | None = None
+        self.phases: list[str] = []
 
     def vid(self, nodeid: object) -> str:
         """``nodeid`` with the kernel as one more parameter: ``test_x[6.1]``,
@@ -341,8 +398,11 @@ class GuestRun:
         config = self.config
         env = [f"{REPORT_ENV}={results / 'reports.jsonl'}", f"{SERIES_ENV}={self.kernel}"]
         env += config.getoption("vfio_env")
-        pytest_argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-        pytest_argv += guest_args(config.invocation_params.args)
+        # The guest's root is read-only: its cache, and a JUnit report that
+        # an ini's addopts may ask for, go to the results directory (the last
+        # --junitxml wins).
+        pytest_argv = [sys.executable, "-m", "pytest", *guest_args(config.invocation_params.args)]
+        pytest_argv += ["-o", f"cache_dir={results / 'cache'}", f"--junitxml={results}/guest.xml"]
         vm = ["--kernel", self.kernel, "--rwdir", str(results)]
         for device in [*config.getini("vfio_devices"), *config.getoption("vfio_device")]:
             vm += ["--device", device]
@@ -352,7 +412,7 @@ class GuestRun:
         kept = self.kept_results()
         if kept is not None:
             vm += ["--rwdir", str(kept)]
-            pytest_argv.append(f"--junitxml={kept / self.kernel}.xml")
+            pytest_argv[-1] = f"--junitxml={kept / self.kernel}.xml"
         return [sys.executable, "-m", "pyvfio", "vm", "run", *vm, "--", "env", *env, *pytest_argv]
 
     def kept_results(self) -> Path | None:
@@ -377,12 +437,16 @@ class GuestRun:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 (a prctl only)
+                    preexec_fn=_dying_with_parent(),  # noqa: PLW1509 (a prctl only)
                 ) as proc,
                 open(stream, encoding="utf-8") as reports,
             ):
                 assert proc.stdout is not None
-                self._follow(proc, proc.stdout, reports)
+                try:
+                    self._follow(proc, proc.stdout, reports)
+                except BaseException:
+                    _stop(proc)  # not left to boot on for up to an hour
+                    raise
                 returncode = proc.wait()
         kept = self.kept_results()
         if kept is not None:
@@ -428,6 +492,7 @@ class GuestRun:
             path, line, name = event["location"]
             location = (path, line, name)
             self.running = (nodeid, location)
+            self.phases = []
             hook.pytest_runtest_logstart(nodeid=self.vid(nodeid), location=location)
         elif kind in ("report", "collect"):
             report = hook.pytest_report_from_serializable(config=self.config, data=event["report"])
@@ -442,10 +507,13 @@ class GuestRun:
                 hook.pytest_collectreport(report=report)
                 return
             hook.pytest_runtest_logreport(report=report)
+            self.phases.append(str(report.when))
             if report.when == "teardown":
                 self.reported.add(str(original))
                 self.running = None
                 hook.pytest_runtest_logfinish(nodeid=report.nodeid, location=report.location)
+        elif kind == "collected":
+            self.collected = [str(nodeid) for nodeid in event["nodeids"]]
         elif kind == "end":
             self.exitstatus = int(event["exitstatus"])
 
@@ -453,36 +521,45 @@ class GuestRun:
         problems = self._kernel_problems()
         if self.running is not None:
             nodeid, location = self.running
+            # The phase it died in: a test whose call passed fails in teardown.
+            when: Phase = (
+                "teardown" if "call" in self.phases else "call" if self.phases else "setup"
+            )
             self._fail(
                 self.vid(nodeid),
                 location,
-                f"the guest ({self.kernel}) died or was killed during this test; "
+                f"the guest ({self.kernel}) died or was killed during this test's {when}; "
                 f"{self._not_run()} did not run. The run's last output:\n" + self._tail(),
+                when,
             )
-        elif problems:
+        if problems:
             self._fail(
                 self.vid("vm::kernel-log"),
                 ("vm", None, self.vid("kernel-log")),
                 f"the guest kernel log ({self.kernel}) shows problems:\n  " + "\n  ".join(problems),
             )
-        elif self.exitstatus is None or (
-            returncode not in (0, 1) and returncode != self.exitstatus
-        ):
+        if self.running is not None:
+            return
+        # `vm run` exits with the guest pytest's status, or 1 for a clean
+        # exit with kernel-log problems; anything else (a guest that hung or
+        # died after its pytest ended, a refused option) is the run's failure.
+        expected = None
+        if self.exitstatus is not None:
+            expected = self.exitstatus or (1 if problems else 0)
+        if returncode != expected or self.exitstatus not in (0, 1, 5):
             self._fail(
                 self.vid("vm::run"),
                 ("vm", None, self.vid("run")),
-                f"`pyvfio vm run` ({self.kernel}) exited with status {returncode} "
-                f"before the guest's pytest ended; {self._not_run()} did not run. "
-                "Its last output:\n" + self._tail(),
+                f"`pyvfio vm run` ({self.kernel}) exited with status {returncode}, its "
+                f"guest's pytest with {self.exitstatus}; {self._not_run()} did not run. "
+                "The run's last output:\n" + self._tail(),
             )
-        elif self.exitstatus not in (0, 1, 5) or (
-            len(self.reported) < len(self.expected) and not self.session.shouldfail
-        ):
+        elif self._missing() and not self.session.shouldfail:
             self._fail(
                 self.vid("vm::run"),
                 ("vm", None, self.vid("run")),
-                f"the guest's pytest ({self.kernel}) exited with status {self.exitstatus}; "
-                f"{self._not_run()} did not run. Its last output:\n" + self._tail(),
+                f"the guest's pytest ({self.kernel}) collected {len(self._missing())} tests "
+                f"it did not report: {', '.join(self._missing()[:5])}",
             )
 
     def _kernel_problems(self) -> list[str]:
@@ -491,11 +568,15 @@ class GuestRun:
         lines = self.output[self.output.index(KLOG_HEADER) + 1 :]
         return [line.strip() for line in lines if line.startswith("  ")]
 
+    def _missing(self) -> list[str]:
+        """What the guest collected (else what the host expected) and did not report."""
+        wanted = self.expected if self.collected is None else self.collected
+        running = self.running[0] if self.running is not None else None
+        return [n for n in wanted if n not in self.reported and n != running]
+
     def _not_run(self) -> str:
-        missing = [n for n in self.expected if n not in self.reported]
-        if self.running is not None:
-            missing = [n for n in missing if n != self.running[0]]
-        return f"{len(missing)} of its {len(self.expected)} tests"
+        wanted = self.expected if self.collected is None else self.collected
+        return f"{len(self._missing())} of its {len(wanted)} tests"
 
     def _tail(self) -> str:
         # From the runner's error on (it may follow a test's dots on one line).
@@ -505,7 +586,13 @@ class GuestRun:
         first = self.output[errors[-1]]
         return "\n".join([first[first.index("pyvfio: error:") :], *self.output[errors[-1] + 1 :]])
 
-    def _fail(self, nodeid: str, location: tuple[str, int | None, str], text: str) -> None:
+    def _fail(
+        self,
+        nodeid: str,
+        location: tuple[str, int | None, str],
+        text: str,
+        when: Phase = "call",
+    ) -> None:
         hook = self.config.hook
         hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         report = pytest.TestReport(
@@ -514,7 +601,7 @@ class GuestRun:
             keywords={},
             outcome="failed",
             longrepr=text,
-            when="call",
+            when=when,
         )
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
@@ -553,7 +640,7 @@ def vfio_kernel() -> str:
 def vfio_backend() -> Backend:
     """The backend ``Device.open`` takes here: $PYVFIO_BACKEND, else iommufd
     where the kernel offers device cdevs and /dev/iommu, else legacy."""
-    requested = os.environ.get(BACKEND_ENV, "auto")
+    requested = os.environ.get(BACKEND_ENV) or "auto"
     if requested != "auto":
         return Backend(requested)
     _modprobe("vfio-pci")
@@ -572,58 +659,52 @@ def vfio_open() -> Iterator[Callable[..., Device]]:
     ``vfio_open("1234:11e8", driver="vfio-pci", index=0, backend=None)``
     binds the ``index``-th such device to ``driver``, opens it (``backend`` as
     ``Device.open`` takes it) and returns the :class:`~pyvfio.Device`.  After
-    the test every device it opened is closed and given back to the driver
-    the kernel picks for it.  A device the machine lacks skips the test.
+    the test every device it opened is closed and put back as it was: on
+    its previous driver with its previous driver_override, or on none.  A
+    device the machine lacks skips the test.
     """
     sysfs = Sysfs()
-    opened: list[tuple[Device | None, str]] = []
+    # Unwound in reverse: each device closed, then back on the driver (and
+    # driver_override) it had, as Sysfs.bound() leaves it.
+    with contextlib.ExitStack() as held:
 
-    def open_device(
-        ids: str | tuple[int, int],
-        *,
-        driver: str = "vfio-pci",
-        index: int = 0,
-        backend: Backend | str | None = None,
-    ) -> Device:
-        vendor, device = parse_ids(ids)
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise ArgumentTypeError(f"index must be an int, not {index!r}", operation="vfio_open")
-        if index < 0:
-            raise InvalidArgumentError(
-                f"index must be 0 or more, not {index}", operation="vfio_open"
-            )
-        if not isinstance(driver, str) or not driver:
-            raise ArgumentTypeError(
-                f"driver must be a driver's name (a str), not {driver!r}", operation="vfio_open"
-            )
-        found = sysfs.find(vendor, device)
-        if len(found) <= index:
-            where = "this guest" if _in_guest() else "this machine"
-            pytest.skip(
-                f"{where} has {len(found)} {vendor:04x}:{device:04x} device(s), the test "
-                f"wants #{index}: add one to the VM with --vfio-device (QEMU -device syntax)"
-            )
-        bdf = found[index].bdf
-        if driver.startswith("vfio"):
-            _modprobe(driver.replace("-", "_"))
-        sysfs.bind(bdf, driver)
-        opened.append((None, bdf))
-        dev = Device.open(bdf, backend=backend)
-        opened[-1] = (dev, bdf)
-        return dev
+        def open_device(
+            ids: str | tuple[int, int],
+            *,
+            driver: str = "vfio-pci",
+            index: int = 0,
+            backend: Backend | str | None = None,
+        ) -> Device:
+            vendor, device = parse_ids(ids)
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise ArgumentTypeError(
+                    f"index must be an int, not {index!r}", operation="vfio_open"
+                )
+            if index < 0:
+                raise InvalidArgumentError(
+                    f"index must be 0 or more, not {index}", operation="vfio_open"
+                )
+            if not isinstance(driver, str) or not driver:
+                raise ArgumentTypeError(
+                    f"driver must be a driver's name (a str), not {driver!r}",
+                    operation="vfio_open",
+                )
+            found = sysfs.find(vendor, device)
+            if len(found) <= index:
+                where = "this guest" if _in_guest() else "this machine"
+                pytest.skip(
+                    f"{where} has {len(found)} {vendor:04x}:{device:04x} device(s), the test "
+                    f"wants #{index}: add one to the VM with --vfio-device (QEMU -device syntax)"
+                )
+            bdf = found[index].bdf
+            if driver.startswith("vfio"):
+                _modprobe(driver.replace("-", "_"))
+            held.enter_context(sysfs.bound(bdf, driver))
+            dev = Device.open(bdf, backend=backend)
+            held.callback(dev.close)
+            return dev
 
-    yield open_device
-    errors: list[BaseException] = []
-    for dev, bdf in reversed(opened):
-        with contextlib.suppress(Exception):
-            if dev is not None:
-                dev.close()
-        try:
-            sysfs.unbind(bdf, timeout=30)
-        except Exception as exc:  # every device is given back; then the first error
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+        yield open_device
 
 
 @pytest.fixture

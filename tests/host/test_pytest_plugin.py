@@ -22,12 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = ROOT / "build" / "pytest-plugin"
 
 
-def project(name: str, tests: str, addopts: str = "") -> Path:
+def project(name: str, tests: str, addopts: str = "", **more: str) -> Path:
+    """A project of tests/test_driver.py and tests/test_NAME.py for each of ``more``."""
     path = PROJECTS / name
     shutil.rmtree(path, ignore_errors=True)
     (path / "tests").mkdir(parents=True)
     (path / "pytest.ini").write_text(f"[pytest]\naddopts = {addopts}\n")
     (path / "tests" / "test_driver.py").write_text(tests)
+    for module, text in more.items():
+        (path / "tests" / f"test_{module}.py").write_text(text)
     return path
 
 
@@ -66,8 +69,15 @@ def test_the_guest_gets_the_arguments_without_the_hosts_own() -> None:
         "--vfio-results=j",
         "-o",
         "junit_suite_name=s",
+        "--basetemp",
+        "build/tmp",
+        "--lf",
+        "--sw",
+        "--lfnf=all",
+        "-x",
     ]
-    assert guest_args(args) == ["tests", "-k", "dma", "-o", "junit_suite_name=s"]
+    # The guest's root is read-only and it has no cache of the host's.
+    assert guest_args(args) == ["tests", "-k", "dma", "-o", "junit_suite_name=s", "-x"]
 
 
 @pytest.mark.parametrize("ids", ["1234:11e8", (0x1234, 0x11E8)])
@@ -147,13 +157,27 @@ def test_warns_in_the_kernel_log():
 """
 
 
+SKIPPED = """
+import os
+
+import pytest
+
+if os.environ.get("PYVFIO_GUEST") == "1":
+    pytest.skip("a guest-only reason", allow_module_level=True)
+
+@pytest.mark.vfio
+def test_skipped_in_the_guest():
+    pass
+"""
+
+
 @pytest.mark.boots
 def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     kernel = series()
     tests = REPORTED.format(series=kernel) + MIXED.split("import pytest")[1]
     # Asked for in the project's ini, which the guest's pytest reads too: it
     # must not boot a VM of its own.
-    path = project("reported", tests, addopts=f"--vfio-kernel={kernel}")
+    path = project("reported", tests, addopts=f"--vfio-kernel={kernel}", skipped=SKIPPED)
     result = pytest_in(path, "--junitxml=host.xml", "--vfio-results=j")
     out = result.stdout
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out
@@ -166,6 +190,10 @@ def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     assert "assert (6 * 7) == 43" in out  # the guest's own explanation
     assert "this guest has 0 dead:beef device(s)" in out
     assert f"FAILED vm::kernel-log[{kernel}]" in out
+    # A module the guest skips as a whole is reported skipped, not lost.
+    assert "SKIPPED [1] tests/test_skipped.py" in out
+    assert "a guest-only reason" in out
+    assert "vm::run" not in out
     assert "pyvfio-plugin-selftest" in out
     host = ET.parse(path / "host.xml").getroot()
     names = {case.get("name") for case in host.iter("testcase")}
@@ -202,5 +230,5 @@ def test_a_guest_that_dies_fails_the_test_it_was_in() -> None:
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out
     assert f"PASSED tests/test_driver.py::test_before[{kernel}]" in out
     assert f"FAILED tests/test_driver.py::test_panics[{kernel}]" in out
-    assert "died or was killed during this test; 1 of its 3 tests did not run" in out
+    assert "died or was killed during this test's call; 1 of its 3 tests did not run" in out
     assert "test_after" not in out.split("short test summary info")[1]

@@ -27,6 +27,7 @@ from .container import Container
 from .devfd import DeviceFd
 from .dma import DmaBuffer, DmaSpace, IdentityIova
 from .errors import (
+    ArgumentTypeError,
     BusyError,
     DriverError,
     InvalidArgumentError,
@@ -538,27 +539,66 @@ class Device(DeviceFd):
 
     # -- reset ---------------------------------------------------------
 
-    def reset(self, timeout: float = 1.0) -> None:
+    def reset(self, timeout: float = 1.0, *, method: str | None = None) -> None:
         """VFIO_DEVICE_RESET (function-level or other reset the kernel can do).
 
         The kernel only *tries* to take the device's locks and answers EAGAIN
         when another operation holds them for a moment; that is retried for
         up to ``timeout`` seconds (an int or float, >= 0).
+
+        ``method`` (a str) picks one of the methods the kernel offers for the
+        device (:meth:`reset_methods`: ``"flr"``, ``"pm"``, ``"bus"`` ...)
+        instead of the first that works: sysfs ``reset_method`` is set to it
+        for the reset and put back afterwards, so it needs root.  A method
+        not offered is refused before anything changes.
         """
-        timeout = _check.seconds(
-            timeout, "timeout", device=self.bdf, operation="VFIO_DEVICE_RESET", high=1e9
-        )
+        operation = "VFIO_DEVICE_RESET"
+        timeout = _check.seconds(timeout, "timeout", device=self.bdf, operation=operation, high=1e9)
+        if method is not None and not isinstance(method, str):
+            raise ArgumentTypeError(
+                f"method must be a reset method's name (a str) or None, not {method!r}",
+                device=self.bdf,
+                operation=operation,
+            )
         fd = self.fd  # a closed device says so before anything else
+        sysfs = self._sysfs()
+        offered = sysfs.reset_methods(self.bdf) if method is not None else ()
+        if method is not None and method not in offered:
+            raise InvalidArgumentError(
+                f"reset method {method!r} is not offered for this device; the kernel offers "
+                + (", ".join(offered) if offered else "none by name (sysfs reset_method)"),
+                device=self.bdf,
+                operation=operation,
+                hint="pass one of those, or none to let the kernel pick",
+            )
         if not self.info.can_reset:
             raise UnsupportedError(
-                "the device offers no reset", device=self.bdf, operation="VFIO_DEVICE_RESET"
+                "the device offers no reset", device=self.bdf, operation=operation
             )
-        retry_eagain(
-            lambda: ioctl(
-                fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation="VFIO_DEVICE_RESET"
-            ),
-            timeout,
-        )
+
+        def reset() -> None:
+            retry_eagain(
+                lambda: ioctl(fd, uapi.VFIO_DEVICE_RESET, 0, device=self.bdf, operation=operation),
+                timeout,
+            )
+
+        if method is None:
+            reset()
+            return
+        sysfs.set_reset_methods(self.bdf, [method])
+        try:
+            reset()
+        finally:
+            sysfs.set_reset_methods(self.bdf, offered)
+
+    def reset_methods(self) -> tuple[str, ...]:
+        """The reset methods the kernel offers for the device, in the order it
+        tries them (sysfs ``reset_method``); ``reset(method=...)`` takes one."""
+        self.fd  # noqa: B018 (a closed device says so)
+        return self._sysfs().reset_methods(self.bdf)
+
+    def _sysfs(self) -> Sysfs:
+        return self._context.sysfs if self._context is not None else Sysfs()
 
     def hot_reset_devices(self) -> list[AffectedDevice]:
         """The functions a hot reset (:meth:`hot_reset`) of this device resets:
@@ -628,7 +668,7 @@ class Device(DeviceFd):
         PermissionDeniedError, and nothing is reset."""
         operation = "VFIO_DEVICE_PCI_HOT_RESET"
         devices = self.hot_reset_devices()
-        sysfs = self._context.sysfs if self._context is not None else Sysfs()
+        sysfs = self._sysfs()
         # The kernel's EINVAL for one on another driver does not say which.
         for affected in devices:
             driver = sysfs.device(affected.bdf).driver

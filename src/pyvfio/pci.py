@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -401,6 +401,38 @@ class Sysfs:
             )
         log.info("%s: bound to %s (was %s)", dev.bdf, driver, dev.driver)
         return dev.driver
+
+    def reset_methods(self, bdf: str) -> tuple[str, ...]:
+        """The reset methods the kernel will try for ``bdf``, in its order
+        (sysfs ``reset_method``, Linux 5.15 and later: ``flr``, ``pm``,
+        ``bus`` ...); () where it offers none."""
+        text = _read_optional(self._dev(bdf) / "reset_method")
+        return tuple(text.split()) if text else ()
+
+    def set_reset_methods(self, bdf: str, methods: Sequence[str]) -> None:
+        """Write ``reset_method``: the kernel tries only ``methods``, in that
+        order (``("default",)``: every method the device supports).  Needs root."""
+        operation = "set reset_method"
+        if isinstance(methods, str) or not isinstance(methods, Sequence):
+            raise ArgumentTypeError(
+                f"methods must be a sequence of str, not {methods!r}", operation=operation
+            )
+        for method in methods:
+            if not isinstance(method, str):
+                raise ArgumentTypeError(
+                    f"methods must be a sequence of str, not one holding {method!r}",
+                    operation=operation,
+                )
+            if method.split() != [method]:
+                raise InvalidArgumentError(
+                    f"methods: {method!r} is no reset method's name", operation=operation
+                )
+        if not methods:
+            raise InvalidArgumentError(
+                'methods: give at least one ("default": every method)', operation=operation
+            )
+        path = self._dev(bdf)
+        _write(path / "reset_method", " ".join(methods), path.name, operation)
 
     def bound(
         self, bdf: str, driver: str = "vfio-pci", *, force: bool = False

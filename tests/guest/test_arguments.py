@@ -280,6 +280,12 @@ ROWS: dict[str, Bad] = {
         ArgumentTypeError,
     ),
     "reset(-1)": Bad("Device.reset", "timeout", lambda o: o.dev.reset(-1), OutOfRangeError),
+    "reset(method=1)": Bad(
+        "Device.reset", "method", lambda o: o.dev.reset(method=bad(1)), ArgumentTypeError
+    ),
+    "reset(method='nope')": Bad(
+        "Device.reset", "method", lambda o: o.dev.reset(method="nope"), InvalidArgumentError
+    ),
     "feature(1 << 16)": Bad(  # was masked to feature 0
         "Device.feature", "feature", lambda o: o.dev.feature(1 << 16, 0), OutOfRangeError
     ),

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import mmap
+from pathlib import Path
 
 import pytest
 
 from pyvfio import (
     ClosedError,
     Device,
+    InvalidArgumentError,
     OutOfRangeError,
     Sysfs,
     UnsupportedError,
@@ -142,3 +144,23 @@ def test_reset_where_the_device_offers_one(edu: str, nvme: str) -> None:
         assert bar0.read32(0x08) == 0x00010400  # registers answer after the reset
     with Device.open(edu) as dev, pytest.raises(UnsupportedError, match="offers no reset"):
         dev.reset()
+
+
+def test_reset_by_a_method_the_kernel_offers(nvme: str) -> None:
+    attribute = Path("/sys/bus/pci/devices", nvme, "reset_method")
+    before = attribute.read_text()
+    with Device.open(nvme) as dev:
+        offered = dev.reset_methods()
+        assert offered == tuple(before.split())
+        assert "flr" in offered  # QEMU's nvme: a PCIe function-level reset
+        bar0 = dev.region(0).map()
+        cc = 0x14  # controller configuration: a reset clears it
+        bar0.write32(cc, 6 << 16)  # IOSQES, with the controller disabled
+        assert bar0.read32(cc) == 6 << 16
+        dev.reset(method="flr")
+        assert bar0.read32(cc) == 0
+        assert attribute.read_text() == before  # the kernel's own choice is back
+        other = next(m for m in ("bus", "pm", "acpi", "flr") if m not in offered)
+        with pytest.raises(InvalidArgumentError, match=rf"'{other}' is not offered.*offers flr"):
+            dev.reset(method=other)
+        assert attribute.read_text() == before

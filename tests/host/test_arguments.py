@@ -393,6 +393,21 @@ HOST_ROWS: dict[str, Bad] = {
         "Sysfs.group_members", "group", lambda h: h.sysfs.group_members(-1), OutOfRangeError
     ),
     "bind(10)": Bad("Sysfs.bind", "bdf", lambda h: h.sysfs.bind(bad(10)), ArgumentTypeError),
+    "reset_methods(10)": Bad(
+        "Sysfs.reset_methods", "bdf", lambda h: h.sysfs.reset_methods(bad(10)), ArgumentTypeError
+    ),
+    "set_reset_methods(10)": Bad(
+        "Sysfs.set_reset_methods",
+        "bdf",
+        lambda h: h.sysfs.set_reset_methods(bad(10), ["flr"]),
+        ArgumentTypeError,
+    ),
+    "set_reset_methods(methods='flr')": Bad(
+        "Sysfs.set_reset_methods",
+        "methods",
+        lambda h: h.sysfs.set_reset_methods(BDF, bad("flr")),
+        ArgumentTypeError,
+    ),
     "bind(driver='../x')": Bad(
         "Sysfs.bind", "driver", lambda h: h.sysfs.bind(BDF, "../x"), InvalidArgumentError
     ),

@@ -177,3 +177,36 @@ def test_a_failed_write_names_the_file_and_the_reason(
     with pytest.raises(VfioError, match="drivers_probe failed: ") as err:
         Sysfs(sysfs_root).unbind("0000:00:0a.0")
     assert err.value.operation == "unbind (drivers_probe)"
+
+
+def test_reset_methods_read_and_set_as_sysfs_shows_them(
+    sysfs_root: Path, fake_device: FakeDevice
+) -> None:
+    dev = fake_device("0000:00:04.0", 0x1B36, 0x0010, 0x010802)
+    sysfs = Sysfs(sysfs_root)
+    assert sysfs.reset_methods("0000:00:04.0") == ()  # no attribute: none offered
+    (dev / "reset_method").write_text("flr bus\n")
+    assert sysfs.reset_methods("00:04.0") == ("flr", "bus")
+    sysfs.set_reset_methods("00:04.0", ["bus"])
+    assert (dev / "reset_method").read_text() == "bus"
+
+
+@pytest.mark.parametrize(
+    ("methods", "error"),
+    [
+        ("flr", TypeError),
+        (None, TypeError),
+        ([1], TypeError),
+        ([], ValueError),
+        (["flr bus"], ValueError),
+        ([""], ValueError),
+    ],
+)
+def test_bad_reset_methods_are_refused_before_writing(
+    sysfs_root: Path, fake_device: FakeDevice, methods: object, error: type
+) -> None:
+    dev = fake_device("0000:00:04.0", 0x1B36, 0x0010, 0x010802)
+    (dev / "reset_method").write_text("flr\n")
+    with pytest.raises(error, match="methods"):
+        Sysfs(sysfs_root).set_reset_methods("00:04.0", methods)  # type: ignore[arg-type]
+    assert (dev / "reset_method").read_text() == "flr\n"

@@ -88,6 +88,7 @@ _SUBMODULES = frozenset(
         "irq",
         "kmod",
         "mmio",
+        "p2p",
         "pci",
         "region",
         "uapi",

@@ -25,6 +25,7 @@ from ._sys import open_node, retry_eagain
 from .container import Container
 from .dma import DmaBuffer, DmaSpace, IdentityIova
 from .errors import (
+    ArgumentTypeError,
     BusyError,
     ClosedError,
     DriverError,
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .group import Group, group_offenders, name_holders, not_viable, other_holders
 from .iommufd import Ioas
+from .p2p import PeerMapping
 from .pci import Sysfs, normalize_bdf
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ class IommuContext:
         self._groups: dict[int, Group] = {}
         self._group_users: dict[int, int] = {}
         self._devices: list[Device] = []
+        self._peers: list[PeerMapping] = []  # peer-to-peer maps of its devices' BARs
         self._dma: DmaSpace | None = None
         self._closed = False
         self._private = False  # Device.open's: one device, closed with it
@@ -349,6 +352,54 @@ class IommuContext:
             memory, limit=limit, writable_by_device=writable_by_device, iova=iova
         )
 
+    def dma_map_peer(
+        self,
+        device: Device,
+        index: int,
+        *,
+        offset: int = 0,
+        size: int | None = None,
+        limit: int | None = None,
+        iova: int | None = None,
+        writable_by_device: bool = True,
+    ) -> PeerMapping:
+        """Map BAR ``index`` of ``device`` (a device of this context), from
+        ``offset`` for ``size`` bytes (whole pages; None: to its end), into the
+        context, so that its other devices can DMA to it (peer-to-peer):
+        the :class:`~pyvfio.p2p.PeerMapping`'s ``iova`` is where.  ``limit``
+        and ``iova`` as :meth:`dma_buffer` takes them (an int IOVA or None).
+        On the legacy backend through the BAR's mmap; on iommufd through a
+        dma-buf of the BAR (Linux 6.19 and later).  Closed with the context,
+        before its devices."""
+        with self._lock:
+            self._check_open("map a BAR for peer-to-peer DMA")
+        if not isinstance(device, device_mod.Device):
+            raise ArgumentTypeError(
+                f"device must be a Device of this context, not {device!r}",
+                operation="map a BAR for peer-to-peer DMA",
+            )
+        if device not in self.devices:
+            raise InvalidArgumentError(
+                "the device is not open in this IOMMU context",
+                device=device.bdf,
+                operation="map a BAR for peer-to-peer DMA",
+                hint="open it with this context's open()",
+            )
+        peer = PeerMapping(
+            self.dma,
+            self.iommu,
+            device,
+            index,
+            offset=offset,
+            size=size,
+            limit=limit,
+            iova=iova,
+            writable_by_device=writable_by_device,
+        )
+        with self._lock:
+            self._peers.append(peer)
+        return peer
+
     # -- lifetime --------------------------------------------------------
 
     def close(self) -> None:
@@ -361,6 +412,11 @@ class IommuContext:
             self._closed = True  # no open from here on
             devices = list(self._devices)
         first: BaseException | None = None
+        for peer in self._peers:  # before the devices whose BARs they map
+            try:
+                peer.close()
+            except BaseException as exc:
+                first = first or exc
         for device in devices:  # outside the lock: each takes it to leave
             try:
                 device.close()

@@ -192,6 +192,36 @@ class Ioas:
             explain_overlap(exc)
             raise
 
+    def _map_file(
+        self, fd: int, size: int, iova: int, *, readable: bool = True, writable: bool = True
+    ) -> None:
+        """Map the first ``size`` bytes of the file ``fd`` (a dma-buf of a
+        BAR) at ``iova``: IOMMU_IOAS_MAP_FILE.  Unmapped with :meth:`unmap_dma`."""
+        fd = _check.integer(fd, "fd", device=self.name, operation="IOMMU_IOAS_MAP_FILE", high=None)
+        operation = f"IOMMU_IOAS_MAP_FILE(iova={iova:#x}, size={size:#x})"
+        _, iova, size, readable, writable = check_map_args(
+            0, iova, size, readable, writable, device=self.name, operation=operation
+        )
+        flags = (
+            uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+            | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
+            | (uapi.IOMMU_IOAS_MAP_WRITEABLE if writable else 0)
+        )
+        arg = uapi.iommu_ioas_map_file(
+            size=ctypes.sizeof(uapi.iommu_ioas_map_file),
+            flags=flags,
+            ioas_id=self.ioas_id,
+            fd=fd,
+            start=0,
+            length=size,
+            iova=iova,
+        )
+        try:
+            ioctl(self.fd, uapi.IOMMU_IOAS_MAP_FILE, arg, device=self.name, operation=operation)
+        except VfioError as exc:
+            explain_overlap(exc)
+            raise
+
     def unmap_dma(self, iova: int, size: int) -> None:
         """Unmap what was mapped at ``iova``, ``size`` bytes (ints, as map_dma() takes them)."""
         iova, size = check_iova_span(iova, size, device=self.name, operation="IOMMU_IOAS_UNMAP")

@@ -109,6 +109,7 @@ VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0
 VFIO_DEVICE_FEATURE_MIGRATION = 1
 VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3
 VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5
+VFIO_DEVICE_FEATURE_DMA_BUF = 11
 
 # IOMMU type1 info capabilities
 VFIO_IOMMU_INFO_PGSIZES = 1 << 0
@@ -362,6 +363,7 @@ IOMMU_DESTROY = _iommufd(0x80)
 IOMMU_IOAS_ALLOC = _iommufd(0x81)
 IOMMU_IOAS_IOVA_RANGES = _iommufd(0x84)
 IOMMU_IOAS_MAP = _iommufd(0x85)
+IOMMU_IOAS_MAP_FILE = _iommufd(0x8F)
 IOMMU_IOAS_UNMAP = _iommufd(0x86)
 
 # enum iommufd_ioas_map_flags
@@ -415,6 +417,32 @@ class iommu_ioas_map(ctypes.Structure):  # noqa: N801
     )
 
 
+class iommu_ioas_map_file(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("ioas_id", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("start", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("iova", ctypes.c_uint64),
+    )
+
+
+class vfio_region_dma_range(ctypes.Structure):  # noqa: N801
+    _fields_ = (("offset", ctypes.c_uint64), ("length", ctypes.c_uint64))
+
+
+class vfio_device_feature_dma_buf(ctypes.Structure):  # noqa: N801
+    _fields_ = (
+        ("region_index", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("nr_ranges", ctypes.c_uint32),
+        # followed by vfio_region_dma_range[nr_ranges]
+    )
+
+
 class iommu_ioas_unmap(ctypes.Structure):  # noqa: N801
     _fields_ = (
         ("size", ctypes.c_uint32),
@@ -437,6 +465,10 @@ SINCE_6_6 = frozenset(
         "VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED",
         "VFIO_PCI_DEVID_OWNED",
         "VFIO_PCI_DEVID_NOT_OWNED",
+        # dma-buf export of a BAR (Linux 6.19)
+        "VFIO_DEVICE_FEATURE_DMA_BUF",
+        "vfio_region_dma_range",
+        "vfio_device_feature_dma_buf",
     }
 )
 

@@ -43,6 +43,7 @@ from pyvfio.cookie import DRIVER as COOKIE_DRIVER
 from pyvfio.cookie import Cookie, MemoryAttr, live_cookies, supported_attrs, wc_refused_ranges
 from pyvfio.dma import DmaBuffer
 from pyvfio.irq import Interrupts, IrqIndex
+from pyvfio.p2p import PeerMapping
 from pyvfio.vm import EDU_ID
 
 EDU_ID_REGISTER = 0x010000ED  # edu's BAR0 word 0: what a working device answers
@@ -84,6 +85,45 @@ def _context(o: Opened) -> IommuContext:
     context = o.dev.context
     assert context is not None  # Device.open makes one
     return context
+
+
+# A bad value for each of a peer mapping's own parameters, and its error.
+PEER_BAD: list[tuple[str, object, type[VfioError]]] = [
+    ("index", "0", ArgumentTypeError),
+    ("index", 6, OutOfRangeError),
+    ("offset", 1, OutOfRangeError),
+    ("size", True, ArgumentTypeError),
+    ("limit", 1 << 65, OutOfRangeError),
+    ("iova", "0x1000", ArgumentTypeError),
+    ("writable_by_device", 1, ArgumentTypeError),
+]
+
+
+# ... and of what only the constructor takes.
+PEER_INIT_BAD: list[tuple[str, object, type[VfioError]]] = [
+    ("device", "edu", ArgumentTypeError),
+    ("dma", "dma", ArgumentTypeError),
+    ("iommu", 3, ArgumentTypeError),
+]
+
+
+def _peer(*, context: bool, **spoilt: object) -> Callable[[Opened], object]:
+    """context.dma_map_peer(dev, 0, ...) or PeerMapping(...) of BAR0, one
+    argument spoilt."""
+
+    def call(o: Opened) -> object:
+        ctx = _context(o)
+        args: dict[str, object] = {"device": o.dev, "index": 0, **spoilt}
+        device, index = args.pop("device"), args.pop("index")
+        if context:
+            return ctx.dma_map_peer(device, index, **args)  # type: ignore[arg-type]
+        dma = args.pop("dma", ctx.dma)
+        iommu = args.pop("iommu", ctx.iommu)
+        kwargs: dict[str, object] = {"offset": 0, "size": None, "limit": None, "iova": None}
+        kwargs |= {"writable_by_device": True, **args}
+        return PeerMapping(dma, iommu, device, index, **kwargs)  # type: ignore[arg-type]
+
+    return call
 
 
 def _container(o: Opened) -> Container:
@@ -202,6 +242,32 @@ ROWS: dict[str, Bad] = {
         ArgumentTypeError,
         names=_iommu_name,
     ),
+    "context.dma_map_peer(device=5)": Bad(
+        "IommuContext.dma_map_peer",
+        "device",
+        lambda o: _context(o).dma_map_peer(bad(5), 0),
+        ArgumentTypeError,
+        names=None,
+    ),
+    **{
+        f"context.dma_map_peer({param}={value!r})": Bad(
+            "IommuContext.dma_map_peer",
+            param,
+            _peer(context=True, **{param: value}),
+            error,
+        )
+        for param, value, error in PEER_BAD
+    },
+    **{
+        f"PeerMapping({param}={value!r})": Bad(
+            "PeerMapping.__init__",
+            param,
+            _peer(context=False, **{param: value}),
+            error,
+            names=None if param in ("device", "dma", "iommu") else (lambda o: o.dev.bdf),
+        )
+        for param, value, error in PEER_BAD + PEER_INIT_BAD
+    },
     "context.dma_map(bytes)": Bad(
         "IommuContext.dma_map",
         "memory",

@@ -15,9 +15,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio import BusyError, ClosedError, Device, IommuContext, Sysfs, UnsupportedError
+from pyvfio import (
+    BusyError,
+    ClosedError,
+    Device,
+    InvalidArgumentError,
+    IommuContext,
+    OutOfRangeError,
+    Sysfs,
+    UnsupportedError,
+)
 from pyvfio.dma import DmaBuffer
-from pyvfio.vm import EDU_ID, NVME_ID
+from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
 
 from .example_drivers import QEMU_NVME_MODEL, read_by_edu
 from .example_drivers import edu as edu_example
@@ -123,3 +132,51 @@ def test_a_group_kept_as_the_last_goes_when_another_joins(edu: str, nvme: str) -
         with Device.open(edu) as alone:  # its group is free again
             assert alone.context is not context
         assert context.devices == [nvme_dev]
+
+
+@pytest.fixture
+def ivshmem(sysfs: Sysfs) -> Iterator[str]:
+    found = sysfs.find(*IVSHMEM_ID)[0]  # the built-in one: BAR2 is 4 MiB of RAM
+    with sysfs.bound(found.bdf):
+        yield found.bdf
+
+
+def test_a_device_dmas_into_another_devices_bar(edu: str, ivshmem: str) -> None:
+    # Peer-to-peer through the IOMMU: edu copies into ivshmem's BAR2, and
+    # the bytes are read back through BAR2's own mapping.
+    with IommuContext() as context:
+        edu_dev = context.open(edu)
+        shared = context.open(ivshmem)
+        bar2 = shared.region(2).map()
+        bar2.write_bytes(0, bytes(PAGE))
+        # edu reaches 28 address bits: the allocator keeps the BAR below them.
+        peer = context.dma_map_peer(shared, 2, offset=PAGE, size=PAGE, limit=1 << 28)
+        assert peer.iova + peer.size <= 1 << 28
+        driver = edu_example.Edu(edu_dev)
+        try:
+            with context.dma_buffer(PAGE, limit=1 << 28) as source:
+                source.view[:16] = b"peer-to-peer ok!"
+                driver.dma(source.iova, edu_example.EDU_DMA_MEMORY, 16, 0)
+                driver.dma(edu_example.EDU_DMA_MEMORY, peer.iova + 64, 16, edu_example.DMA_TO_RAM)
+        finally:
+            driver.msi.close()
+        assert bar2.read_bytes(PAGE + 64, 16) == b"peer-to-peer ok!"
+        assert bar2.read_bytes(0, PAGE) == bytes(PAGE)  # outside the peer range: untouched
+        # edu reads the BAR too, and gets what BAR2 holds.
+        bar2.write_bytes(PAGE + 512, b"read from a BAR")
+        assert read_by_edu(edu_dev, peer.iova + 512, 15) == b"read from a BAR"
+        peer.close()
+        peer.close()  # harmless twice
+        assert peer.closed
+        # A device of another context, and a range off the BAR, are refused.
+        with pytest.raises(OutOfRangeError, match="whole pages"):
+            context.dma_map_peer(shared, 2, offset=1)
+        with pytest.raises(OutOfRangeError, match="whole pages"):
+            context.dma_map_peer(shared, 2, offset=0, size=8 << 20)
+        with (
+            IommuContext() as other,
+            pytest.raises(InvalidArgumentError, match="not open in this IOMMU context"),
+        ):
+            other.dma_map_peer(shared, 2)
+        # Left mapped: the context unmaps it before closing the device.
+        context.dma_map_peer(shared, 2)

@@ -31,6 +31,15 @@ IOMMUFD_PATH = "/dev/iommu"
 FIRST_RANGES = 8  # room for this many IOVA ranges at first; EMSGSIZE says if more
 
 
+def _map_flags(readable: bool, writable: bool) -> int:
+    """IOMMU_IOAS_MAP* flags: at the IOVA given, with the device's access."""
+    return (
+        uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+        | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
+        | (uapi.IOMMU_IOAS_MAP_WRITEABLE if writable else 0)
+    )
+
+
 class Ioas:
     """An iommufd of its own and one IOAS in it; devices attach to the IOAS.
 
@@ -167,30 +176,15 @@ class Ioas:
         vaddr, iova, size, readable, writable = check_map_args(
             vaddr, iova, size, readable, writable, device=self.name, operation="IOMMU_IOAS_MAP"
         )
-        flags = (
-            uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-            | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
-            | (uapi.IOMMU_IOAS_MAP_WRITEABLE if writable else 0)
-        )
         arg = uapi.iommu_ioas_map(
             size=ctypes.sizeof(uapi.iommu_ioas_map),
-            flags=flags,
+            flags=_map_flags(readable, writable),
             ioas_id=self.ioas_id,
             user_va=vaddr,
             length=size,
             iova=iova,
         )
-        try:
-            ioctl(
-                self.fd,
-                uapi.IOMMU_IOAS_MAP,
-                arg,
-                device=self.name,
-                operation=f"IOMMU_IOAS_MAP(iova={iova:#x}, size={size:#x})",
-            )
-        except VfioError as exc:
-            explain_overlap(exc)
-            raise
+        self._map(uapi.IOMMU_IOAS_MAP, arg, f"IOMMU_IOAS_MAP(iova={iova:#x}, size={size:#x})")
 
     def _map_file(
         self, fd: int, size: int, iova: int, *, readable: bool = True, writable: bool = True
@@ -202,22 +196,20 @@ class Ioas:
         _, iova, size, readable, writable = check_map_args(
             0, iova, size, readable, writable, device=self.name, operation=operation
         )
-        flags = (
-            uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-            | (uapi.IOMMU_IOAS_MAP_READABLE if readable else 0)
-            | (uapi.IOMMU_IOAS_MAP_WRITEABLE if writable else 0)
-        )
         arg = uapi.iommu_ioas_map_file(
             size=ctypes.sizeof(uapi.iommu_ioas_map_file),
-            flags=flags,
+            flags=_map_flags(readable, writable),
             ioas_id=self.ioas_id,
             fd=fd,
             start=0,
             length=size,
             iova=iova,
         )
+        self._map(uapi.IOMMU_IOAS_MAP_FILE, arg, operation)
+
+    def _map(self, request: int, arg: ctypes.Structure, operation: str) -> None:
         try:
-            ioctl(self.fd, uapi.IOMMU_IOAS_MAP_FILE, arg, device=self.name, operation=operation)
+            ioctl(self.fd, request, arg, device=self.name, operation=operation)
         except VfioError as exc:
             explain_overlap(exc)
             raise

@@ -387,7 +387,6 @@ class IommuContext:
             )
         peer = PeerMapping(
             self.dma,
-            self.iommu,
             device,
             index,
             offset=offset,

@@ -424,13 +424,14 @@ class DmaBuffer:
                 operation="allocate DMA buffer",
                 hint=hint,
             ) from exc
-        anchor = ctypes.c_char.from_buffer(self._mm)
         #: Its address in this process.
-        self.vaddr = ctypes.addressof(anchor)
-        del anchor  # the address stays valid as long as the mmap does
+        self.vaddr = mmap_address(self._mm)
+        wanted = self.vaddr if iova == IDENTITY else iova
         try:
             #: Its address for the device: what to put in descriptors and DMA registers.
-            self.iova = self._take_iova(iova, page, limit, operation)
+            self.iova = take_iova(
+                dma, self.size, wanted, page=page, limit=limit, operation=operation
+            )
         except BaseException:
             # No IOVA (limit too low, space full): the memory made for it goes.
             if self._owned:
@@ -447,39 +448,6 @@ class DmaBuffer:
             raise
         #: A writable memoryview of the whole buffer (released by :meth:`close`).
         self.view = memoryview(self._mm)
-
-    def _take_iova(
-        self, iova: int | IdentityIova | None, page: int, limit: int | None, operation: str
-    ) -> int:
-        """The allocator's pick, or the caller's (``IDENTITY``: the buffer's own address)."""
-        allocator = self._dma.allocator
-        if iova is None:
-            return allocator.allocate(self.size, align=page, limit=limit)
-        wanted = self.vaddr if iova == IDENTITY else iova
-        assert isinstance(wanted, int)
-        if wanted % page:
-            raise OutOfRangeError(
-                f"iova {wanted:#x} is not a multiple of the page size ({page:#x})",
-                device=self._dma.backend.name,
-                operation=operation,
-                hint="with hugepages=True the IOMMU maps 2 MiB pages: align the IOVA to them"
-                if page == HUGEPAGE_SIZE
-                else None,
-            )
-        if limit is not None and wanted + self.size > limit:
-            raise OutOfRangeError(
-                f"iova {wanted:#x}-{wanted + self.size - 1:#x} ends above limit {limit:#x}",
-                device=self._dma.backend.name,
-                operation=operation,
-                hint="the device cannot reach it: pick a lower IOVA",
-            )
-        try:
-            allocator.reserve(wanted, self.size)
-        except VfioError as exc:
-            exc.device = self._dma.backend.name
-            exc.operation = operation
-            raise
-        return wanted
 
     @property
     def closed(self) -> bool:
@@ -574,6 +542,50 @@ class DmaBuffer:
 
     def __repr__(self) -> str:
         return f"<DmaBuffer iova={self.iova:#x} size={self.size:#x}>"
+
+
+def mmap_address(mm: mmap.mmap) -> int:
+    """Where ``mm`` (an open, writable mmap) lies in this process; valid as
+    long as the mmap is."""
+    anchor = ctypes.c_char.from_buffer(mm)
+    address = ctypes.addressof(anchor)
+    del anchor  # a buffer export would keep the mmap from closing
+    return address
+
+
+def take_iova(
+    dma: DmaSpace, size: int, wanted: object, *, page: int, limit: int | None, operation: str
+) -> int:
+    """An IOVA for ``size`` bytes in ``dma``: the allocator's pick (``wanted``
+    None, below ``limit``), or ``wanted`` itself (an int), checked against the
+    page size and ``limit`` and reserved."""
+    allocator = dma.allocator
+    if wanted is None:
+        return allocator.allocate(size, align=page, limit=limit)
+    assert isinstance(wanted, int)
+    if wanted % page:
+        raise OutOfRangeError(
+            f"iova {wanted:#x} is not a multiple of the page size ({page:#x})",
+            device=dma.backend.name,
+            operation=operation,
+            hint="with hugepages=True the IOMMU maps 2 MiB pages: align the IOVA to them"
+            if page == HUGEPAGE_SIZE
+            else None,
+        )
+    if limit is not None and wanted + size > limit:
+        raise OutOfRangeError(
+            f"iova {wanted:#x}-{wanted + size - 1:#x} ends above limit {limit:#x}",
+            device=dma.backend.name,
+            operation=operation,
+            hint="the device cannot reach it: pick a lower IOVA",
+        )
+    try:
+        allocator.reserve(wanted, size)
+    except VfioError as exc:
+        exc.device = dma.backend.name
+        exc.operation = operation
+        raise
+    return wanted
 
 
 class DmaSpace:

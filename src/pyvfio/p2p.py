@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING
 
 from . import _check, uapi
 from ._sys import ioctl
+from .dma import DmaSpace, mmap_address, take_iova
 from .errors import InvalidArgumentError, OutOfRangeError, UnsupportedError
 from .iommufd import Ioas
 
 if TYPE_CHECKING:
-    from .container import Container
     from .device import Device
-    from .dma import DmaSpace
     from .mmio import Mapping
 
 OPERATION = "map a BAR for peer-to-peer DMA"
@@ -37,7 +36,6 @@ class PeerMapping:
     def __init__(
         self,
         dma: DmaSpace,
-        iommu: Container | Ioas,
         device: Device,
         index: int,
         *,
@@ -47,21 +45,11 @@ class PeerMapping:
         iova: int | None,
         writable_by_device: bool,
     ) -> None:
-        from .container import Container  # noqa: PLC0415 (they import this module's users)
-        from .device import Device  # noqa: PLC0415
-        from .dma import DmaSpace  # noqa: PLC0415
+        from .device import Device  # noqa: PLC0415 (it imports this module's users)
 
         _check.instance(device, Device, "device", "a Device", device=None, operation=OPERATION)
         name = device.bdf
         _check.instance(dma, DmaSpace, "dma", "a DmaSpace", device=name, operation=OPERATION)
-        _check.instance(
-            iommu,
-            (Container, Ioas),
-            "iommu",
-            "a Container or Ioas",
-            device=name,
-            operation=OPERATION,
-        )
         index = _check.integer(index, "index", device=name, operation=OPERATION, low=0, high=5)
         offset = _check.integer(offset, "offset", device=name, operation=OPERATION)
         info = device.region(index).info
@@ -87,26 +75,15 @@ class PeerMapping:
         self.device = device
         #: The region (BAR) index, the range's offset in it, and its size.
         self.index, self.offset, self.size = index, offset, size
-        self._iommu = iommu
         self._dma = dma
         self._mapping: Mapping | None = None
         # The IOVA first: the allocator honours the caller's limit (a narrow
         # DMA mask) as for a buffer.
         #: Where the other devices of the context reach the range.
-        self.iova: int
-        if iova is None:
-            self.iova = dma.allocator.allocate(size, align=page, limit=limit)
-        else:
-            if iova % page or (limit is not None and iova + size > limit):
-                raise OutOfRangeError(
-                    f"iova {iova:#x}: not page-aligned, or ends above limit",
-                    device=name,
-                    operation=OPERATION,
-                )
-            self.iova = dma.allocator.reserve(iova, size)
+        self.iova = take_iova(dma, size, iova, page=page, limit=limit, operation=OPERATION)
         try:
-            if isinstance(iommu, Ioas):
-                self._map_dma_buf(iommu, writable_by_device)
+            if isinstance(dma.backend, Ioas):
+                self._map_dma_buf(dma.backend, writable_by_device)
             else:
                 self._map_legacy(writable_by_device)
         except BaseException:
@@ -118,10 +95,8 @@ class PeerMapping:
 
     def _map_legacy(self, writable: bool) -> None:
         self._mapping = self.device.region(self.index).map(self.offset, self.size)
-        anchor = ctypes.c_char.from_buffer(self._mapping._mm)  # type: ignore[arg-type]
-        vaddr = ctypes.addressof(anchor)
-        del anchor
-        self._iommu.map_dma(vaddr, self.iova, self.size, readable=True, writable=writable)
+        vaddr = mmap_address(self._mapping._mm)  # type: ignore[arg-type]
+        self._dma.backend.map_dma(vaddr, self.iova, self.size, readable=True, writable=writable)
 
     def _map_dma_buf(self, ioas: Ioas, writable: bool) -> None:
         ranges = uapi.vfio_region_dma_range(offset=self.offset, length=self.size)
@@ -169,7 +144,7 @@ class PeerMapping:
             return
         self._closed = True
         try:
-            self._iommu.unmap_dma(self.iova, self.size)
+            self._dma.backend.unmap_dma(self.iova, self.size)
         finally:
             self._dma.allocator.free(self.iova)
             if self._mapping is not None:

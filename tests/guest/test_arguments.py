@@ -103,7 +103,6 @@ PEER_BAD: list[tuple[str, object, type[VfioError]]] = [
 PEER_INIT_BAD: list[tuple[str, object, type[VfioError]]] = [
     ("device", "edu", ArgumentTypeError),
     ("dma", "dma", ArgumentTypeError),
-    ("iommu", 3, ArgumentTypeError),
 ]
 
 
@@ -118,10 +117,9 @@ def _peer(*, context: bool, **spoilt: object) -> Callable[[Opened], object]:
         if context:
             return ctx.dma_map_peer(device, index, **args)  # type: ignore[arg-type]
         dma = args.pop("dma", ctx.dma)
-        iommu = args.pop("iommu", ctx.iommu)
         kwargs: dict[str, object] = {"offset": 0, "size": None, "limit": None, "iova": None}
         kwargs |= {"writable_by_device": True, **args}
-        return PeerMapping(dma, iommu, device, index, **kwargs)  # type: ignore[arg-type]
+        return PeerMapping(dma, device, index, **kwargs)  # type: ignore[arg-type]
 
     return call
 
@@ -264,7 +262,7 @@ ROWS: dict[str, Bad] = {
             param,
             _peer(context=False, **{param: value}),
             error,
-            names=None if param in ("device", "dma", "iommu") else (lambda o: o.dev.bdf),
+            names=None if param in ("device", "dma") else (lambda o: o.dev.bdf),
         )
         for param, value, error in PEER_BAD + PEER_INIT_BAD
     },

@@ -43,9 +43,10 @@ from typing import IO, Any, Literal
 
 import pytest
 
-from .device import BACKEND_ENV, Backend, Device
+from . import _check
+from .device import BACKEND_ENV, Backend, Device, check_backend
 from .errors import ArgumentTypeError, InvalidArgumentError, VmArgumentError
-from .pci import Sysfs
+from .pci import Sysfs, _check_driver
 
 #: Set in the guest: where its pytest writes each report, one JSON object a line.
 REPORT_ENV = "PYVFIO_PYTEST_REPORT"
@@ -148,8 +149,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "vfio_device(ids, driver='vfio-pci', index=0, backend=None): the device the "
         "vfio_device fixture opens, by vendor:device (e.g. '1234:11e8'); implies vfio",
     )
-    if _host_kernels(config):
-        config.stash[_KERNELS] = _check_kernels(_host_kernels(config))
+    kernels = _host_kernels(config)
+    if kernels:
+        config.stash[_KERNELS] = _check_kernels(kernels)
         _check_env(config.getoption("vfio_env"))
     # Taken from the environment, so that a pytest a test starts in the
     # guest neither writes into the host's stream nor names its own tests
@@ -208,9 +210,11 @@ def _check_kernels(kernels: list[str]) -> list[str]:
 
 
 def _check_env(values: Sequence[str]) -> None:
+    from .vm.runner import _ENV_NAME  # what `vm run` takes as a variable's name
+
     for value in values:
         name, equals, _ = value.partition("=")
-        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not equals or not _ENV_NAME.fullmatch(name):
             raise pytest.UsageError(f"--vfio-env {value!r}: give NAME=VALUE")
 
 
@@ -234,7 +238,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=host)
             items[:] = [item for item in items if _is_vm_test(item)]
         return
-    if _in_guest() or _host_kernels(config) or config.getoption("vfio_here"):
+    if _in_guest() or config.stash.get(_KERNELS, None) or config.getoption("vfio_here"):
         return
     skip = pytest.mark.skip(
         reason="needs a VFIO device: run it in the test VM with --vfio-kernel SERIES "
@@ -394,7 +398,7 @@ class GuestRun:
             return f"{text[:-1]}-{self.kernel}]"
         return f"{text}[{self.kernel}]"
 
-    def command(self, results: Path) -> list[str]:
+    def command(self, results: Path, kept: Path | None) -> list[str]:
         config = self.config
         env = [f"{REPORT_ENV}={results / 'reports.jsonl'}", f"{SERIES_ENV}={self.kernel}"]
         env += config.getoption("vfio_env")
@@ -409,7 +413,6 @@ class GuestRun:
         vm += config.getini("vfio_vm_args")
         for extra in config.getoption("vfio_vm"):
             vm += shlex.split(extra)
-        kept = self.kept_results()
         if kept is not None:
             vm += ["--rwdir", str(kept)]
             pytest_argv[-1] = f"--junitxml={kept / self.kernel}.xml"
@@ -429,7 +432,8 @@ class GuestRun:
             results = Path(tmp)
             stream = results / "reports.jsonl"
             stream.touch()
-            argv = self.command(results)
+            kept = self.kept_results()
+            argv = self.command(results, kept)
             with (
                 subprocess.Popen(
                     argv,
@@ -448,7 +452,6 @@ class GuestRun:
                     _stop(proc)  # not left to boot on for up to an hour
                     raise
                 returncode = proc.wait()
-        kept = self.kept_results()
         if kept is not None:
             (kept / f"{self.kernel}.log").write_text("\n".join(self.output) + "\n")
         self._finish(returncode)
@@ -554,12 +557,12 @@ class GuestRun:
                 f"guest's pytest with {self.exitstatus}; {self._not_run()} did not run. "
                 "The run's last output:\n" + self._tail(),
             )
-        elif self._missing() and not self.session.shouldfail:
+        elif (missing := self._missing()) and not self.session.shouldfail:
             self._fail(
                 self.vid("vm::run"),
                 ("vm", None, self.vid("run")),
-                f"the guest's pytest ({self.kernel}) collected {len(self._missing())} tests "
-                f"it did not report: {', '.join(self._missing()[:5])}",
+                f"the guest's pytest ({self.kernel}) collected {len(missing)} tests "
+                f"it did not report: {', '.join(missing[:5])}",
             )
 
     def _kernel_problems(self) -> list[str]:
@@ -568,15 +571,17 @@ class GuestRun:
         lines = self.output[self.output.index(KLOG_HEADER) + 1 :]
         return [line.strip() for line in lines if line.startswith("  ")]
 
+    def _wanted(self) -> list[str]:
+        """What the guest collected, else what the host expected it to."""
+        return self.expected if self.collected is None else self.collected
+
     def _missing(self) -> list[str]:
-        """What the guest collected (else what the host expected) and did not report."""
-        wanted = self.expected if self.collected is None else self.collected
+        """What the guest was to run and did not report (the running test aside)."""
         running = self.running[0] if self.running is not None else None
-        return [n for n in wanted if n not in self.reported and n != running]
+        return [n for n in self._wanted() if n not in self.reported and n != running]
 
     def _not_run(self) -> str:
-        wanted = self.expected if self.collected is None else self.collected
-        return f"{len(self._missing())} of its {len(wanted)} tests"
+        return f"{len(self._missing())} of its {len(self._wanted())} tests"
 
     def _tail(self) -> str:
         # From the runner's error on (it may follow a test's dots on one line).
@@ -640,7 +645,7 @@ def vfio_kernel() -> str:
 def vfio_backend() -> Backend:
     """The backend ``Device.open`` takes here: $PYVFIO_BACKEND, else iommufd
     where the kernel offers device cdevs and /dev/iommu, else legacy."""
-    requested = os.environ.get(BACKEND_ENV) or "auto"
+    requested = check_backend(os.environ.get(BACKEND_ENV) or "auto", None, source=f"${BACKEND_ENV}")
     if requested != "auto":
         return Backend(requested)
     _modprobe("vfio-pci")
@@ -676,19 +681,8 @@ def vfio_open() -> Iterator[Callable[..., Device]]:
             backend: Backend | str | None = None,
         ) -> Device:
             vendor, device = parse_ids(ids)
-            if not isinstance(index, int) or isinstance(index, bool):
-                raise ArgumentTypeError(
-                    f"index must be an int, not {index!r}", operation="vfio_open"
-                )
-            if index < 0:
-                raise InvalidArgumentError(
-                    f"index must be 0 or more, not {index}", operation="vfio_open"
-                )
-            if not isinstance(driver, str) or not driver:
-                raise ArgumentTypeError(
-                    f"driver must be a driver's name (a str), not {driver!r}",
-                    operation="vfio_open",
-                )
+            index = _check.integer(index, "index", device=None, operation="vfio_open")
+            driver = _check_driver(driver, "vfio_open")
             found = sysfs.find(vendor, device)
             if len(found) <= index:
                 where = "this guest" if _in_guest() else "this machine"

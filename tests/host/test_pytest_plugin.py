@@ -45,11 +45,6 @@ def pytest_in(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def series() -> str:
-    """The host's own series, which `make setup` fetches first."""
-    return default_series()
-
-
 def test_the_guest_gets_the_arguments_without_the_hosts_own() -> None:
     args = [
         "tests",
@@ -173,7 +168,7 @@ def test_skipped_in_the_guest():
 
 @pytest.mark.boots
 def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
-    kernel = series()
+    kernel = default_series()  # the host's own, which `make setup` fetches first
     tests = REPORTED.format(series=kernel) + MIXED.split("import pytest")[1]
     # Asked for in the project's ini, which the guest's pytest reads too: it
     # must not boot a VM of its own.
@@ -224,7 +219,7 @@ def test_after():
 
 @pytest.mark.boots
 def test_a_guest_that_dies_fails_the_test_it_was_in() -> None:
-    kernel = series()
+    kernel = default_series()  # the host's own, which `make setup` fetches first
     result = pytest_in(project("dies", DIES), f"--vfio-kernel={kernel}")
     out = result.stdout
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out

@@ -61,7 +61,8 @@
 #define COOKIE_OPS_NAME		"vfio-pci"
 #else
 #define COOKIE_DRIVER_NAME	KBUILD_MODNAME
-#define COOKIE_OPS_NAME		"vfio-pci-cookie"
+/* The core steers a bound PF's new VFs to the driver of this name. */
+#define COOKIE_OPS_NAME		KBUILD_MODNAME
 #endif
 
 /*
@@ -2197,7 +2198,7 @@ static void cookie_remove(struct pci_dev *pdev)
 	vfio_put_device(&core->vdev);
 }
 
-/* As vfio-pci: VFs for userspace drivers of the PF, if enable_sriov (untested here). */
+/* As vfio-pci: VFs for userspace drivers of the PF, if enable_sriov. */
 static int cookie_sriov_configure(struct pci_dev *pdev, int nr_virtfn)
 {
 	if (!enable_sriov)

@@ -149,6 +149,11 @@ ADDED=(--device pci-testdev "${LARGE[@]}")
 # with them.
 BRIDGED=(--device pci-bridge,id=pyvfio-bridge,chassis_nr=1
 	--device edu,bus=pyvfio-bridge,addr=1 --device edu,bus=pyvfio-bridge,addr=2)
+# An NVMe controller with SR-IOV (pyvfio.vm.SRIOV_NVME_DEVICES), in every
+# guest boot (test_sriov.py, both backends of the debug kernel): other IDs
+# than the built-in nvme's, after the built-in devices.
+mapfile -t SRIOV < <("$BIN/python" -c 'from pyvfio.vm import SRIOV_NVME_DEVICES as d
+for v in d: print("--device", v, sep="\n")')
 clients() {
 	local s=$1
 	boot "clients-$s" "clients-$s" "$s" --nics 2 "${HUGE[@]}" "${ADDED[@]}" "${BRIDGED[@]}" -- \
@@ -213,6 +218,7 @@ guest() {
 	if [ -z "$backend" ] || [ "$backend" = legacy ]; then
 		boot+=("${LARGE[@]}")
 	fi
+	boot+=("${SRIOV[@]}")
 	if [ "$bridged" = 1 ]; then
 		boot+=("${BRIDGED[@]}")
 	else

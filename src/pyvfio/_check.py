@@ -26,6 +26,7 @@ import operator
 import os
 import types
 import typing
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -374,3 +375,18 @@ def _describe(kind: object) -> str:
     if origin is tuple:
         return f"a tuple ({', '.join(_describe(arg) for arg in args)})"
     return repr(kind)  # pragma: no cover
+
+
+def vf_token(value: object, *, device: str | None, operation: str) -> uuid.UUID | None:
+    """A VF token: a uuid.UUID, or None for none."""
+    token: uuid.UUID | None = instance(
+        value,
+        uuid.UUID,
+        "vf_token",
+        "a uuid.UUID",
+        device=device,
+        operation=operation,
+        allow_none=True,
+        hint="e.g. uuid.uuid4(), or uuid.UUID('bd8d9d2b-5a5f-4f5a-a211-f591514ba1f3')",
+    )
+    return token

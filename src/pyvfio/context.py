@@ -13,9 +13,12 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
+import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 # The module, not its names: it imports this one (either may come first).
@@ -30,7 +33,9 @@ from .errors import (
     ClosedError,
     DriverError,
     InvalidArgumentError,
+    PermissionDeniedError,
     UnsupportedError,
+    VfioError,
 )
 from .group import Group, group_offenders, name_holders, not_viable, other_holders
 from .iommufd import Ioas
@@ -135,12 +140,14 @@ class IommuContext:
 
     # -- devices ---------------------------------------------------------
 
-    def open(self, bdf: str) -> Device:
+    def open(self, bdf: str, *, vf_token: uuid.UUID | None = None) -> Device:
         """Open ``bdf`` (bound to vfio-pci or a variant driver) into this
         context: its DMA goes through the context's address space.
 
         ``bdf`` is a PCI address (a str).  A device already open here, or one
         the context's backend cannot open, is refused before anything changes.
+        ``vf_token`` (a uuid.UUID) opens a VF whose PF is on vfio-pci: the
+        token the PF's user set (:meth:`Device.set_vf_token`).
         """
         if self._private:
             raise UnsupportedError(
@@ -149,10 +156,11 @@ class IommuContext:
                 operation="open",
                 hint="open the devices that share an address space into an IommuContext()",
             )
-        return self._open(bdf, private=False)
+        return self._open(bdf, private=False, vf_token=vf_token)
 
-    def _open(self, bdf: str, *, private: bool) -> Device:
+    def _open(self, bdf: str, *, private: bool, vf_token: uuid.UUID | None = None) -> Device:
         bdf = normalize_bdf(bdf)
+        vf_token = _check.vf_token(vf_token, device=bdf, operation="open")
         with self._lock:
             self._check_open("open")
             if any(dev.bdf == bdf for dev in self._devices):
@@ -197,9 +205,15 @@ class IommuContext:
                 offenders = group_offenders(self._sysfs, pci.iommu_group)
                 if offenders:
                     raise not_viable(pci.iommu_group, offenders, pci.bdf, "open (iommufd backend)")
-                device = self._open_cdev(pci.bdf, cdev, pci.driver, pci.iommu_group, private)
+                with self._vf_token_errors(pci.bdf, vf_token, backend):
+                    device = self._open_cdev(
+                        pci.bdf, cdev, pci.driver, pci.iommu_group, private, vf_token=vf_token
+                    )
             else:
-                device = self._open_group(pci.bdf, pci.iommu_group, pci.driver, private)
+                with self._vf_token_errors(pci.bdf, vf_token, backend):
+                    device = self._open_group(
+                        pci.bdf, pci.iommu_group, pci.driver, private, vf_token=vf_token
+                    )
             try:
                 self._narrow_allocator()
             except BaseException:
@@ -210,7 +224,52 @@ class IommuContext:
             self._devices.append(device)
             return device
 
-    def _open_group(self, bdf: str, number: int, driver: str, private: bool) -> Device:
+    @contextlib.contextmanager
+    def _vf_token_errors(
+        self, bdf: str, vf_token: uuid.UUID | None, backend: Backend
+    ) -> Iterator[None]:
+        """An open the kernel refused: say what VF tokens have to do with it."""
+        try:
+            yield
+        except (PermissionDeniedError, InvalidArgumentError) as exc:
+            if exc.errno is not None:
+                exc.hint = self._vf_token_hint(bdf, vf_token, backend, exc) or exc.hint
+            raise
+
+    def _vf_token_hint(
+        self, bdf: str, vf_token: uuid.UUID | None, backend: Backend, exc: VfioError
+    ) -> str | None:
+        pf = self._sysfs.physfn(bdf)
+        pf_driver = self._sysfs.device(pf).driver if pf is not None else None
+        vf_of_vfio = pf_driver is not None and "vfio" in pf_driver
+        pf_with_vfs = pf is None and bool(self._sysfs.vfs(bdf))
+        if isinstance(exc, PermissionDeniedError):
+            if vf_of_vfio and vf_token is None:
+                return (
+                    f"its PF {pf} is on {pf_driver}: pass vf_token=, the UUID the "
+                    "PF's user set with Device.set_vf_token()"
+                )
+            if vf_of_vfio:
+                return f"the VF token of its PF {pf} is another: pass the one its user set"
+            if pf_with_vfs:
+                return "its VFs are in use: open it with vf_token=, the token they use"
+            return None
+        if vf_token is None:
+            return None
+        if pf is None and not self._sysfs.total_vfs(bdf):
+            return "the device is no PF or VF: open it without vf_token"
+        if pf is not None and not vf_of_vfio:
+            return f"its PF {pf} is on {pf_driver or 'no driver'}: open it without vf_token"
+        if backend is device_mod.Backend.IOMMUFD:
+            return (
+                "a kernel before 6.17 cannot open a VF by token through its cdev: "
+                "open it into a legacy context (IommuContext('legacy'))"
+            )
+        return None
+
+    def _open_group(
+        self, bdf: str, number: int, driver: str, private: bool, *, vf_token: uuid.UUID | None
+    ) -> Device:
         made_container = self._iommu is None
         if made_container:
             self._iommu = Container()
@@ -221,7 +280,7 @@ class IommuContext:
         try:
             if group is None:
                 group = Group(number, self._iommu, self._sysfs)
-            fd = group.device_fd(bdf)
+            fd = group.device_fd(bdf, vf_token=vf_token)
             try:
                 device = device_mod.Device(bdf, fd, self._iommu, driver, group=group)
             except BaseException:
@@ -243,7 +302,16 @@ class IommuContext:
         device._join(self, private)
         return device
 
-    def _open_cdev(self, bdf: str, cdev: str, driver: str, group: int, private: bool) -> Device:
+    def _open_cdev(
+        self,
+        bdf: str,
+        cdev: str,
+        driver: str,
+        group: int,
+        private: bool,
+        *,
+        vf_token: uuid.UUID | None,
+    ) -> Device:
         made_ioas = self._iommu is None
         if made_ioas:
             self._iommu = Ioas()
@@ -258,16 +326,17 @@ class IommuContext:
                 # same EAGAIN window as the group path's GET_DEVICE_FD.  A
                 # device whose group a legacy user holds answers EBUSY.
                 try:
-                    retry_eagain(lambda: ioas.bind(fd, bdf), 1.0)
+                    retry_eagain(lambda: ioas.bind(fd, bdf, vf_token=vf_token), 1.0)
                 except BusyError as exc:
                     name_holders(exc, group, cdev)  # a process holding its group
                     raise
                 except InvalidArgumentError as exc:
                     # vfio_df_open(): a cdev opens a device once, unlike a group
-                    exc.hint = "the device is already open through its cdev; close that first"
                     others = other_holders(None, cdev)
                     if others:
                         exc.message = f"already open elsewhere: {'; '.join(others)}"
+                    if others or vf_token is None:
+                        exc.hint = "the device is already open through its cdev; close that first"
                     raise
                 ioas.attach(fd, bdf)
                 device = device_mod.Device(bdf, fd, ioas, driver)

@@ -13,6 +13,7 @@ import mmap
 import os
 import struct
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -280,6 +281,7 @@ class Device(DeviceFd):
         *,
         sysfs: Sysfs | None = None,
         backend: Backend | str | None = None,
+        vf_token: uuid.UUID | None = None,
     ) -> Device:
         """Open ``bdf`` (bound to vfio-pci or a variant driver).
 
@@ -288,7 +290,9 @@ class Device(DeviceFd):
         ``backend``: a :class:`Backend`, ``"iommufd"``, ``"legacy"`` or
         ``"auto"``; None reads $PYVFIO_BACKEND, and auto (the default) takes
         iommufd where the kernel offers it.  Everything after the open
-        behaves the same on both.
+        behaves the same on both.  ``vf_token`` (a uuid.UUID) opens a VF
+        whose PF is on vfio-pci: the token the PF's user set
+        (:meth:`set_vf_token`); None for any other device.
         """
         bdf = normalize_bdf(bdf)
         _check.instance(
@@ -303,9 +307,10 @@ class Device(DeviceFd):
         )
         if backend is not None:
             check_backend(backend, bdf)
+        vf_token = _check.vf_token(vf_token, device=bdf, operation="open")
         context = context_mod.IommuContext(backend, sysfs=sysfs)
         try:
-            return context._open(bdf, private=True)
+            return context._open(bdf, private=True, vf_token=vf_token)
         except BaseException:
             context.close()
             raise
@@ -340,8 +345,9 @@ class Device(DeviceFd):
         it and raises DeviceReleasedError.
 
         A callback replaces that default: it runs once, in pyvfio's watcher
-        thread, and should get the program to ``close()`` the device soon
-        (set an Event the main loop checks, say).  ``None`` restores the
+        thread (one per process, for all devices: return quickly), and
+        should get the program to ``close()`` the device soon (set an Event
+        the main loop checks, say).  ``None`` restores the
         default.  Anything else (not callable) raises ArgumentTypeError.
         """
         _check.callback(callback, "callback", device=self.bdf, operation="on_release_request")
@@ -597,6 +603,35 @@ class Device(DeviceFd):
         self.fd  # noqa: B018 (a closed device says so)
         return self._sysfs().reset_methods(self.bdf)
 
+    def set_vf_token(self, token: uuid.UUID) -> None:
+        """Set the VF token of this PF (VFIO_DEVICE_FEATURE_PCI_VF_TOKEN).
+
+        A PF on vfio-pci lets its VFs be opened only with this shared secret
+        (``Device.open(vf, vf_token=token)``): a VF's user then knows the
+        PF's user, who can see and disturb its DMA, is one it trusts.  Set
+        it before the VFs are opened; ``token`` is a uuid.UUID
+        (``uuid.uuid4()`` makes one).  The kernel keeps it while the PF stays
+        on its driver; it cannot be read back."""
+        operation = "set VF token"
+        token = _check.instance(
+            token,
+            uuid.UUID,
+            "token",
+            "a uuid.UUID",
+            device=self.bdf,
+            operation=operation,
+            hint="e.g. uuid.uuid4()",
+        )
+        try:
+            self.feature(
+                uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, uapi.VFIO_DEVICE_FEATURE_SET, token.bytes
+            )
+        except UnsupportedError as exc:
+            exc.message = "the device has no VF token: it is not an SR-IOV PF on vfio-pci"
+            exc.operation = operation
+            exc.hint = "set it on the PF whose VFs are to be opened (Sysfs.physfn names it)"
+            raise
+
     def _sysfs(self) -> Sysfs:
         return self._context.sysfs if self._context is not None else Sysfs()
 
@@ -721,9 +756,9 @@ class Device(DeviceFd):
         Every step is tried even if one fails (a mapping left behind would keep
         the device from being unbound); the first error is raised after.
         """
-        # First, outside the lock: wait for the request watcher to end, so it
-        # cannot ask for a release during the close.  A callback closing the
-        # device runs in the watcher thread, which stop() does not wait for.
+        # First, outside the lock: take the device from the request watcher,
+        # waiting for its callback if one runs, so that no release is asked
+        # during the close.  A callback closing the device does not wait.
         if self._release_watch is not None:
             self._release_watch.stop()
         with self._close_lock:

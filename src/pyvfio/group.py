@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import uuid
 
 from . import _check, uapi, usage
 from ._sys import ioctl, open_node, retry_eagain
@@ -128,23 +129,24 @@ class Group:
             raise ClosedError("group is closed", device=self.path, operation="use")
         return self._fd
 
-    def device_fd(self, bdf: str, timeout: float = 1.0) -> int:
+    def device_fd(
+        self, bdf: str, timeout: float = 1.0, *, vf_token: uuid.UUID | None = None
+    ) -> int:
         """A new device fd for ``bdf`` (VFIO_GROUP_GET_DEVICE_FD); a first open
         that finds the device lock taken (EAGAIN) is retried for ``timeout`` s.
 
-        ``bdf`` is a PCI address (a str), ``timeout`` seconds (an int or float >= 0)."""
+        ``bdf`` is a PCI address (a str), ``timeout`` seconds (an int or float
+        >= 0), ``vf_token`` the VF token (a uuid.UUID) that a VF of a PF on
+        vfio-pci, or such a PF whose VFs are in use, is opened with."""
         bdf = normalize_bdf(bdf)
-        timeout = _check.seconds(
-            timeout, "timeout", device=bdf, operation="VFIO_GROUP_GET_DEVICE_FD", high=1e9
-        )
-        name = bytearray(bdf.encode() + b"\0")
+        operation = "VFIO_GROUP_GET_DEVICE_FD"
+        timeout = _check.seconds(timeout, "timeout", device=bdf, operation=operation, high=1e9)
+        vf_token = _check.vf_token(vf_token, device=bdf, operation=operation)
+        name = bdf if vf_token is None else f"{bdf} vf_token={vf_token}"
+        buf = bytearray(name.encode() + b"\0")
         return retry_eagain(
             lambda: ioctl(
-                self.fd,
-                uapi.VFIO_GROUP_GET_DEVICE_FD,
-                name,
-                device=bdf,
-                operation="VFIO_GROUP_GET_DEVICE_FD",
+                self.fd, uapi.VFIO_GROUP_GET_DEVICE_FD, buf, device=bdf, operation=operation
             ),
             timeout,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import uuid
 from collections.abc import Sequence
 
 from . import _check, uapi
@@ -92,21 +93,24 @@ class Ioas:
         )
         return device_fd, bdf
 
-    def bind(self, device_fd: int, bdf: str) -> int:
+    def bind(self, device_fd: int, bdf: str, *, vf_token: uuid.UUID | None = None) -> int:
         """Bind a device cdev fd to this iommufd; returns the device's object ID.
 
-        ``device_fd`` is the open cdev's fd (an int), ``bdf`` its address (a str)."""
-        device_fd, bdf = self._device_args(device_fd, bdf, "VFIO_DEVICE_BIND_IOMMUFD")
+        ``device_fd`` is the open cdev's fd (an int), ``bdf`` its address (a
+        str), ``vf_token`` the VF token (a uuid.UUID) that a VF of a PF on
+        vfio-pci is opened with (VFIO_DEVICE_BIND_FLAG_TOKEN, Linux 6.17 and
+        later)."""
+        operation = "VFIO_DEVICE_BIND_IOMMUFD"
+        device_fd, bdf = self._device_args(device_fd, bdf, operation)
+        vf_token = _check.vf_token(vf_token, device=bdf, operation=operation)
         arg = uapi.vfio_device_bind_iommufd(
             argsz=ctypes.sizeof(uapi.vfio_device_bind_iommufd), iommufd=self.fd
         )
-        ioctl(
-            device_fd,
-            uapi.VFIO_DEVICE_BIND_IOMMUFD,
-            arg,
-            device=bdf,
-            operation="VFIO_DEVICE_BIND_IOMMUFD",
-        )
+        token = ctypes.create_string_buffer(vf_token.bytes if vf_token else b"", 16)
+        if vf_token is not None:
+            arg.flags = uapi.VFIO_DEVICE_BIND_FLAG_TOKEN
+            arg.token_uuid_ptr = ctypes.addressof(token)
+        ioctl(device_fd, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg, device=bdf, operation=operation)
         return int(arg.out_devid)
 
     def attach(self, device_fd: int, bdf: str) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import functools
 import logging
 import os
 import select
 import struct
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -426,41 +426,157 @@ def enable(device: DeviceFd, index: int, count: int | None = None) -> Interrupts
     return Interrupts(device, info, count)
 
 
-class _Watches:
-    """Every ReleaseWatch of this process.  A fork pauses their threads
-    (joined before, started again after, in the parent): a child forked while
-    a thread runs may inherit a lock that thread held, mid-way.  The child
-    has no watch threads; its devices are its parent's.  (Python 3.12 and
-    later still warn at such a fork: they count threads after it, in the
-    parent, when the watches have started again.)"""
+class _RequestWatcher:
+    """The one thread of a process that waits for the release requests of
+    all its open devices, and answers them one at a time.
+
+    A fork ends the thread: it is joined before the fork, so that the child
+    never inherits a lock the thread held mid-way.  In the parent it starts
+    again at the main thread's next Python step (a pending call), once
+    ``os.fork()`` has returned: Python 3.13 counts the threads of a process
+    just before that, to warn about a fork in a multi-threaded program, and
+    finds one.  (A fork from another thread starts it again at once.)  A
+    request the kernel makes meanwhile stays in its eventfd until then.
+    """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        # Guards every attribute.  Never held across a join, a callback or an
+        # ioctl; taken inside a Device's close lock, never around it.
         self.lock = threading.Lock()
-        self.watches: weakref.WeakSet[ReleaseWatch] = weakref.WeakSet()
+        self.answered = threading.Condition(self.lock)
+        self.watches: dict[int, ReleaseWatch] = {}  # by their request eventfd
+        self.thread: threading.Thread | None = None  # the one that should run
+        self.wake = -1  # that thread's own eventfd: the watches changed, or end
+        self.answering: dict[ReleaseWatch, threading.Thread] = {}
 
     def add(self, watch: ReleaseWatch) -> None:
         with self.lock:
-            self.watches.add(watch)
+            self.watches[watch.eventfd] = watch
+            if self.thread is not None:
+                os.eventfd_write(self.wake, 1)
+            else:
+                self._start()
 
-    def discard(self, watch: ReleaseWatch) -> None:
+    def remove(self, watch: ReleaseWatch) -> None:
+        """Afterwards nothing answers for ``watch``.  Waits for its callback,
+        unless called from it; the last watch ends the thread (joined, unless
+        this is it)."""
+        ended = None
+        me = threading.current_thread()
         with self.lock:
-            self.watches.discard(watch)
+            if self.watches.get(watch.eventfd) is watch:
+                del self.watches[watch.eventfd]
+                if self.thread is not None and not self.watches:
+                    ended = self._end()
+                elif self.thread is not None:
+                    os.eventfd_write(self.wake, 1)
+            while self.answering.get(watch, me) is not me:
+                self.answered.wait()
+        if ended is not None and ended is not me:
+            _join_fully(ended)
+
+    def _start(self) -> None:
+        wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        thread = threading.Thread(
+            target=self._run, args=(wake,), name="pyvfio-release-requests", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            os.close(wake)
+            raise
+        self.thread, self.wake = thread, wake
+
+    def _end(self) -> threading.Thread:
+        """With the lock: tell the thread to end; it closes its own eventfd."""
+        assert self.thread is not None
+        thread, self.thread = self.thread, None
+        os.eventfd_write(self.wake, 1)
+        self.wake = -1
+        return thread
+
+    def _run(self, wake: int) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                with self.lock:
+                    if self.thread is not me:
+                        return
+                    polled = dict(self.watches)
+                poll = select.poll()
+                for fd in (wake, *polled):
+                    poll.register(fd, select.POLLIN)
+                ready = [fd for fd, _ in poll.poll()]
+                for watch in self._take_requests(me, wake, ready, polled):
+                    self._answer(watch)
+        finally:
+            with self.lock:
+                if self.thread is me:  # died of an error: the next add starts one
+                    self.thread = None
+                    self.wake = -1
+            os.close(wake)
+
+    def _take_requests(
+        self, me: threading.Thread, wake: int, ready: list[int], polled: dict[int, ReleaseWatch]
+    ) -> list[ReleaseWatch]:
+        """Consume the ready eventfds; the watches asked for the first time."""
+        first = []
+        with self.lock:
+            if self.thread is not me:
+                return []
+            for fd in ready:
+                watch = polled.get(fd)
+                # A watch removed since the poll may have closed its fd, and
+                # the number may be another file's now: leave it alone.
+                if fd != wake and self.watches.get(fd) is not watch:
+                    continue
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(fd)
+                if watch is not None and not watch.requested.is_set():
+                    watch.requested.set()  # the kernel asks again every 10 s
+                    first.append(watch)
+        return first
+
+    def _answer(self, watch: ReleaseWatch) -> None:
+        with self.lock:
+            if self.watches.get(watch.eventfd) is not watch:
+                return  # removed meanwhile
+            self.answering[watch] = threading.current_thread()
+        try:
+            watch.answer()
+        finally:
+            with self.lock:
+                del self.answering[watch]
+                self.answered.notify_all()
 
     def pause(self) -> None:
+        """Before a fork: end the thread, unless this is it (a callback forking)."""
         with self.lock:
-            watches = list(self.watches)
-        for watch in watches:
-            watch._pause()
+            if self.thread is None or self.thread is threading.current_thread():
+                return
+            thread = self._end()
+        _join_fully(thread)
 
-    def resume(self) -> None:
+    def resume_unless_main(self) -> None:
+        """After a fork, in the parent, if another thread than the main one
+        forked: the main thread may be blocked in C, where no pending call
+        runs.  (Python 3.13 then sees this thread and warns.)"""
+        if _resume_in_main is None or threading.current_thread() is not threading.main_thread():
+            self.start_if_needed()
+
+    def start_if_needed(self) -> None:
         with self.lock:
-            watches = list(self.watches)
-        for watch in watches:
-            watch._resume()
+            if self.thread is None and self.watches:
+                self._start()
 
     def forget(self) -> None:
-        self.lock = threading.Lock()  # another thread may have held it at the fork
-        self.watches = weakref.WeakSet()
+        """In a forked child, which has no thread: its devices are its parent's."""
+        if self.wake >= 0:  # a callback forked: its thread's eventfd
+            os.close(self.wake)
+        self._reset()  # the lock may have been held at the fork
 
 
 def _join_fully(thread: threading.Thread) -> None:
@@ -477,10 +593,36 @@ def _join_fully(thread: threading.Thread) -> None:
         time.sleep(0.0002)
 
 
-_WATCHES = _Watches()
+def _start_after_fork(_arg: int | None) -> int:
+    """A pending call: the main thread runs it at its next Python step."""
+    try:
+        _WATCHER.start_if_needed()
+    except Exception:
+        log.exception("pyvfio: the release-request watcher did not start again after a fork")
+    return 0
+
+
+_WATCHER = _RequestWatcher()
 os.register_at_fork(
-    before=_WATCHES.pause, after_in_parent=_WATCHES.resume, after_in_child=_WATCHES.forget
+    before=_WATCHER.pause,
+    after_in_parent=_WATCHER.resume_unless_main,
+    after_in_child=_WATCHER.forget,
 )
+# Registered after the hooks above, so that it runs after them: a C call
+# (no Python step, where the pending call would run at once) that queues
+# the watcher's start, which then runs once os.fork() has returned.
+_resume_in_main: Callable[[], int] | None
+try:
+    _pending_call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(_start_after_fork)
+    _add_pending_call = ctypes.pythonapi["Py_AddPendingCall"]
+except (AttributeError, OSError):  # not CPython
+    _resume_in_main = None
+else:
+    _add_pending_call.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    _resume_in_main = functools.partial(
+        _add_pending_call, ctypes.cast(_pending_call, ctypes.c_void_p), None
+    )
+    os.register_at_fork(after_in_parent=_resume_in_main)
 
 
 class ReleaseWatch:
@@ -488,9 +630,8 @@ class ReleaseWatch:
 
     Unbinding a device from its VFIO driver waits, in the kernel, until
     every fd and mapping of it is gone; meanwhile vfio-pci signals the REQ
-    eventfd (at once, then every 10 s).  A daemon thread waits on that
-    eventfd and calls ``on_request`` once, from that thread.  A fork pauses
-    the thread: a request signalled meanwhile is seen when it starts again.
+    eventfd (at once, then every 10 s).  The process's watcher thread waits
+    on it and calls ``on_request`` once, from that thread.
     """
 
     def __init__(self, device: DeviceFd, on_request: Callable[[], None]) -> None:
@@ -498,13 +639,7 @@ class ReleaseWatch:
         self._on_request = on_request
         self.requested = threading.Event()
         self._pid = os.getpid()
-        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        # Guards _stopped, _thread and the stop eventfd's counter; never held
-        # across a join (a callback in the thread may stop its own watch).
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._thread = self._new_thread()
+        self.eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             _set_irqs(
                 device,
@@ -512,92 +647,42 @@ class ReleaseWatch:
                 uapi.VFIO_IRQ_SET_DATA_EVENTFD | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
                 0,
                 1,
-                data=struct.pack("<i", self._eventfd),
+                data=struct.pack("<i", self.eventfd),
             )
-            self._thread.start()
-            _WATCHES.add(self)
+            _WATCHER.add(self)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to see
                 self.close()
             raise
 
-    def _new_thread(self) -> threading.Thread:
-        return threading.Thread(
-            target=self._watch, name=f"pyvfio-request-{self._device.bdf}", daemon=True
+    def answer(self) -> None:
+        """In the watcher thread, once."""
+        log.warning(
+            "%s: the kernel asks for the device back (it is being unbound)", self._device.bdf
         )
-
-    def _pause(self) -> None:
-        """Before a fork: end the thread (not from itself: a callback forking)."""
-        with self._lock:
-            thread = self._thread
-            if (
-                self._stopped
-                or not thread.is_alive()
-                or threading.current_thread() is thread
-                or os.getpid() != self._pid
-            ):
-                return
-            os.eventfd_write(self._stop, 1)
-        _join_fully(thread)
-        with self._lock:
-            if not self._stopped:  # stop() closed nothing yet: the counter is ours
-                os.eventfd_read(self._stop)
-
-    def _resume(self) -> None:
-        """After a fork, in the parent: a new thread, unless stopped meanwhile."""
-        with self._lock:
-            if self._stopped or self._thread.is_alive() or os.getpid() != self._pid:
-                return
-            self._thread = self._new_thread()
-            self._thread.start()
-
-    def _watch(self) -> None:
-        poll = select.poll()
-        poll.register(self._eventfd, select.POLLIN)
-        poll.register(self._stop, select.POLLIN)
-        while not self._stopped:
-            ready = {fd for fd, _ in poll.poll()}
-            if self._stop in ready:
-                return
-            os.eventfd_read(self._eventfd)
-            if self.requested.is_set():
-                continue  # the kernel asks again every 10 s: answered once
-            self.requested.set()
-            log.warning(
-                "%s: the kernel asks for the device back (it is being unbound)", self._device.bdf
-            )
-            try:
-                self._on_request()
-            except Exception:
-                log.exception("%s: the release-request callback failed", self._device.bdf)
-            # A callback that closed the device stopped this thread (and closed
-            # its fds) from this thread: the loop test ends it before any poll.
+        try:
+            self._on_request()
+        except Exception:
+            log.exception("%s: the release-request callback failed", self._device.bdf)
 
     def stop(self) -> None:
-        """End the thread and wait for it, unless this is it (a callback closing
-        the device); afterwards nothing calls ``on_request``.  Safe twice."""
-        with self._lock:
-            if self._stopped or os.getpid() != self._pid:
-                return  # a forked child has no thread; its parent's must go on
-            self._stopped = True
-            os.eventfd_write(self._stop, 1)
-            thread = self._thread
-        if thread.is_alive() and threading.current_thread() is not thread:
-            _join_fully(thread)
-        _WATCHES.discard(self)
+        """Afterwards nothing calls ``on_request``: waits for a callback that
+        is running, unless called from it (a callback closing the device).
+        Safe twice; in a forked child it does nothing."""
+        if os.getpid() == self._pid:
+            _WATCHER.remove(self)
 
     def close(self) -> None:
-        """stop(), take the eventfd from the device, close both fds; safe twice.
+        """stop(), take the eventfd from the device, close it; safe twice.
 
-        In a forked child only the child's copies of the fds are closed: the
+        In a forked child only the child's copy of the fd is closed: the
         device's REQ trigger is its parent's."""
         self.stop()
-        if self._eventfd < 0:
+        if self.eventfd < 0:
             return
         try:
             if os.getpid() == self._pid and not self._device.closed:
                 _disable_irqs(self._device, IrqIndex.REQ)
         finally:
-            os.close(self._eventfd)
-            os.close(self._stop)
-            self._eventfd = self._stop = -1
+            os.close(self.eventfd)
+            self.eventfd = -1

@@ -30,6 +30,7 @@ from .errors import (
     DeviceNotFoundError,
     DriverError,
     InvalidArgumentError,
+    OutOfRangeError,
     VfioError,
 )
 
@@ -46,6 +47,7 @@ _IORESOURCE_MEM_64 = 0x100000
 _BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 
 NUM_BARS = 6
+MAX_VFS = 0xFFFF  # the SR-IOV capability's TotalVFs is 16 bits
 # How long a process holding the group node may take to let go before it
 # counts as a user (udev opens it as it appears).
 TRANSIENT_HOLDER_SECONDS = 2.0
@@ -434,6 +436,137 @@ class Sysfs:
         path = self._dev(bdf)
         _write(path / "reset_method", " ".join(methods), path.name, operation)
 
+    # -- SR-IOV ------------------------------------------------------------
+
+    def total_vfs(self, bdf: str) -> int:
+        """How many virtual functions ``bdf`` can have (sysfs ``sriov_totalvfs``);
+        0 for a function without SR-IOV, a VF among them."""
+        text = _read_optional(self._dev(bdf) / "sriov_totalvfs")
+        return int(text) if text else 0
+
+    def vfs(self, bdf: str) -> list[str]:
+        """The addresses of the PF ``bdf``'s virtual functions now enabled, in
+        VF order (``virtfn0``, ``virtfn1`` ...); empty if none are."""
+        path = self._dev(bdf)
+        links = sorted(path.glob("virtfn*"), key=lambda p: int(p.name[len("virtfn") :]))
+        return [link.resolve().name for link in links]
+
+    def physfn(self, bdf: str) -> str | None:
+        """The address of the PF whose VF ``bdf`` is; None if it is no VF."""
+        link = self._dev(bdf) / "physfn"
+        return link.resolve().name if link.exists() else None
+
+    def enable_vfs(self, bdf: str, count: int, *, autoprobe: bool = False) -> list[str]:
+        """Create ``count`` virtual functions of the PF ``bdf`` (sysfs
+        ``sriov_numvfs``); returns their addresses.  Needs root.
+
+        ``autoprobe`` False (the default) sets ``sriov_drivers_autoprobe`` to 0
+        first: no driver takes the VFs as they appear, so a program binds each
+        where it wants (:meth:`bind`).  A PF on vfio-pci (or a variant
+        driver) creates VFs only with that module's ``enable_sriov=1``; it
+        steers them to itself (``driver_override``), which the kernel honours
+        whatever ``autoprobe`` says, and opening one takes the VF token its
+        PF's user set (:meth:`pyvfio.Device.set_vf_token`).  ``count`` is an
+        int from 1 to :meth:`total_vfs`; a PF that has VFs already is
+        refused (:meth:`disable_vfs` first)."""
+        operation = "enable VFs"
+        name = normalize_bdf(bdf)
+        count = _check.integer(
+            count, "count", device=name, operation=operation, low=1, high=MAX_VFS
+        )
+        autoprobe = _check.boolean(autoprobe, "autoprobe", device=name, operation=operation)
+        dev = self.device(name)
+        total = self.total_vfs(dev.bdf)
+        if total == 0:
+            raise InvalidArgumentError(
+                "the device has no SR-IOV capability (sriov_totalvfs)",
+                device=dev.bdf,
+                operation=operation,
+                hint="give the address of a physical function that has VFs",
+            )
+        if count > total:
+            raise OutOfRangeError(
+                f"count: {count} VFs asked, the PF has at most {total}",
+                device=dev.bdf,
+                operation=operation,
+            )
+        now = self.vfs(dev.bdf)
+        if now:
+            raise BusyError(
+                f"the PF has {len(now)} VFs already ({', '.join(now)})",
+                device=dev.bdf,
+                operation=operation,
+                hint="disable them first (Sysfs.disable_vfs)",
+            )
+        path = self._dev(dev.bdf)
+        before = _read_optional(path / "sriov_drivers_autoprobe")
+        _write(path / "sriov_drivers_autoprobe", "1" if autoprobe else "0", dev.bdf, operation)
+        try:
+            path.joinpath("sriov_numvfs").write_text(str(count))
+        except OSError as exc:
+            if before is not None:  # a refusal changes nothing
+                _write(path / "sriov_drivers_autoprobe", before, dev.bdf, operation)
+            raise VfioError(
+                f"writing sriov_numvfs failed: {exc.strerror}",
+                device=dev.bdf,
+                operation=operation,
+                errno=exc.errno,
+                hint=_enable_vfs_hint(dev.driver, exc.errno),
+            ) from exc
+        return self.vfs(dev.bdf)
+
+    def disable_vfs(self, bdf: str) -> None:
+        """Remove every virtual function of the PF ``bdf`` (``sriov_numvfs`` 0).
+
+        The kernel waits, in that write, until nothing holds a VF: a VF
+        some process holds through VFIO (this one included, which would
+        never let go) is refused with BusyError naming it, before anything
+        changes.  Harmless without VFs.  Needs root."""
+        operation = "disable VFs"
+        dev = self.device(bdf)
+        vfs = self.vfs(dev.bdf)
+        if not vfs:
+            return
+        for vf in vfs:
+            vf_dev = self.device(vf)
+            holders = usage.vfio_holders(vf_dev.iommu_group, self.vfio_cdev(vf))
+            if holders:
+                raise BusyError(
+                    f"VF {vf} is in use: {'; '.join(holders)}",
+                    device=dev.bdf,
+                    operation=operation,
+                    hint="close the VF's Device first (the kernel would wait for it)",
+                )
+        _write(self._dev(dev.bdf) / "sriov_numvfs", "0", dev.bdf, operation)
+
+    def vfs_enabled(
+        self, bdf: str, count: int, *, autoprobe: bool = False
+    ) -> contextlib.AbstractContextManager[list[str]]:
+        """:meth:`enable_vfs` for a ``with`` block, which gets the VFs'
+        addresses; afterwards the VFs are gone (:meth:`disable_vfs`) and
+        ``sriov_drivers_autoprobe`` is as it was.  Arguments as
+        :meth:`enable_vfs`'s, checked at the call."""
+        operation = "enable VFs"
+        name = normalize_bdf(bdf)
+        count = _check.integer(
+            count, "count", device=name, operation=operation, low=1, high=MAX_VFS
+        )
+        autoprobe = _check.boolean(autoprobe, "autoprobe", device=name, operation=operation)
+        return self._vfs_enabled(name, count, autoprobe)
+
+    @contextlib.contextmanager
+    def _vfs_enabled(self, bdf: str, count: int, autoprobe: bool) -> Iterator[list[str]]:
+        path = self._dev(bdf)
+        before = _read_optional(path / "sriov_drivers_autoprobe")
+        try:
+            yield self.enable_vfs(bdf, count, autoprobe=autoprobe)
+        finally:
+            try:
+                self.disable_vfs(bdf)
+            finally:
+                if before is not None:
+                    _write(path / "sriov_drivers_autoprobe", before, bdf, "restore autoprobe")
+
     def bound(
         self, bdf: str, driver: str = "vfio-pci", *, force: bool = False
     ) -> contextlib.AbstractContextManager[PciDevice]:
@@ -650,6 +783,22 @@ def _parse_resource(text: str) -> tuple[Bar, ...]:
             continue
         bars.append(Bar(index=index, start=start, size=end - start + 1, flags=flags))
     return tuple(bars)
+
+
+def _enable_vfs_hint(driver: str | None, error: int | None) -> str:
+    """What to do when the PF's driver refused to create VFs."""
+    if error == errno.ENOENT and driver is not None and "vfio" in driver:
+        module = driver.replace("-", "_")
+        return (
+            f"{driver} creates VFs only with its enable_sriov parameter: "
+            f"echo 1 > /sys/module/{module}/parameters/enable_sriov (or load it "
+            f"with enable_sriov=1), as root"
+        )
+    if error in (errno.EPERM, errno.EACCES):
+        return "creating VFs needs root"
+    if driver is None:
+        return "the PF has no driver: bind one that creates VFs (vfio-pci, or its own)"
+    return f"{driver} refused; `dmesg` may say why"
 
 
 def _load_hint(driver: str) -> str:

@@ -322,6 +322,9 @@ VFIO_DEVICE_ATTACH_IOMMUFD_PT = _io(19)
 VFIO_DEVICE_DETACH_IOMMUFD_PT = _io(20)
 
 
+VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0
+
+
 class vfio_device_bind_iommufd(ctypes.Structure):  # noqa: N801
     _fields_ = (
         ("argsz", ctypes.c_uint32),
@@ -461,6 +464,7 @@ SINCE_6_6 = frozenset(
         "vfio_device_bind_iommufd",
         "vfio_device_attach_iommufd_pt",
         "vfio_device_detach_iommufd_pt",
+        "VFIO_DEVICE_BIND_FLAG_TOKEN",  # opening a VF by token through its cdev (6.17)
         "VFIO_PCI_HOT_RESET_FLAG_DEV_ID",
         "VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED",
         "VFIO_PCI_DEVID_OWNED",

@@ -19,6 +19,7 @@ import math
 import mmap
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -350,6 +351,12 @@ ROWS: dict[str, Bad] = {
     "reset(method='nope')": Bad(
         "Device.reset", "method", lambda o: o.dev.reset(method="nope"), InvalidArgumentError
     ),
+    "set_vf_token(str)": Bad(
+        "Device.set_vf_token",
+        "token",
+        lambda o: o.dev.set_vf_token(bad(str(uuid.uuid4()))),
+        ArgumentTypeError,
+    ),
     "feature(1 << 16)": Bad(  # was masked to feature 0
         "Device.feature", "feature", lambda o: o.dev.feature(1 << 16, 0), OutOfRangeError
     ),
@@ -677,6 +684,14 @@ ROWS: dict[str, Bad] = {
         for verb in ("bind", "attach", "detach")
         for param, value in (("device_fd", str(3)), ("bdf", 10))
     },
+    "ioas.bind(vf_token=str)": Bad(
+        "Ioas.bind",
+        "vf_token",
+        _iommu_call("bind", "vf_token", str(uuid.uuid4())),
+        ArgumentTypeError,
+        needs="iommufd",
+        names=None,
+    ),
     "group.device_fd('zz')": Bad(
         "Group.device_fd",
         "bdf",
@@ -684,6 +699,13 @@ ROWS: dict[str, Bad] = {
         InvalidArgumentError,
         needs="legacy",
         names=None,
+    ),
+    "group.device_fd(vf_token=int)": Bad(
+        "Group.device_fd",
+        "vf_token",
+        lambda o: _group(o).device_fd(o.dev.bdf, vf_token=bad(uuid.uuid4().int)),
+        ArgumentTypeError,
+        needs="legacy",
     ),
     "group.device_fd(timeout=-1)": Bad(
         "Group.device_fd",

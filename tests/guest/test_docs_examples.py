@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from pyvfio import Sysfs
-from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID
+from pyvfio.vm import EDU_ID, IVSHMEM_ID, NVME_ID, NVME_SRIOV_ID
 
 from .docs_examples import Example, examples
 
@@ -25,7 +25,7 @@ def _drivers(sysfs: Sysfs) -> Drivers:
     """Each emulated device's driver and driver_override."""
     return {
         dev.bdf: (dev.driver, dev.driver_override)
-        for ids in (EDU_ID, IVSHMEM_ID, NVME_ID)
+        for ids in (EDU_ID, IVSHMEM_ID, NVME_ID, NVME_SRIOV_ID)
         for dev in sysfs.find(*ids)
     }
 

@@ -21,6 +21,7 @@ from pyvfio.vm import EDU_ID, NVME_ID
 
 NVME_EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme.py"
 TWO_DEVICES_EXAMPLE = NVME_EXAMPLE.with_name("two_devices.py")
+PEER_EXAMPLE = NVME_EXAMPLE.with_name("peer_to_peer.py")
 # The nvme driver probes in the background: the disk appears a while after the bind.
 DISK_WAIT = 60.0
 
@@ -171,16 +172,25 @@ def test_nvme_example_after_a_killed_run_says_how_to_give_the_controller_back(
     assert _nvme_disk(sysfs).blocks == disk.blocks
 
 
-def test_two_devices_example_hands_a_page_from_nvme_to_edu(sysfs: Sysfs) -> None:
-    # As a user runs it: a new interpreter, the example's folder on its path.
+def _run_example(path: Path) -> str:
+    """Its output, run as a user runs it: a new interpreter, the example's
+    folder on its path; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, str(TWO_DEVICES_EXAMPLE)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "model 'QEMU NVMe Ctrl'" in proc.stdout, proc.stdout
-    assert "edu read the same 2048 bytes from that IOVA, by DMA" in proc.stdout, proc.stdout
+    return proc.stdout
+
+
+def test_two_devices_example_hands_a_page_from_nvme_to_edu(sysfs: Sysfs) -> None:
+    stdout = _run_example(TWO_DEVICES_EXAMPLE)
+    assert "model 'QEMU NVMe Ctrl'" in stdout, stdout
+    assert "edu read the same 2048 bytes from that IOVA, by DMA" in stdout, stdout
     _nvme_disk(sysfs)  # the controller is back on nvme, with its disk
+
+
+def test_peer_to_peer_example_has_edu_write_into_and_read_from_a_bar() -> None:
+    # The backend is the suite's (PYVFIO_BACKEND): iommufd maps the BAR by dma-buf.
+    stdout = _run_example(PEER_EXAMPLE)
+    assert 'BAR2 holds "written by edu, into another device\'s BAR"' in stdout, stdout
+    assert "edu read 'and read back from it by edu' from the BAR, by DMA" in stdout, stdout

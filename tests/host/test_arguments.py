@@ -25,6 +25,7 @@ import mmap
 import re
 import sys
 import typing
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,6 +424,42 @@ HOST_ROWS: dict[str, Bad] = {
         lambda h: h.sysfs.bind(BDF, force=bad(1)),
         ArgumentTypeError,
     ),
+    "total_vfs(10)": Bad(
+        "Sysfs.total_vfs", "bdf", lambda h: h.sysfs.total_vfs(bad(10)), ArgumentTypeError
+    ),
+    "vfs(10)": Bad("Sysfs.vfs", "bdf", lambda h: h.sysfs.vfs(bad(10)), ArgumentTypeError),
+    "physfn(10)": Bad("Sysfs.physfn", "bdf", lambda h: h.sysfs.physfn(bad(10)), ArgumentTypeError),
+    "disable_vfs(10)": Bad(
+        "Sysfs.disable_vfs", "bdf", lambda h: h.sysfs.disable_vfs(bad(10)), ArgumentTypeError
+    ),
+    "enable_vfs('zz')": Bad(
+        "Sysfs.enable_vfs", "bdf", lambda h: h.sysfs.enable_vfs("zz", 1), InvalidArgumentError
+    ),
+    "enable_vfs(count='1')": Bad(
+        "Sysfs.enable_vfs", "count", lambda h: h.sysfs.enable_vfs(BDF, bad("1")), ArgumentTypeError
+    ),
+    "enable_vfs(count=0)": Bad(
+        "Sysfs.enable_vfs", "count", lambda h: h.sysfs.enable_vfs(BDF, 0), OutOfRangeError
+    ),
+    "enable_vfs(autoprobe=1)": Bad(
+        "Sysfs.enable_vfs",
+        "autoprobe",
+        lambda h: h.sysfs.enable_vfs(BDF, 1, autoprobe=bad(1)),
+        ArgumentTypeError,
+    ),
+    # vfs_enabled() checks at the call, not when its block is entered
+    "vfs_enabled(None)": Bad(
+        "Sysfs.vfs_enabled", "bdf", lambda h: h.sysfs.vfs_enabled(bad(None), 1), ArgumentTypeError
+    ),
+    "vfs_enabled(count=2**64)": Bad(
+        "Sysfs.vfs_enabled", "count", lambda h: h.sysfs.vfs_enabled(BDF, 2**64), OutOfRangeError
+    ),
+    "vfs_enabled(autoprobe='no')": Bad(
+        "Sysfs.vfs_enabled",
+        "autoprobe",
+        lambda h: h.sysfs.vfs_enabled(BDF, 1, autoprobe=bad("no")),
+        ArgumentTypeError,
+    ),
     # bound() checks at the call, not when its block is entered
     "bound('zz')": Bad("Sysfs.bound", "bdf", lambda h: h.sysfs.bound("zz"), InvalidArgumentError),
     "bound(driver='')": Bad(
@@ -505,6 +542,18 @@ HOST_ROWS: dict[str, Bad] = {
         "bdf",
         lambda h: IommuContext(sysfs=h.sysfs).open("00:0a"),
         InvalidArgumentError,
+    ),
+    "context.open(vf_token=str)": Bad(
+        "IommuContext.open",
+        "vf_token",
+        lambda h: IommuContext(sysfs=h.sysfs).open(BDF, vf_token=bad(str(uuid.uuid4()))),
+        ArgumentTypeError,
+    ),
+    "Device.open(vf_token=bytes)": Bad(
+        "Device.open",
+        "vf_token",
+        lambda h: Device.open(BDF, sysfs=h.sysfs, vf_token=bad(uuid.uuid4().bytes)),
+        ArgumentTypeError,
     ),
     "Device.open(None)": Bad(
         "Device.open", "bdf", lambda h: Device.open(bad(None)), ArgumentTypeError

@@ -51,6 +51,18 @@ IVSHMEM_ID = (0x1AF4, 0x1110)
 #: MSI-X table, BAR2 a 16 MiB controller memory buffer; the guest's nvme
 #: driver has it, with a 16 MiB disk.
 NVME_ID = (0x1B36, 0x0010)
+#: (vendor, device) of the NVMe controller with SR-IOV that the ``--device``
+#: values of :data:`SRIOV_NVME_DEVICES` add (``use-intel-id``: other IDs than
+#: the built-in nvme's, whose tests expect one); its VFs have the same IDs.
+NVME_SRIOV_ID = (0x8086, 0x5845)
+#: ``--device`` values of an NVMe controller with SR-IOV, 2 VFs: QEMU's nvme
+#: needs an ``nvme-subsys`` for SR-IOV, and no CMB.  Its VFs stay offline
+#: until the PF's driver gives them queues (examples/nvme_sriov.py).
+SRIOV_NVME_DEVICES = (
+    "nvme-subsys,id=pyvfio-subsys",
+    "nvme,serial=pyvfio-sriov,subsys=pyvfio-subsys,use-intel-id=on,"
+    "sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2",
+)
 #: (vendor, device) of QEMU's ``pci-testdev``, which ``--device pci-testdev`` adds.
 PCI_TESTDEV_ID = (0x1B36, 0x0005)
 

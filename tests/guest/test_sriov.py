@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SR-IOV: a PF on a VFIO driver creates VFs, and a VF opens only with the
+PF user's VF token.
+
+The boots that run this file add an NVMe controller with SR-IOV
+(pyvfio.vm.SRIOV_NVME_DEVICES); QEMU keeps its VFs offline until the PF's
+driver brings them up, which examples/nvme_sriov.py does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyvfio import (
+    BusyError,
+    Device,
+    InvalidArgumentError,
+    IommuContext,
+    OutOfRangeError,
+    PermissionDeniedError,
+    Sysfs,
+    UnsupportedError,
+    VfioError,
+)
+from pyvfio.vm import NVME_SRIOV_ID
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "nvme_sriov.py"
+
+
+def _parameter(driver: str) -> Path:
+    return Path("/sys/module") / driver.replace("-", "_") / "parameters" / "enable_sriov"
+
+
+@pytest.fixture
+def pf(sysfs: Sysfs, vfio_driver: str) -> Iterator[str]:
+    """The SR-IOV NVMe's PF, bound to the driver under test, which may create
+    VFs (enable_sriov=1) until the test ends."""
+    found = sysfs.find(*NVME_SRIOV_ID)
+    if not found:
+        pytest.skip("no SR-IOV NVMe in this boot (tools/test.sh adds SRIOV_NVME_DEVICES)")
+    bdf = found[0].bdf
+    with sysfs.bound(bdf, vfio_driver):
+        parameter = _parameter(vfio_driver)
+        before = parameter.read_text().strip()
+        parameter.write_text("1")
+        try:
+            yield bdf
+        finally:
+            parameter.write_text(before)
+            assert sysfs.vfs(bdf) == []
+
+
+def test_a_vf_opens_with_the_token_its_pf_user_set(sysfs: Sysfs, pf: str, vfio_driver: str) -> None:
+    token = uuid.uuid4()
+    assert sysfs.total_vfs(pf) == 2
+    autoprobe = Path(f"/sys/bus/pci/devices/{pf}/sriov_drivers_autoprobe")
+    with IommuContext() as context:
+        pf_dev = context.open(pf)
+        pf_dev.set_vf_token(token)
+        # Probed as they appear: the core steers a PF's VFs to its driver.
+        with sysfs.vfs_enabled(pf, 2, autoprobe=True) as vfs:
+            assert vfs == sysfs.vfs(pf) and len(vfs) == 2
+            assert autoprobe.read_text().strip() == "1"
+            for address in vfs:
+                assert sysfs.physfn(address) == pf
+                assert sysfs.device(address).driver == vfio_driver
+            with pytest.raises(PermissionDeniedError) as refused:
+                context.open(vfs[0])
+            assert f"its PF {pf} is on {vfio_driver}: pass vf_token=" in str(refused.value.hint)
+            with pytest.raises(PermissionDeniedError) as wrong:
+                context.open(vfs[0], vf_token=uuid.uuid4())
+            assert "is another" in str(wrong.value.hint)
+            vf = context.open(vfs[0], vf_token=token)
+            assert vf.config.read16(0) == NVME_SRIOV_ID[0]
+            # Its own context works too: the token is the device's, not the context's.
+            with Device.open(vfs[1], vf_token=token) as other:
+                assert other.config.read16(2) == NVME_SRIOV_ID[1]
+            # The kernel would wait for this process to let go of the VF: refused.
+            with pytest.raises(BusyError, match=f"VF {vfs[0]} is in use"):
+                sysfs.disable_vfs(pf)
+            assert sysfs.vfs(pf) == vfs
+            vf.close()
+        assert sysfs.vfs(pf) == []
+        assert autoprobe.read_text().strip() == "1"  # as it was
+        # No autoprobe: the kernel still honours the driver_override the
+        # core gave the VF, so it is on the PF's driver as before.
+        with sysfs.vfs_enabled(pf, 1) as (vf_bdf,):
+            assert autoprobe.read_text().strip() == "0"
+            assert sysfs.device(vf_bdf).driver == vfio_driver
+            with context.open(vf_bdf, vf_token=token):
+                pass
+        assert autoprobe.read_text().strip() == "1"
+
+
+def test_creating_vfs_says_what_is_missing(sysfs: Sysfs, pf: str, vfio_driver: str) -> None:
+    with pytest.raises(OutOfRangeError, match="at most 2"):
+        sysfs.enable_vfs(pf, 3)
+    edu = sysfs.find(0x1234, 0x11E8)[0].bdf
+    with pytest.raises(InvalidArgumentError, match="no SR-IOV capability"):
+        sysfs.enable_vfs(edu, 1)
+    _parameter(vfio_driver).write_text("0")
+    with pytest.raises(VfioError) as refused:
+        sysfs.enable_vfs(pf, 1)
+    assert f"{_parameter(vfio_driver)}" in str(refused.value.hint)
+    assert sysfs.vfs(pf) == []
+    assert Path(f"/sys/bus/pci/devices/{pf}/sriov_drivers_autoprobe").read_text() == "1\n"
+    _parameter(vfio_driver).write_text("1")  # as the hint says: then it works
+    with sysfs.vfs_enabled(pf, 1) as vfs:
+        assert len(vfs) == 1
+
+
+def test_a_vf_token_is_refused_where_it_has_no_meaning(sysfs: Sysfs, edu: str) -> None:
+    with Device.open(edu) as dev, pytest.raises(UnsupportedError, match="not an SR-IOV PF"):
+        dev.set_vf_token(uuid.uuid4())
+    with pytest.raises(InvalidArgumentError) as refused:
+        Device.open(edu, vf_token=uuid.uuid4())
+    assert refused.value.hint == "the device is no PF or VF: open it without vf_token"
+
+
+def test_the_sriov_example_brings_its_vfs_online(sysfs: Sysfs, vfio_driver: str) -> None:
+    if not sysfs.find(*NVME_SRIOV_ID):
+        pytest.skip("no SR-IOV NVMe in this boot (tools/test.sh adds SRIOV_NVME_DEVICES)")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--driver", vfio_driver],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 secondary controllers" in proc.stdout
+    for n in (1, 2):
+        assert f"controller {n}, model 'QEMU NVMe Ctrl'" in proc.stdout, proc.stdout

@@ -19,8 +19,10 @@ WARNING: pyvfio's C extension (pyvfio._mmio) did not build; pyvfio is
 installed with its pure-Python register access instead, which is slower
 and has no write_barrier.  For the fast path, install a C compiler and
 the Python headers (Debian, Ubuntu: gcc python3-dev; Fedora: gcc
-python3-devel), then reinstall without pip's cached wheel:
-    pip install --no-cache-dir --force-reinstall pyvfio
+python3-devel), then reinstall from the same source without pip's cached
+wheel, e.g. from a checkout or sdist (or pyvfio from an index):
+    pip install --no-cache-dir --force-reinstall PATH-OR-pyvfio
+Once installed, `pyvfio --version` prints the exact command.
 ########################################################################
 """
 

@@ -169,13 +169,13 @@ SAME_ON_BOTH_BACKENDS=(test_bind.py test_cli.py test_errors.py test_harness.py
 # Legacy-backend tests whose point is an answer, not a lock: they run on the
 # three Debian kernels, whose only backend is legacy, and the debug kernel's
 # legacy boot is for lockdep on the group and container paths, which the
-# rest of its files take (opening, mapping, cookies, races, release, reset).
+# rest of its files take (opening, mapping, races, release, reset, SR-IOV).
 ANSWERS_ON_DEBIAN_KERNELS=(test_arguments.py test_docs_examples.py test_examples.py
 	test_info.py test_lifetime.py)
 # Module files whose locks do not depend on the library's backend (the
 # device fd's ops are the same however it was opened): lockdep sees them in
 # the debug kernel's iommufd boot, the Debian kernels check their answers.
-MODULE_ONLY=(test_compat.py test_cookie_safety.py)
+MODULE_ONLY=(test_compat.py test_cookie_safety.py test_cookies.py)
 
 # The guest suite: guest SERIES NAME [BACKEND]; BACKEND sets $PYVFIO_BACKEND
 # in the guest (unset: the library picks).

@@ -838,7 +838,7 @@ def version_text() -> str:
     if mmio.BACKEND == "c":
         access = "C extension (pyvfio._mmio)"
     else:
-        access = f"pure-Python fallback, no write_barrier: {mmio.FALLBACK_HINT}"
+        access = f"pure-Python fallback, no write_barrier: {mmio.fallback_hint()}"
     release = os.uname().release
     if kmod.is_loaded():
         module = "loaded"

@@ -19,11 +19,15 @@ issue a store fence, so ``write_barrier()`` raises UnsupportedError.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
 import logging
 import mmap
 import operator
+import shlex
 import sys
 import typing
+import urllib.parse
 from typing import TYPE_CHECKING, Literal
 
 from . import _check
@@ -196,7 +200,7 @@ class _PyWindow:
             "write_barrier needs the C helper pyvfio._mmio",
             device=self._name,
             operation="write_barrier",
-            hint=FALLBACK_HINT,
+            hint=fallback_hint(),
         )
 
     def _release(self, reason: str | None = None, /) -> None:
@@ -229,10 +233,50 @@ else:
         _Window = _PyWindow
         BACKEND = "python"
 
-FALLBACK_HINT = (
-    "install gcc and python3-dev, then `pip install --no-cache-dir --force-reinstall pyvfio` "
-    "(pip reuses its cached wheel otherwise)"
-)
+REINSTALL = "pip install --no-cache-dir --force-reinstall"
+
+
+def reinstall_command(direct_url: str | None) -> str | None:
+    """The pip command that builds pyvfio again from where it was installed:
+    ``direct_url`` is the installed distribution's ``direct_url.json``
+    (PEP 610; None: it came from an index).  None where no command can: a
+    wheel, which carries no source."""
+    if direct_url is None:
+        return f"{REINSTALL} pyvfio"
+    try:
+        origin = json.loads(direct_url)
+        url = str(origin["url"])
+    except (ValueError, KeyError, TypeError):
+        return f"{REINSTALL} pyvfio"
+    vcs = origin.get("vcs_info")
+    if isinstance(vcs, dict) and "vcs" in vcs:
+        commit = vcs.get("commit_id")
+        spec = f"{vcs['vcs']}+{url}" + (f"@{commit}" if commit else "")
+        return f"{REINSTALL} {shlex.quote(spec)}"
+    target = urllib.parse.unquote(url.removeprefix("file://")) if url.startswith("file://") else url
+    if target.endswith(".whl"):
+        return None
+    dir_info = origin.get("dir_info")
+    if isinstance(dir_info, dict) and dir_info.get("editable"):
+        return f"{REINSTALL} -e {shlex.quote(target)}"
+    return f"{REINSTALL} {shlex.quote(target)}"
+
+
+@functools.cache
+def fallback_hint() -> str:
+    """What to do about the fallback: a compiler, then a rebuild from the
+    source pyvfio was installed from (pip reuses its cached wheel otherwise)."""
+    try:
+        direct_url = importlib.metadata.distribution("pyvfio").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        direct_url = None
+    command = reinstall_command(direct_url)
+    if command is None:
+        return (
+            "install gcc and python3-dev, then install pyvfio again from the sdist or "
+            f"source tree its wheel was built from, without pip's cache: `{REINSTALL} PATH`"
+        )
+    return f"install gcc and python3-dev, then `{command}` (pip reuses its cached wheel otherwise)"
 
 
 @functools.cache
@@ -243,7 +287,7 @@ def _warn_fallback_once() -> None:
         log.warning(
             "pyvfio._mmio is not built: register access uses the pure-Python fallback, "
             "which cannot fence (write_barrier); %s",
-            FALLBACK_HINT,
+            fallback_hint(),
         )
 
 

@@ -402,6 +402,10 @@ class GuestRun:
         config = self.config
         env = [f"{REPORT_ENV}={results / 'reports.jsonl'}", f"{SERIES_ENV}={self.kernel}"]
         env += config.getoption("vfio_env")
+        # Options from the environment apply in the guest too, but for the host's own.
+        addopts = os.environ.get("PYTEST_ADDOPTS", "").strip()
+        if addopts:
+            env.append(f"PYTEST_ADDOPTS={shlex.join(guest_args(shlex.split(addopts)))}")
         # The guest's root is read-only: its cache, and a JUnit report that
         # an ini's addopts may ask for, go to the results directory (the last
         # --junitxml wins).

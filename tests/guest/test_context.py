@@ -11,7 +11,9 @@ page out of the same buffer by DMA: both went through one address space.
 from __future__ import annotations
 
 import mmap
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +182,34 @@ def test_a_device_dmas_into_another_devices_bar(edu: str, ivshmem: str) -> None:
             other.dma_map_peer(shared, 2)
         # Left mapped: the context unmaps it before closing the device.
         context.dma_map_peer(shared, 2)
+
+
+def _pinned_kib() -> int:
+    """What this process has pinned for DMA: the legacy backend counts it in
+    locked_vm (VmLck, what RLIMIT_MEMLOCK limits), iommufd in pinned_vm
+    (VmPin) as well as in the user's locked_vm."""
+    status = Path("/proc/self/status").read_text()
+    total = 0
+    for field in ("VmLck", "VmPin"):
+        found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+        assert found, field
+        total += int(found.group(1))
+    return total
+
+
+def test_memory_mapped_for_dma_is_pinned_once_per_context(edu: str, nvme: str) -> None:
+    memory = mmap.mmap(-1, 64 * PAGE)
+    with IommuContext() as context:
+        context.open(nvme)
+        context.open(edu)
+        before = _pinned_kib()
+        with context.dma_map(memory):
+            shared = _pinned_kib() - before
+        assert _pinned_kib() == before  # unpinned with the mapping
+    assert shared == 64 * PAGE // 1024  # once, for two devices
+    # A context each: the same memory pinned, and counted, once per context.
+    with Device.open(nvme) as first, Device.open(edu) as second:
+        before = _pinned_kib()
+        with first.dma_map(memory), second.dma_map(memory):
+            separate = _pinned_kib() - before
+    assert separate == 2 * shared

@@ -166,7 +166,7 @@ with IommuContext() as context, warnings.catch_warnings(record=True) as warned:
     bar0 = devices[0].region(0).map()
     before = watchers()
     children = []
-    for _ in range(3):
+    for _ in range(2):  # the second after the watcher's restart
         pid = os.fork()
         if pid == 0:
             os._exit(0 if bar0.read32(0) == 0x010000ED else 1)
@@ -205,11 +205,11 @@ def test_a_fork_sees_no_pyvfio_thread_and_the_watcher_goes_on(sysfs: Sysfs) -> N
         )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])
-    assert report["at_fork"] == [1, 1, 1]  # only the forking thread
-    assert report["after_hooks"] == ["1", "1", "1"]
+    assert report["at_fork"] == [1, 1]  # only the forking thread
+    assert report["after_hooks"] == ["1", "1"]
     assert report["warned"] == []
     assert report["before"] == report["after"] == ["pyvfio-release-requests"]
-    assert report["children"] == [0, 0, 0]
+    assert report["children"] == [0, 0]
     assert report["answered"]
     assert report["others"] == [False, False]  # each device's request is its own
     assert report["left"] == []  # the last close ends the thread

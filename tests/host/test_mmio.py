@@ -158,3 +158,38 @@ def test_the_fallback_is_announced_once_and_only_when_mapping(
         assert len(warnings) == 1 and "--no-cache-dir --force-reinstall" in warnings[0]
     finally:
         mmio._warn_fallback_once.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "command"),
+    [
+        # from an index: no direct_url.json
+        (None, "pip install --no-cache-dir --force-reinstall pyvfio"),
+        (
+            '{"url": "file:///home/u/pyvfio-0.1.0.tar.gz", "archive_info": {}}',
+            "pip install --no-cache-dir --force-reinstall /home/u/pyvfio-0.1.0.tar.gz",
+        ),
+        (
+            '{"url": "file:///home/u/my%20src", "dir_info": {}}',
+            "pip install --no-cache-dir --force-reinstall '/home/u/my src'",
+        ),
+        (
+            '{"url": "file:///home/u/pyvfio", "dir_info": {"editable": true}}',
+            "pip install --no-cache-dir --force-reinstall -e /home/u/pyvfio",
+        ),
+        (
+            '{"url": "https://example.org/pyvfio.git", '
+            '"vcs_info": {"vcs": "git", "commit_id": "a8c1442"}}',
+            "pip install --no-cache-dir --force-reinstall "
+            "git+https://example.org/pyvfio.git@a8c1442",
+        ),
+        # a wheel carries no source to build from
+        ('{"url": "file:///w/pyvfio-0.1.0-py3-none-any.whl", "archive_info": {}}', None),
+        ("not json", "pip install --no-cache-dir --force-reinstall pyvfio"),
+    ],
+)
+def test_the_fallback_hint_rebuilds_from_where_pyvfio_came_from(
+    direct_url: str | None, command: str | None
+) -> None:
+    # PEP 610: pip records where a distribution was installed from.
+    assert mmio.reinstall_command(direct_url) == command

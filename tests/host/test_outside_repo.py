@@ -128,8 +128,8 @@ def _install_setuptools(venv: Path) -> None:
 @pytest.fixture(scope="module")
 def fresh() -> Iterator[Fresh]:
     shutil.rmtree(OUT, ignore_errors=True)
-    index, wheels, home, cache = (OUT / d for d in ("index", "wheels", "home", "cache"))
-    for d in (index, wheels, home, cache):
+    index, home, cache = (OUT / d for d in ("index", "home", "cache"))
+    for d in (index, home, cache):
         d.mkdir(parents=True)
     # Built from a copy: the build rewrites src/pyvfio.egg-info, which guests
     # booted meanwhile read (pytest reads every distribution's metadata).
@@ -152,32 +152,28 @@ def fresh() -> Iterator[Fresh]:
         capture_output=True,
     )
     (sdist,) = index.glob("pyvfio-*.tar.gz")
-    # The sdist built where there is no compiler: what pip shows at a terminal.
+    venv = OUT / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
+    _install_setuptools(venv)
+    # Installed from the sdist where there is no compiler, as a user without
+    # an index would: what pip shows at a terminal.
     rc, output = _in_terminal(
         [
-            sys.executable,
+            str(venv / "bin" / "python"),
             "-m",
             "pip",
-            "wheel",
+            "install",
             "--no-deps",
             "--no-index",
             "--no-build-isolation",
             "--no-cache-dir",
-            "-w",
-            str(wheels),
             str(sdist),
         ],
         home,
         {**os.environ, "CC": "false", "PIP_CONFIG_FILE": os.devnull},
     )
     assert rc == 0, output
-    venv = OUT / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
-    _install_setuptools(venv)
     fresh = Fresh(venv, index, cache, home, output)
-    (wheel,) = wheels.glob("pyvfio-*.whl")
-    proc = fresh.run(f"pip install {wheel}")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     yield fresh
 
 
@@ -190,13 +186,16 @@ def test_a_build_without_compiler_warns_at_the_terminal_and_its_hint_gets_the_fa
 ) -> None:
     # Seen without -v: the warning goes to the terminal pip runs in.
     assert "WARNING: pyvfio's C extension (pyvfio._mmio) did not build" in fresh.build_output
-    assert "pip install --no-cache-dir --force-reinstall pyvfio" in fresh.build_output
+    assert "`pyvfio --version` prints the exact command" in fresh.build_output
     before = fresh.run("pyvfio --version")
     assert before.returncode == 0, before.stderr
     assert "register access: pure-Python fallback" in before.stdout
     (command,) = [c for c in _hint_commands(before.stdout) if c.startswith("pip ")]
-    # Followed literally, with a compiler now (the sdist is all the "index" has).
-    proc = fresh.run(command)
+    # It names the sdist pip was given (direct_url.json): pyvfio is on no index.
+    (sdist,) = fresh.index.glob("pyvfio-*.tar.gz")
+    assert command == f"pip install --no-cache-dir --force-reinstall {sdist}"
+    # Followed literally, with a compiler now, and no index at all.
+    proc = fresh.run(command, PIP_FIND_LINKS="")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     after = fresh.run("pyvfio --version")
     assert "register access: C extension (pyvfio._mmio)" in after.stdout, after.stdout

@@ -6,6 +6,7 @@ leaves the host to say."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,13 @@ def project(name: str, tests: str, addopts: str = "", **more: str) -> Path:
     return path
 
 
-def pytest_in(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def pytest_in(
+    path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
         cwd=path,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         check=False,
@@ -173,7 +177,11 @@ def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     # Asked for in the project's ini, which the guest's pytest reads too: it
     # must not boot a VM of its own.
     path = project("reported", tests, addopts=f"--vfio-kernel={kernel}", skipped=SKIPPED)
-    result = pytest_in(path, "--junitxml=host.xml", "--vfio-results=j")
+    # PYTEST_ADDOPTS reaches the guest's pytest, without the host's own options.
+    addopts = f"-o junit_suite_name=from-addopts --vfio-kernel={kernel}"
+    result = pytest_in(
+        path, "--junitxml=host.xml", "--vfio-results=j", env={"PYTEST_ADDOPTS": addopts}
+    )
     out = result.stdout
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out
     # The unmarked test ran here; every marked one ran in the guest, once.
@@ -198,6 +206,7 @@ def test_guest_results_come_back_as_the_hosts_with_the_kernel_named() -> None:
     assert "test_driver.py" in (path / "j" / f"{kernel}.log").read_text()
     guest = ET.parse(path / "j" / f"{kernel}.xml").getroot()
     assert {case.get("name") for case in guest.iter("testcase")} >= {"test_fails", "test_marked"}
+    assert {suite.get("name") for suite in guest.iter("testsuite")} == {"from-addopts"}
 
 
 DIES = """

@@ -185,9 +185,9 @@ guest() {
 		--ignore=tests/guest/test_added_devices.py) bridged=0
 	# The races of test_stress.py run 10 s in the iommufd boot of the lockdep
 	# kernel, which reports an inverted lock order the first time both orders
-	# are taken; 3 s elsewhere (the legacy boot takes the same module and
+	# are taken; 5 s elsewhere (the legacy boot takes the same module and
 	# core locks; the Debian kernels can only crash or hang).
-	local stress=3
+	local stress=5
 	[ "$backend" = iommufd ] && stress=10
 	if [ "$backend" = iommufd ]; then
 		# The selftests' iommufd variants and vfio_pci_device_test run only

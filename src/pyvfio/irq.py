@@ -462,16 +462,18 @@ class _RequestWatcher:
 
     def remove(self, watch: ReleaseWatch) -> None:
         """Afterwards nothing answers for ``watch``.  Waits for its callback,
-        unless called from it; the last watch ends the thread (joined, unless
-        this is it)."""
+        unless called from it; the last watch ends the thread (joined; from
+        a callback, the thread ends when the callback returns)."""
         ended = None
         me = threading.current_thread()
         with self.lock:
             if self.watches.get(watch.eventfd) is watch:
                 del self.watches[watch.eventfd]
-                if self.thread is not None and not self.watches:
+                if self.thread is not None and not self.watches and self.thread is not me:
                     ended = self._end()
                 elif self.thread is not None:
+                    # From a callback: the thread stays the watcher until the
+                    # callback returns (a fork meanwhile joins it), then ends.
                     os.eventfd_write(self.wake, 1)
             while self.answering.get(watch, me) is not me:
                 self.answered.wait()
@@ -504,6 +506,9 @@ class _RequestWatcher:
             while True:
                 with self.lock:
                     if self.thread is not me:
+                        return
+                    if not self.watches:  # the last removed by a callback
+                        self.thread, self.wake = None, -1
                         return
                     polled = dict(self.watches)
                 poll = select.poll()
@@ -549,7 +554,7 @@ class _RequestWatcher:
             watch.answer()
         finally:
             with self.lock:
-                del self.answering[watch]
+                self.answering.pop(watch, None)  # gone in a child the callback forked
                 self.answered.notify_all()
 
     def pause(self) -> None:
@@ -574,8 +579,8 @@ class _RequestWatcher:
 
     def forget(self) -> None:
         """In a forked child, which has no thread: its devices are its parent's."""
-        if self.wake >= 0:  # a callback forked: its thread's eventfd
-            os.close(self.wake)
+        if self.wake >= 0 and self.thread is not threading.current_thread():
+            os.close(self.wake)  # another's; a callback that forked closes its own
         self._reset()  # the lock may have been held at the fork
 
 
@@ -594,7 +599,8 @@ def _join_fully(thread: threading.Thread) -> None:
 
 
 def _start_after_fork(_arg: int | None) -> int:
-    """A pending call: the main thread runs it at its next Python step."""
+    """A pending call: the main thread runs it at its next Python step.  (If
+    CPython's queue of them were full, the next device opened starts it.)"""
     try:
         _WATCHER.start_if_needed()
     except Exception:
@@ -662,7 +668,7 @@ class ReleaseWatch:
         )
         try:
             self._on_request()
-        except Exception:
+        except BaseException:  # sys.exit() in a callback must not end the watcher
             log.exception("%s: the release-request callback failed", self._device.bdf)
 
     def stop(self) -> None:

@@ -377,16 +377,23 @@ def _describe(kind: object) -> str:
     return repr(kind)  # pragma: no cover
 
 
-def vf_token(value: object, *, device: str | None, operation: str) -> uuid.UUID | None:
-    """A VF token: a uuid.UUID, or None for none."""
+def vf_token(
+    value: object,
+    *,
+    device: str | None,
+    operation: str,
+    name: str = "vf_token",
+    allow_none: bool = True,
+) -> uuid.UUID | None:
+    """A VF token: a uuid.UUID (or None for none, with ``allow_none``)."""
     token: uuid.UUID | None = instance(
         value,
         uuid.UUID,
-        "vf_token",
+        name,
         "a uuid.UUID",
         device=device,
         operation=operation,
-        allow_none=True,
+        allow_none=allow_none,
         hint="e.g. uuid.uuid4(), or uuid.UUID('bd8d9d2b-5a5f-4f5a-a211-f591514ba1f3')",
     )
     return token

@@ -613,18 +613,13 @@ class Device(DeviceFd):
         (``uuid.uuid4()`` makes one).  The kernel keeps it while the PF stays
         on its driver; it cannot be read back."""
         operation = "set VF token"
-        token = _check.instance(
-            token,
-            uuid.UUID,
-            "token",
-            "a uuid.UUID",
-            device=self.bdf,
-            operation=operation,
-            hint="e.g. uuid.uuid4()",
+        checked = _check.vf_token(
+            token, device=self.bdf, operation=operation, name="token", allow_none=False
         )
+        assert checked is not None
         try:
             self.feature(
-                uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, uapi.VFIO_DEVICE_FEATURE_SET, token.bytes
+                uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, uapi.VFIO_DEVICE_FEATURE_SET, checked.bytes
             )
         except UnsupportedError as exc:
             exc.message = "the device has no VF token: it is not an SR-IOV PF on vfio-pci"

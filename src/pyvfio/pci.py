@@ -470,11 +470,7 @@ class Sysfs:
         int from 1 to :meth:`total_vfs`; a PF that has VFs already is
         refused (:meth:`disable_vfs` first)."""
         operation = "enable VFs"
-        name = normalize_bdf(bdf)
-        count = _check.integer(
-            count, "count", device=name, operation=operation, low=1, high=MAX_VFS
-        )
-        autoprobe = _check.boolean(autoprobe, "autoprobe", device=name, operation=operation)
+        name, count, autoprobe = _vfs_arguments(bdf, count, autoprobe)
         dev = self.device(name)
         total = self.total_vfs(dev.bdf)
         if total == 0:
@@ -546,13 +542,7 @@ class Sysfs:
         addresses; afterwards the VFs are gone (:meth:`disable_vfs`) and
         ``sriov_drivers_autoprobe`` is as it was.  Arguments as
         :meth:`enable_vfs`'s, checked at the call."""
-        operation = "enable VFs"
-        name = normalize_bdf(bdf)
-        count = _check.integer(
-            count, "count", device=name, operation=operation, low=1, high=MAX_VFS
-        )
-        autoprobe = _check.boolean(autoprobe, "autoprobe", device=name, operation=operation)
-        return self._vfs_enabled(name, count, autoprobe)
+        return self._vfs_enabled(*_vfs_arguments(bdf, count, autoprobe))
 
     @contextlib.contextmanager
     def _vfs_enabled(self, bdf: str, count: int, autoprobe: bool) -> Iterator[list[str]]:
@@ -783,6 +773,15 @@ def _parse_resource(text: str) -> tuple[Bar, ...]:
             continue
         bars.append(Bar(index=index, start=start, size=end - start + 1, flags=flags))
     return tuple(bars)
+
+
+def _vfs_arguments(bdf: str, count: int, autoprobe: bool) -> tuple[str, int, bool]:
+    """:meth:`Sysfs.enable_vfs`'s arguments, checked: the address, normalized."""
+    name = normalize_bdf(bdf)
+    operation = "enable VFs"
+    count = _check.integer(count, "count", device=name, operation=operation, low=1, high=MAX_VFS)
+    autoprobe = _check.boolean(autoprobe, "autoprobe", device=name, operation=operation)
+    return name, count, autoprobe
 
 
 def _enable_vfs_hint(driver: str | None, error: int | None) -> str:
